@@ -1,0 +1,1 @@
+"""PyVISA drivers for PCM testers, switch matrices and probers, and the HardwareBackend."""

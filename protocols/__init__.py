@@ -1,0 +1,1 @@
+"""Pulse procedures that run on any DeviceBackend: program-and-verify, characterisation."""

@@ -1,0 +1,1 @@
+"""Backends that stand in for hardware: statistical emulator, replay, virtual instruments."""
