@@ -28,16 +28,20 @@ class Operation(enum.IntEnum):
     SET_RAMP = 3
 
 
-def _column(value, n: int, dtype) -> np.ndarray:
+def _field(value, n: int, dtype) -> np.ndarray:
+    """``value`` as an array that is a scalar or has one entry per device (not broadcast)."""
     arr = np.asarray(value, dtype=dtype)
-    if arr.ndim == 0:
-        return np.full(n, arr, dtype=dtype)
-    if arr.shape != (n,):
+    if arr.ndim and arr.shape != (n,):
         raise EnvelopeError(
             f"a per-device pulse field has shape {arr.shape}; expected a scalar or ({n},), "
             "one value per device id of the call"
         )
     return arr
+
+
+def _column(value, n: int, dtype) -> np.ndarray:
+    arr = _field(value, n, dtype)
+    return np.full(n, arr, dtype=dtype) if arr.ndim == 0 else arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,18 +172,19 @@ class SafetyEnvelope:
             if not (np.isfinite(v) and v > 0):
                 raise ConfigError(f"safety envelope field {f.name!r} must be > 0, got {v!r}")
 
-    def check(self, pulse: Pulse, n: int) -> dict[str, np.ndarray]:
+    def check(self, pulse: Pulse, n: int) -> None:
         """Raise :class:`EnvelopeError` unless ``pulse`` (for ``n`` devices) is inside.
 
-        Returns the pulse's broadcast columns so that callers need not recompute them.
+        Scalar fields are checked once, not broadcast: a 1 M-device call costs microseconds.
         """
         if not isinstance(pulse, Pulse):
             raise EnvelopeError(f"expected a pulse dataclass, got {type(pulse).__name__}")
-        cols = pulse.columns(n)
+        amp = _field(pulse.amplitude_V, n, np.float64)
+        width = _field(pulse.width_s, n, np.float64)
+        steps = _field(pulse.n_steps, n, np.int64)
         if n == 0:
-            return cols
+            return
         name = type(pulse).__name__
-        amp, width, steps = cols["amplitude_V"], cols["width_s"], cols["ramp_steps"]
         if not (np.all(np.isfinite(amp)) and np.all(np.isfinite(width))):
             raise EnvelopeError(f"{name}: amplitude and width must be finite numbers")
         if np.any(width <= 0):
@@ -202,7 +207,7 @@ class SafetyEnvelope:
                     f"{name}: compliance {comp} A must be in (0, {self.max_compliance_A}] A "
                     "(max_compliance_A)"
                 )
-            return cols
+            return
         if vmax > self.max_program_V:
             raise EnvelopeError(
                 f"{name}: |amplitude| {vmax} V exceeds the envelope's max_program_V "
@@ -221,4 +226,3 @@ class SafetyEnvelope:
                 f"{name}: duration {duration.max()} s exceeds the envelope's max_width_s "
                 f"{self.max_width_s} s"
             )
-        return cols
