@@ -17,7 +17,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hil.errors import BackendClosedError, ConfigError, DeviceIdError, EnvelopeError
+from hil.errors import (
+    BackendClosedError,
+    BackendError,
+    ConfigError,
+    DeviceIdError,
+    EnvelopeError,
+)
 from hil.pulses import (
     Operation,
     PartialSetPulse,
@@ -127,6 +133,15 @@ class DeviceBackend(abc.ABC):
             raise ConfigError(f"wait(seconds) needs a finite value >= 0, got {seconds!r}")
         self._check_open()
         self._wait(seconds)
+
+    def snapshot(self) -> dict[str, np.ndarray] | None:
+        """The device state as named arrays, for checkpoints; ``None`` when the devices
+        keep their own state (real hardware: a resumed run finds them as they are)."""
+        return None
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Put the devices back into a state returned by :meth:`snapshot`."""
+        raise BackendError(f"{type(self).__name__} cannot restore a device snapshot")
 
     def close(self) -> None:
         """Turn outputs off and release connections. Safe to call more than once."""
@@ -240,6 +255,19 @@ class CompositeBackend(DeviceBackend):
                 local, _slice_pulse(pulse, sel, ids.size), _slice_pulse(read_pulse, sel, ids.size)
             )
         return out
+
+    def snapshot(self):
+        snaps = [b.snapshot() for b in self.parts]
+        if all(s is None for s in snaps):
+            return None
+        return {f"part{k}/{name}": v for k, s in enumerate(snaps) if s for name, v in s.items()}
+
+    def restore(self, state):
+        for k, b in enumerate(self.parts):
+            prefix = f"part{k}/"
+            sub = {n[len(prefix) :]: v for n, v in state.items() if n.startswith(prefix)}
+            if sub:
+                b.restore(sub)
 
     def _clock(self) -> float:
         return max(b.clock() for b in self.parts)

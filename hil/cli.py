@@ -1,0 +1,306 @@
+"""The user's entry point: ``hil characterize ...`` (and, as they land, train/replay/fit).
+
+Errors a user can cause surface as one line naming what to fix (exit status 2), never as
+a traceback: every :class:`~hil.errors.HilError` is caught here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from hil.errors import HilError
+
+PROTOCOLS = ("staircase", "reset", "drift", "read-noise")
+
+
+class _HilGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HilError as exc:
+            click.echo(f"hil: error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_HilGroup)
+@click.version_option(package_name="hil")
+def main():
+    """Train neural networks on phase-change memory: real testers or an emulator."""
+
+
+def _jsonable(summary: dict) -> dict:
+    out = {}
+    for k, v in summary.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist() if v.size <= 64 else f"<{v.size} values in the run file>"
+        else:
+            out[k] = v
+    return out
+
+
+@main.command()
+@click.argument("protocol", type=click.Choice(PROTOCOLS))
+@click.option(
+    "--backend",
+    "backend_spec",
+    default="emulator",
+    show_default=True,
+    help="Device backend: emulator or emulator:PRESET.",
+)
+@click.option(
+    "--devices",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of devices to characterise.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Run file to write (HDF5); the plot goes next to it as .png.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the emulator.")
+@click.option(
+    "--pulses",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="staircase: partial-SET pulses per device.",
+)
+@click.option(
+    "--cycles",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="reset: SET/RESET cycles per device.",
+)
+@click.option(
+    "--reads",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="read-noise: reads per device.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, reads, as_json, force):
+    """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
+    from tqdm import tqdm
+
+    from hil import report
+    from hil.backends import make_backend
+    from hil.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
+    from protocols import characterize as ch
+
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    config_text = json.dumps(
+        {
+            "command": "characterize",
+            "protocol": protocol,
+            "backend": backend_spec,
+            "devices": devices,
+            "seed": seed,
+            "pulses": pulses,
+            "cycles": cycles,
+            "reads": reads,
+        }
+    )
+    ids = np.arange(devices)
+    steps = {"staircase": pulses + 1, "reset": cycles, "drift": 12, "read-noise": reads}[protocol]
+    started = time.perf_counter()
+    inner = make_backend(backend_spec, devices, seed=seed)
+    writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=force)
+    with (
+        LoggedBackend(inner, writer) as backend,
+        tqdm(total=steps, desc=protocol, unit="step", disable=None, file=sys.stderr) as bar,
+    ):
+        backend.set_context(phase=Phase.CHARACTERIZE)
+        if protocol == "staircase":
+            result = ch.staircase(backend, ids, n_pulses=pulses, progress=bar.update)
+        elif protocol == "reset":
+            result = ch.reset_statistics(backend, ids, n_cycles=cycles, progress=bar.update)
+        elif protocol == "drift":
+            result = ch.drift(backend, ids, progress=bar.update)
+        else:
+            result = ch.read_noise(backend, ids, n_reads=reads, progress=bar.update)
+        counts = {op.name: n for op, n in backend.counts.items()}
+    summary = result.summary()
+    write_summary(out, protocol, summary)
+    png = out.with_suffix(".png")
+    title = f"{protocol} on {backend_spec}, {devices} devices"
+    if protocol == "staircase":
+        report.plot_staircase(summary, png, title)
+    elif protocol == "reset":
+        report.plot_reset(summary, result.g_S, png, title)
+    elif protocol == "drift":
+        report.plot_drift(summary, png, title)
+    else:
+        report.plot_read_noise(summary, png, title)
+    line = {
+        "protocol": protocol,
+        "backend": backend_spec,
+        "devices": devices,
+        "pulses_logged": int(sum(counts.values())),
+        "pulses_by_kind": counts,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "run_file": str(out),
+        "plot": str(png),
+        "summary": _jsonable(summary),
+    }
+    if as_json:
+        click.echo(json.dumps(line))
+    else:
+        click.echo(
+            f"{protocol}: {line['pulses_logged']} pulses logged to {out} "
+            f"({', '.join(f'{k} {v}' for k, v in counts.items())}); plot {png}"
+        )
+        for k, v in line["summary"].items():
+            if isinstance(v, float):
+                click.echo(f"  {k} = {v:.6g}")
+
+
+def _layers(value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML configuration (see examples/); options below override it.",
+)
+@click.option("--cell", type=click.Choice(["2pcm3t1c", "2pcm", "fp"]), help="Unit cell.")
+@click.option("--layers", help="Neurons per layer, e.g. 784,250,125,10.")
+@click.option("--epochs", type=int)
+@click.option("--train-images", type=int, help="Use the first N training images (0 = all).")
+@click.option("--test-images", type=int, help="Evaluate on the first N test images (0 = all).")
+@click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, ...")
+@click.option("--dataset", type=click.Choice(["mnist", "mnist-backrand"]))
+@click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
+@click.option("--seed", type=int)
+@click.option(
+    "--update-mode",
+    type=click.Choice(["stochastic", "expected"]),
+    help="Crossbar update: stochastic pulse trains or expected counts.",
+)
+@click.option(
+    "--no-polarity-inversion",
+    is_flag=True,
+    default=None,
+    help="2pcm3t1c: keep p fixed (the paper's ablation).",
+)
+@click.option("--no-log", is_flag=True, help="Do not record pulses (for speed comparisons).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Run file to write.")
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Continue a killed run from its newest checkpoint.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON line.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    config_file,
+    cell,
+    layers,
+    epochs,
+    train_images,
+    test_images,
+    backend_spec,
+    dataset,
+    data_dir,
+    seed,
+    update_mode,
+    no_polarity_inversion,
+    no_log,
+    out,
+    resume,
+    force,
+    as_json,
+    quiet,
+):
+    """Train a network on MNIST with PCM synapses (or the floating-point reference)."""
+    from hil.config import TrainConfig, apply_overrides
+    from hil.datasets import get_dataset
+    from hil.runfile import open_run_file, read_root_attrs
+    from hil.training import Trainer
+
+    if resume:
+        if (
+            any(
+                v is not None
+                for v in (
+                    config_file,
+                    cell,
+                    layers,
+                    epochs,
+                    train_images,
+                    test_images,
+                    backend_spec,
+                    dataset,
+                    seed,
+                    update_mode,
+                    no_polarity_inversion,
+                )
+            )
+            or no_log
+        ):
+            raise click.UsageError(
+                "--resume continues a run with its stored configuration; "
+                "give no other training options"
+            )
+        with open_run_file(resume, "r") as f:
+            cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
+        if data_dir:
+            cfg = apply_overrides(cfg, data_dir=data_dir)
+        out = resume
+    else:
+        if out is None:
+            raise click.UsageError("give --out RUN.h5 (or --resume RUN.h5)")
+        if out.exists() and not force:
+            raise click.UsageError(f"{out} exists; pass --force to overwrite or --resume it")
+        cfg = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
+        cfg = apply_overrides(
+            cfg,
+            cell=cell,
+            layers=_layers(layers),
+            epochs=epochs,
+            train_images=train_images,
+            test_images=test_images,
+            backend=backend_spec,
+            dataset=dataset,
+            data_dir=data_dir,
+            seed=seed,
+            log_pulses=False if no_log else None,
+            synapse__update_mode=update_mode,
+            synapse__polarity_inversion=False if no_polarity_inversion else None,
+        )
+    data = get_dataset(cfg.dataset, cfg.data_dir or None)
+    trainer = Trainer(cfg, data, out, progress=not quiet, overwrite=force)
+    summary = trainer.run(resume=resume is not None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        accs = ", ".join(f"{a:.2%}" for a in summary["test_accuracy"])
+        click.echo(
+            f"{cfg.cell}: test accuracy by epoch {accs}; {summary['pulses_total']:,} "
+            f"pulses logged to {out}; {summary['wall_s']:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

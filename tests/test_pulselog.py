@@ -1,0 +1,726 @@
+"""The pulse log: exactly-once logging, envelope refusals, SWMR, crash safety, bad files,
+queries against a numpy reference, and compatibility with plain h5py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401 - plain h5py needs the Blosc2 filter registered
+import numpy as np
+import pytest
+
+from hil.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.errors import BackendError, ConfigError, DeviceIdError, EnvelopeError, LogError
+from hil.pulselog import (
+    COLUMN_NAMES,
+    LoggedBackend,
+    Phase,
+    PulseLog,
+    PulseLogReader,
+    PulseLogWriter,
+    Role,
+    read_summary,
+    write_summary,
+)
+from hil.pulses import Operation
+from hil.runfile import SCHEMA_VERSION
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(chunk_records=1024, buffer_records=3000)  # many chunks and buffer spills
+
+
+class FakeBackend(DeviceBackend):
+    """G per device in float64 (not float32-exact); SET adds, RESET lowers; records calls."""
+
+    def __init__(self, n, fail_on=None):
+        super().__init__(n)
+        self.g = 1e-6 * (1.0 + np.arange(n) / 7.0)
+        self.t = 0.0
+        self.calls = []
+        self.fail_on = fail_on
+        self.close_error = None
+
+    def _maybe_fail(self, what):
+        if self.fail_on == what:
+            raise BackendError(f"instrument fault during {what}")
+
+    def _reset(self, ids, pulse):
+        self._maybe_fail("reset")
+        self.calls.append(("reset", ids.copy()))
+        self.g[ids] = 0.1e-6 + 1e-9 * ids
+        self.t += 1e-3
+
+    def _set(self, ids, pulse):
+        self._maybe_fail("set")
+        self.calls.append(("set", ids.copy()))
+        self.g[ids] += np.asarray(pulse.width_s) * 1e2 / 3.0
+        self.t += 1e-3
+
+    def _read(self, ids, pulse):
+        self._maybe_fail("read")
+        self.calls.append(("read", ids.copy()))
+        self.t += 1e-3
+        return self.g[ids] * (1.0 + 1e-3 * np.sin(ids + self.t))
+
+    def _clock(self):
+        return self.t
+
+    def _wait(self, seconds):
+        self.t += seconds
+
+    def _close(self):
+        if self.close_error is not None:
+            raise self.close_error
+
+
+def _expected_rows(t, ids, op, pulse, ctx, g=None):
+    """Reference rows for one logged call, built independently of the writer."""
+    n = ids.size
+    col = {
+        "time_s": np.full(n, t),
+        "device": ids.astype(np.uint32),
+        "op": np.full(n, int(op), np.uint8),
+        "amplitude_V": np.broadcast_to(np.float32(pulse.amplitude_V), (n,)),
+        "width_s": np.broadcast_to(np.asarray(pulse.width_s, np.float32), (n,)),
+        "ramp_steps": np.broadcast_to(np.asarray(pulse.n_steps, np.uint8), (n,)),
+        "epoch": np.full(n, ctx.get("epoch", -1), np.int32),
+        "image": np.full(n, ctx.get("image", -1), np.int32),
+        "transfer": np.full(n, ctx.get("transfer", -1), np.int32),
+        "phase": np.full(n, int(ctx.get("phase", 0)), np.uint8),
+        "layer": np.full(n, ctx.get("layer", -1), np.int16),
+    }
+    if g is None:
+        nan = np.full(n, np.nan, np.float32)
+        col.update(g_S=nan, current_A=nan, read_V=nan)
+    else:
+        g32 = np.float32(g) if np.ndim(g) == 0 else np.asarray(g, np.float32)
+        v = np.float32(pulse.amplitude_V)
+        col.update(g_S=g32, current_A=g32 * v, read_V=np.full(n, v))
+    return col
+
+
+def _concat(rows):
+    return {k: np.concatenate([np.asarray(r[k]) for r in rows]) for k in COLUMN_NAMES}
+
+
+def _assert_columns_equal(reader, ref):
+    assert reader.n_records == ref["device"].size
+    for name in COLUMN_NAMES:
+        np.testing.assert_array_equal(reader.column(name), ref[name], err_msg=name)
+
+
+def _run_random_session(path, rng, n_devices=300, n_calls=60):
+    """Drive a LoggedBackend with random calls; returns (reference rows, counts, backend)."""
+    inner = FakeBackend(n_devices)
+    backend = LoggedBackend(inner, PulseLogWriter(path, config_text="x = 1", seed=7, **SMALL))
+    rows, returned = [], []
+    ctx = {}
+    for i in range(n_calls):
+        if i % 10 == 0:
+            ctx = dict(epoch=i // 10, transfer=i, phase=Phase.TRANSFER, layer=i % 3, image=i * 5)
+        n = int(rng.integers(0, 120))
+        ids = rng.integers(0, n_devices, n)
+        if rng.random() < 0.5:
+            ids = np.sort(ids)
+        kind = rng.integers(0, 4)
+        t = inner.clock()
+        with backend.context(**ctx):
+            if kind == 0:
+                pulse = ResetPulse(amplitude_V=float(rng.uniform(3, 4.5)))
+                backend.reset(ids, pulse)
+                rows.append(_expected_rows(t, ids, Operation.RESET, pulse, ctx))
+            elif kind == 1:
+                pulse = RampSetPulse(width_s=rng.uniform(2e-9, 5e-7, n), steps=8)
+                backend.set(ids, pulse)
+                rows.append(_expected_rows(t, ids, Operation.SET_RAMP, pulse, ctx))
+            elif kind == 2:
+                pulse = ReadPulse(amplitude_V=0.2)
+                g = backend.read(ids, pulse)
+                returned.append(g)
+                rows.append(_expected_rows(t, ids, Operation.READ, pulse, ctx, g))
+            else:
+                pulse, rp = PartialSetPulse(width_s=float(rng.uniform(1e-8, 1e-7))), ReadPulse()
+                g = backend.set_and_read(ids, pulse, rp)
+                returned.append(g)
+                rows.append(_expected_rows(t, ids, Operation.SET_PARTIAL, pulse, ctx))
+                rows.append(_expected_rows(t, ids, Operation.READ, rp, ctx, g))
+        if rng.random() < 0.2:
+            backend.wait(float(rng.uniform(0, 2)))
+        if rng.random() < 0.15:
+            backend.writer.flush()
+    return _concat(rows), returned, backend
+
+
+# --- LoggedBackend ----------------------------------------------------------------------
+def test_every_pulse_is_logged_exactly_once_with_its_context(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "run.h5"
+    ref, returned, backend = _run_random_session(path, rng)
+    inner = backend.inner
+    # What reached the inner backend, record for record, is what the log holds.
+    sent = np.concatenate([ids for _, ids in inner.calls])
+    assert sent.size == ref["device"].size
+    counts = dict(backend.counts)
+    backend.close()
+    assert backend.writer.closed and inner.closed
+    with PulseLogReader(path) as reader:
+        _assert_columns_equal(reader, ref)
+        assert reader.count_by_op() == counts
+        assert reader.config_text == "x = 1" and reader.seed == 7
+    assert sum(counts.values()) == ref["device"].size
+    assert counts[Operation.READ] > 0 and counts[Operation.SET_RAMP] > 0
+
+
+def test_returned_conductances_are_exactly_the_logged_float32_values(tmp_path):
+    inner = FakeBackend(50)
+    with LoggedBackend(inner, PulseLogWriter(tmp_path / "g.h5")) as backend:
+        ids = np.arange(50)
+        g = backend.read(ids)
+        exact = inner.g[ids] * (1.0 + 1e-3 * np.sin(ids + inner.t))
+        g2 = backend.set_and_read(ids[::-1])
+    assert g.dtype == np.float64
+    # The inner values are not float32-representable; the caller gets them rounded.
+    assert np.any(g != exact)
+    np.testing.assert_array_equal(g, exact.astype(np.float32).astype(np.float64))
+    with PulseLogReader(tmp_path / "g.h5") as reader:
+        stored = reader.query(ops=[Operation.READ])["g_S"]
+    np.testing.assert_array_equal(stored.astype(np.float64), np.concatenate([g, g2]))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.reset([0, 1], ResetPulse(amplitude_V=7.0)),
+        lambda b: b.set([0, 1], RampSetPulse(width_s=2e-6, steps=8)),
+        lambda b: b.read([0, 1], ReadPulse(amplitude_V=0.9)),
+        lambda b: b.set_and_read([0, 1], PartialSetPulse(), ReadPulse(compliance_A=1.0)),
+        lambda b: b.set([0, 1], ResetPulse()),  # wrong kind of pulse
+    ],
+)
+def test_out_of_envelope_pulse_raises_and_leaves_log_and_backend_untouched(tmp_path, call):
+    inner = FakeBackend(4)
+    g_before = inner.g.copy()
+    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "e.h5"))
+    backend.read([2, 3])
+    with pytest.raises(EnvelopeError):
+        call(backend)
+    assert [c[0] for c in inner.calls] == ["read"]
+    np.testing.assert_array_equal(inner.g, g_before)
+    assert backend.writer.n_records == 2
+    assert sum(backend.counts.values()) == 2
+    backend.close()
+    with PulseLogReader(tmp_path / "e.h5") as reader:
+        np.testing.assert_array_equal(reader.column("device"), [2, 3])
+
+
+def test_failed_inner_call_and_bad_ids_log_nothing(tmp_path):
+    inner = FakeBackend(4, fail_on="set")
+    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "f.h5"))
+    with pytest.raises(BackendError):
+        backend.set([0, 1])
+    with pytest.raises(BackendError):
+        backend.set_and_read([0, 1])
+    with pytest.raises(DeviceIdError):
+        backend.read([0, 9])
+    backend.reset([3])
+    assert backend.writer.n_records == 1
+    backend.close()
+    with PulseLogReader(tmp_path / "f.h5") as reader:
+        assert reader.n_records == 1
+        assert reader.count_by_op()[Operation.RESET] == 1
+
+
+def test_context_nests_and_restores(tmp_path):
+    backend = LoggedBackend(FakeBackend(3), PulseLogWriter(tmp_path / "c.h5"))
+    with backend.context(epoch=2, phase=Phase.TRAIN):
+        with backend.context(transfer=5, layer=1):
+            backend.reset([0])
+        backend.reset([1])
+    backend.reset([2])
+    with pytest.raises(ConfigError, match="unknown log context"):
+        with backend.context(epoc=1):
+            pass
+    backend.close()
+    with PulseLogReader(tmp_path / "c.h5") as r:
+        np.testing.assert_array_equal(r.column("epoch"), [2, 2, -1])
+        np.testing.assert_array_equal(r.column("phase"), [1, 1, 0])
+        np.testing.assert_array_equal(r.column("transfer"), [5, -1, -1])
+        np.testing.assert_array_equal(r.column("layer"), [1, -1, -1])
+
+
+def test_close_closes_writer_even_if_inner_close_fails(tmp_path):
+    inner = FakeBackend(3)
+    inner.close_error = BackendError("output relay stuck")
+    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "cl.h5"))
+    backend.read([0, 1, 2])
+    with pytest.raises(BackendError, match="relay"):
+        backend.close()
+    assert backend.writer.closed
+    with PulseLogReader(tmp_path / "cl.h5") as reader:
+        assert reader.n_records == 3
+
+
+def test_no_pulse_is_sent_once_the_log_is_closed(tmp_path):
+    inner = FakeBackend(3)
+    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "x.h5"))
+    backend.writer.close()
+    with pytest.raises(LogError, match="unlogged"):
+        backend.set([0])
+    with pytest.raises(LogError, match="unlogged"):
+        backend.read([0])
+    assert inner.calls == []
+
+
+def test_set_context_persists_until_changed(tmp_path):
+    backend = LoggedBackend(FakeBackend(2), PulseLogWriter(tmp_path / "s.h5"))
+    backend.set_context(phase=Phase.CHARACTERIZE, epoch=4)
+    backend.reset([0])
+    backend.set_context(epoch=5)
+    backend.reset([1])
+    with pytest.raises(ConfigError):
+        backend.set_context(temperature=300)
+    backend.close()
+    with PulseLogReader(tmp_path / "s.h5") as r:
+        np.testing.assert_array_equal(r.column("phase"), [3, 3])
+        np.testing.assert_array_equal(r.column("epoch"), [4, 5])
+
+
+# --- writer -----------------------------------------------------------------------------
+def test_writer_rejects_bad_appends_and_use_after_close(tmp_path):
+    w = PulseLogWriter(tmp_path / "w.h5")
+    with pytest.raises(ConfigError, match="g_S"):
+        w.append([1, 2, 3], 0, 0.0, g_S=np.ones(2))
+    with pytest.raises(ConfigError, match="op codes"):
+        w.append([1, 2], 9, 0.0)
+    with pytest.raises(ConfigError, match="device ids"):
+        w.append([-1, 2], 0, 0.0)
+    assert w.n_records == 0
+    w.append([1, 2], 0, 0.0)
+    w.close()
+    with pytest.raises(LogError, match="closed"):
+        w.append([1], 0, 0.0)
+    with pytest.raises(ConfigError, match="already exists"):
+        PulseLogWriter(tmp_path / "w.h5")
+
+
+def test_root_attributes_and_device_table(tmp_path):
+    big_seed = 2**100 + 3  # SeedSequence entropy can exceed int64
+    table = dict(device=np.arange(4), layer=[0, 0, 1, 1], row=[0, 0, 0, 0],
+                 column=[0, 1, 0, 1], role=[Role.G_PLUS, Role.G_MINUS] * 2)  # fmt: skip
+    w = PulseLog.create(tmp_path / "t.h5", config_text="lr = 0.1\n", seed=big_seed)
+    w.set_device_table(**table)
+    with pytest.raises(ConfigError, match="already set"):
+        w.set_device_table(device=[9])
+    w.close()
+    with PulseLog.open(tmp_path / "t.h5") as r:
+        assert r.seed == big_seed and r.config_text == "lr = 0.1\n"
+        assert r.attrs["schema_version"] == SCHEMA_VERSION
+        assert r.attrs["created_utc"].endswith("+00:00")
+        assert set(r.versions) >= {"hil", "numpy", "h5py", "hdf5", "python"}
+        dt = r.device_table()
+        np.testing.assert_array_equal(dt["role"], [0, 1, 0, 1])
+        np.testing.assert_array_equal(dt["column"], [0, 1, 0, 1])
+        np.testing.assert_array_equal(dt["die"], -1)
+        assert r.n_records == 0 and r.column("g_S").size == 0
+
+
+def test_reopen_truncates_keeps_other_objects_and_continues(tmp_path):
+    path = tmp_path / "r.h5"
+    g = np.random.default_rng(2).random(6000).astype(np.float32)
+    with PulseLogWriter(
+        path,
+        prepare=lambda f: f.create_dataset("metrics", shape=(0,), maxshape=(None,), dtype="f8"),
+        **SMALL,
+    ) as w:
+        w.set_device_table(layer=[0, 0, 1], role=[0, 1, 255])  # ids default to 0..2
+        w.append(np.arange(6000) % 3, 0, 1.0, g_S=g)
+        # SWMR allows writing into datasets created by `prepare`
+        w.file["metrics"].resize((2,))
+        w.file["metrics"][:] = [0.5, 0.7]
+    for keep in (5000, 2048, 0):
+        w = PulseLogWriter.reopen(path, truncate_to=keep, buffer_records=3000)
+        assert w.n_records == keep and w.n_durable == keep
+        w.append([2, 1], 1, 2.0, g_S=[9.0, 8.0])
+        w.close()
+        with PulseLogReader(path) as r:
+            assert r.n_records == keep + 2
+            np.testing.assert_array_equal(r.column("g_S"), np.r_[g[:keep], 9.0, 8.0])
+            np.testing.assert_array_equal(r.column("device", keep), [2, 1])
+            np.testing.assert_array_equal(r.device_table()["device"], [0, 1, 2])
+        with h5py.File(path, "r") as f:
+            np.testing.assert_array_equal(f["metrics"][...], [0.5, 0.7])
+        g = np.r_[g[:keep], 9.0, 8.0].astype(np.float32)
+    with pytest.raises(LogError, match="cannot keep 99 pulse records"):
+        PulseLogWriter.reopen(path, truncate_to=99)
+
+
+def test_summaries_round_trip(tmp_path):
+    path = tmp_path / "sum.h5"
+    PulseLogWriter(path).close()
+    write_summary(path, "staircase", {"mean_g_S": 2.5e-6, "pulse_number": np.arange(3)})
+    write_summary(path, "staircase", {"mean_g_S": 3.5e-6})  # replaces the earlier one
+    got = read_summary(path, "staircase")
+    assert got == {"mean_g_S": 3.5e-6}
+    with pytest.raises(LogError, match="no summary 'drift'"):
+        read_summary(path, "drift")
+    with pytest.raises(ConfigError, match="not numeric"):
+        write_summary(path, "x", {"note": "text"})
+
+
+# --- reader: queries against a numpy reference -----------------------------------------
+@pytest.fixture(scope="module")
+def random_log(tmp_path_factory):
+    """A log of 60k random records in many calls, and its numpy reference."""
+    rng = np.random.default_rng(3)
+    path = tmp_path_factory.mktemp("log") / "q.h5"
+    rows = []
+    t = 0.0
+    with PulseLogWriter(path, **SMALL) as w:
+        for call in range(120):
+            n = int(rng.integers(1, 1000))
+            ids = rng.integers(0, 500, n)
+            if call % 2:
+                ids = np.sort(ids)
+            op = int(rng.integers(0, 4))
+            col = {
+                "time_s": np.full(n, t),
+                "device": ids.astype(np.uint32),
+                "op": np.full(n, op, np.uint8),
+                "amplitude_V": np.full(n, 0.2 if op == 0 else 1.5, np.float32),
+                "width_s": rng.uniform(1e-9, 1e-6, n).astype(np.float32),
+                "ramp_steps": np.full(n, 8 * (op == 3), np.uint8),
+                "g_S": rng.uniform(1e-7, 2.5e-5, n).astype(np.float32),
+                "current_A": rng.uniform(0, 1e-5, n).astype(np.float32),
+                "read_V": np.full(n, 0.2, np.float32),
+                "epoch": np.full(n, call // 30, np.int32),
+                "image": rng.integers(-1, 60000, n).astype(np.int32),
+                "transfer": np.full(n, call // 10, np.int32),
+                "phase": np.full(n, call % 5, np.uint8),
+                "layer": np.full(n, call % 3, np.int16),
+            }
+            w.append(**col)
+            rows.append(col)
+            t += float(rng.uniform(0.1, 1.0))
+            if call % 17 == 0:
+                w.flush()
+    return path, _concat(rows)
+
+
+def test_columns_and_slices_match_reference(random_log):
+    path, ref = random_log
+    with PulseLogReader(path) as r:
+        _assert_columns_equal(r, ref)
+        for a, b in [(0, 1), (1000, 1030), (1023, 1025), (5000, 20000), (-50, None)]:
+            np.testing.assert_array_equal(r.column("g_S", a, b), ref["g_S"][a:b])
+
+
+def test_device_history_matches_reference(random_log):
+    path, ref = random_log
+    with PulseLogReader(path) as r:
+        for d in (0, 17, 250, 499, 777):  # 777 never appears
+            h = r.device_history(d)
+            idx = np.flatnonzero(ref["device"] == d)
+            np.testing.assert_array_equal(h["index"], idx)
+            for name in COLUMN_NAMES:
+                np.testing.assert_array_equal(h[name], ref[name][idx], err_msg=name)
+        assert r.device_history(777)["g_S"].size == 0
+        part = r.device_history(17, columns=["g_S", "time_s"])
+        assert set(part) == {"index", "g_S", "time_s"}
+
+
+def test_select_filters_match_reference(random_log):
+    path, ref = random_log
+    cases = [
+        dict(devices=[3, 4, 5, 400]),
+        dict(ops=[Operation.READ]),
+        dict(t_min=20.0, t_max=35.5),
+        dict(transfers=[2, 7], ops=[1, 3]),
+        dict(devices=range(100, 200), t_max=30.0, phases=[Phase.TRAIN]),
+        dict(devices=[], ops=[0]),
+    ]
+    with PulseLogReader(path) as r:
+        for f in cases:
+            mask = np.ones(ref["device"].size, bool)
+            if "devices" in f:
+                mask &= np.isin(ref["device"], list(f["devices"]))
+            if "ops" in f:
+                mask &= np.isin(ref["op"], [int(o) for o in f["ops"]])
+            if "transfers" in f:
+                mask &= np.isin(ref["transfer"], f["transfers"])
+            if "phases" in f:
+                mask &= np.isin(ref["phase"], [int(p) for p in f["phases"]])
+            mask &= ref["time_s"] >= f.get("t_min", -np.inf)
+            mask &= ref["time_s"] <= f.get("t_max", np.inf)
+            got = r.query(**f, columns=["device", "g_S", "op"])
+            np.testing.assert_array_equal(got["index"], np.flatnonzero(mask), err_msg=str(f))
+            np.testing.assert_array_equal(got["g_S"], ref["g_S"][mask])
+            # select() yields one chunk's matches at a time
+            batches = list(r.select(**f, columns=["device"]))
+            assert all(b["index"].size and b["index"].size <= r.chunk_records for b in batches)
+
+
+def test_plain_h5py_reads_every_column(random_log):
+    path, ref = random_log
+    with h5py.File(path, "r") as f:
+        assert f.attrs["hil_kind"] == "hil-run"
+        for name in COLUMN_NAMES:
+            np.testing.assert_array_equal(f["pulses"][name][...], ref[name], err_msg=name)
+
+
+def test_chunks_rewritten_by_hdf5_filter_and_run_length_chunks_still_read(tmp_path):
+    path = tmp_path / "mixed.h5"
+    n = 5000
+    g = np.random.default_rng(0).random(n).astype(np.float32)
+    with PulseLogWriter(path, swmr=False, **SMALL) as w:
+        # op, ramp_steps, phase are all zero: Blosc2 stores such chunks as a run of zeros.
+        w.append(np.arange(n), 0, 0.0, g_S=g)
+    with h5py.File(path, "r+") as f:
+        np.testing.assert_array_equal(f["pulses/op"][...], 0)  # the filter reads such chunks
+        f["pulses/g_S"][100:200] = 1.0  # HDF5's own filter rewrites that chunk (B2ND frame)
+    g[100:200] = 1.0
+    with PulseLogReader(path) as r:
+        np.testing.assert_array_equal(r.column("g_S"), g)
+        np.testing.assert_array_equal(r.column("op"), 0)
+        np.testing.assert_array_equal(r.device_history(150)["g_S"], [1.0])
+        np.testing.assert_array_equal(r.device_history(4321)["g_S"], g[[4321]])
+
+
+class _CrashingDataset:
+    """Stands in for a column's h5py dataset; the write after ``allowed`` ones fails."""
+
+    def __init__(self, ds, allowed):
+        self._ds, self.allowed = ds, allowed
+        self.id = self
+
+    @property
+    def shape(self):
+        return self._ds.shape
+
+    def resize(self, shape):
+        self._ds.resize(shape)
+
+    def write_direct_chunk(self, offset, data):
+        if self.allowed == 0:
+            raise OSError("simulated crash while writing a chunk")
+        self.allowed -= 1
+        self._ds.id.write_direct_chunk(offset, data)
+
+
+@pytest.mark.parametrize("chunks_before_crash", [0, 1])
+def test_write_interrupted_mid_column_leaves_only_whole_correct_records(
+    tmp_path, chunks_before_crash
+):
+    path = tmp_path / "crash.h5"
+    w = PulseLogWriter(path, swmr=False, **SMALL)
+    w.append(np.arange(5000), 0, 1.0, layer=3)
+    w.flush()  # the last chunk (records 4096..) is partial: 4096..4999
+    w._ds["layer"] = _CrashingDataset(w._ds["layer"], allowed=chunks_before_crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        w.append(np.arange(3000), 0, 2.0, layer=7)  # fills the buffer: writes full chunks
+    w._file.close()  # as if the process died with every metadata change on disk
+    # Every other column holds 8192 records. 'layer' either kept its flushed state, or got
+    # its partial chunk rewritten (records up to 5119) and an extent whose later chunks
+    # never came; never an extent over the stale, zero-padded copy of that chunk.
+    n = 5000 if chunks_before_crash == 0 else 5120
+    with PulseLogReader(path) as r:
+        assert r.n_records == n
+        np.testing.assert_array_equal(r.column("layer"), [3] * 5000 + [7] * (n - 5000))
+        np.testing.assert_array_equal(r.column("time_s"), [1.0] * 5000 + [2.0] * (n - 5000))
+        np.testing.assert_array_equal(r.column("device")[5000:], np.arange(n - 5000))
+
+
+# --- bad files --------------------------------------------------------------------------
+def _small_log(path):
+    with PulseLogWriter(path, **SMALL) as w:
+        w.append(np.arange(4000), 0, 0.0, g_S=np.linspace(0, 1, 4000))
+    return path
+
+
+def test_missing_and_non_hdf5_files_are_refused_clearly(tmp_path):
+    with pytest.raises(LogError, match="does not exist"):
+        PulseLogReader(tmp_path / "nope.h5")
+    text = tmp_path / "notes.h5"
+    text.write_text("these are my notes, not a run file\n")
+    with pytest.raises(LogError, match="not an HDF5 file"):
+        PulseLogReader(text)
+
+
+def test_truncated_and_garbled_files_raise_log_error(tmp_path):
+    path = _small_log(tmp_path / "t.h5")
+    data = path.read_bytes()
+    truncated = tmp_path / "trunc.h5"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogError, match="is truncated"):
+        PulseLogReader(truncated)
+    # Garble the stored bytes of one g_S chunk: the file opens, reading it fails clearly.
+    with h5py.File(path, "r") as f:
+        info = f["pulses/g_S"].id.get_chunk_info_by_coord((1024,))
+    garbled = bytearray(data)
+    garbled[info.byte_offset : info.byte_offset + info.size] = b"\xa5" * info.size
+    bad = tmp_path / "garbled.h5"
+    bad.write_bytes(bytes(garbled))
+    with PulseLogReader(bad) as r:
+        np.testing.assert_array_equal(r.column("device", 0, 1024), np.arange(1024))
+        with pytest.raises(LogError, match="chunk 1 of pulse column 'g_S'"):
+            r.column("g_S")
+        with pytest.raises(LogError, match="g_S"):
+            r.device_history(1500)
+
+
+def test_foreign_hdf5_file_and_unknown_schema_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["data"] = np.arange(3)
+    with pytest.raises(LogError, match="not a hil run file"):
+        PulseLogReader(foreign)
+    with h5py.File(foreign, "r+") as f:
+        f.attrs["hil_kind"] = "something-else"
+    with pytest.raises(LogError, match="something-else"):
+        PulseLogReader(foreign)
+
+    future = _small_log(tmp_path / "future.h5")
+    with h5py.File(future, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(LogError, match=r"schema_version 99.*reads schema versions 1"):
+        PulseLogReader(future)
+
+
+def test_missing_or_wrong_columns_are_refused(tmp_path):
+    path = _small_log(tmp_path / "m.h5")
+    with h5py.File(path, "r+") as f:
+        del f["pulses/current_A"]
+    with pytest.raises(LogError, match="lacks column.*current_A"):
+        PulseLogReader(path)
+    path = _small_log(tmp_path / "d.h5")
+    with h5py.File(path, "r+") as f:
+        del f["pulses/layer"]
+        f["pulses"].create_dataset("layer", data=np.zeros(4000, np.float64), chunks=(1024,))
+    with pytest.raises(LogError, match="'layer' has dtype float64"):
+        PulseLogReader(path)
+
+
+# --- other processes: SWMR reader, killed writer ----------------------------------------
+def _python(code: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def test_live_swmr_reader_in_another_process_sees_flushed_records(tmp_path):
+    path = tmp_path / "live.h5"
+    w = PulseLogWriter(path, **SMALL)
+    w.append(np.arange(1500), 0, 0.0)
+    w.flush()
+    reader = _python(
+        f"""
+        import sys
+        from hil.errors import LogError
+        from hil.pulselog import PulseLogReader, write_summary
+        try:  # a live file takes no new objects
+            write_summary({str(path)!r}, "x", {{"a": 1.0}})
+        except LogError as exc:
+            print("refused", "open for writing" in str(exc), flush=True)
+        r = PulseLogReader({str(path)!r})
+        for line in sys.stdin:
+            r.refresh()
+            ids = r.column("device")
+            print(r.n_records, int(ids.sum()), flush=True)
+        """
+    )
+    try:
+        assert reader.stdout.readline().split() == ["refused", "True"]
+        seen = []
+        for step in range(3):
+            w.append(np.arange(2500) + step, 0, float(step))  # not flushed yet
+            reader.stdin.write("go\n")
+            reader.stdin.flush()
+            seen.append(reader.stdout.readline().split())
+            w.flush()
+            reader.stdin.write("go\n")
+            reader.stdin.flush()
+            seen.append(reader.stdout.readline().split())
+        assert not w.closed
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=30)
+        w.close()
+    n_flushed = [1500, 4000, 4000, 6500, 6500, 9000]
+    assert [int(n) for n, _ in seen[1::2]] == n_flushed[1::2]
+    # Before a flush the reader sees at most what is flushed (chunks may land early, never
+    # records beyond the flushed extent of every column).
+    for (n_before, _), n_prev in zip(seen[0::2], n_flushed[0::2], strict=True):
+        assert n_prev <= int(n_before) <= n_prev + 2500
+    expected_sum = sum(range(1500)) + sum(sum(range(step, 2500 + step)) for step in range(3))
+    assert int(seen[-1][1]) == expected_sum
+
+
+def test_writer_killed_after_flush_leaves_every_flushed_record(tmp_path):
+    path = tmp_path / "killed.h5"
+    child = _python(
+        f"""
+        import numpy as np
+        from hil.pulselog import PulseLogWriter
+        w = PulseLogWriter(
+            {str(path)!r}, chunk_records=1024, buffer_records=4096,
+            device_table=dict(layer=np.arange(97) // 50),
+            prepare=lambda f: f.create_dataset("extra", data=[1, 2, 3]),
+        )
+        rng = np.random.default_rng(5)
+        for k in range(7):
+            n = 1000 + 300 * k
+            w.append(np.arange(n) % 97, 0, float(k), g_S=rng.random(n))
+        w.flush()
+        print(w.n_records, flush=True)
+        k = 0
+        while True:  # keep writing full chunks, never flushing again
+            w.append(np.arange(5000) % 97, 1, 100.0 + k)
+            k += 1
+        """
+    )
+    try:
+        n_flushed = int(child.stdout.readline())
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    rng = np.random.default_rng(5)
+    ids, g = [], []
+    for k in range(7):
+        n = 1000 + 300 * k
+        ids.append(np.arange(n) % 97)
+        g.append(rng.random(n).astype(np.float32))
+    ids, g = np.concatenate(ids), np.concatenate(g)
+    assert n_flushed == ids.size
+    with PulseLogReader(path) as r:
+        assert r.n_records >= n_flushed
+        np.testing.assert_array_equal(r.column("device", 0, n_flushed), ids)
+        np.testing.assert_array_equal(r.column("g_S", 0, n_flushed), g)
+        np.testing.assert_array_equal(r.column("op", 0, n_flushed), 0)
+        # Whatever else made it to disk is whole records of the unflushed appends.
+        np.testing.assert_array_equal(r.column("op", n_flushed), 1)
+
+    # Resume: keep exactly the flushed records and every other object, then go on writing.
+    w = PulseLogWriter.reopen(path, truncate_to=n_flushed, buffer_records=3000)
+    w.append(np.arange(10), 3, 500.0)
+    w.close()
+    assert not path.with_name(f".{path.name}.reopen-tmp").exists()
+    with PulseLogReader(path) as r:
+        assert r.n_records == n_flushed + 10
+        np.testing.assert_array_equal(r.column("g_S", 0, n_flushed), g)
+        np.testing.assert_array_equal(r.column("op", n_flushed), 3)
+        np.testing.assert_array_equal(r.device_table()["layer"], np.arange(97) // 50)
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["extra"][...], [1, 2, 3])
+        assert "reopened_utc" in f.attrs
