@@ -1,0 +1,235 @@
+"""Training configuration: TOML files read into dataclasses, one docstring per field.
+
+A TOML file has a top-level table per dataclass (``[train]``, ``[synapse]``,
+``[capacitor]``, ``[converters]``, ``[program]``); any field left out keeps its default.
+Command-line overrides are applied on top with :func:`apply_overrides`. Every value is
+checked in :meth:`TrainConfig.validate`, and an error names the field to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+from hil.periphery import CapacitorConfig, ConverterConfig
+
+CELLS = ("2pcm3t1c", "2pcm", "fp")
+UPDATE_MODES = ("stochastic", "expected")
+RESIDUAL_MODES = ("charge", "reinit")
+
+
+@dataclass(frozen=True)
+class SynapseConfig:
+    """The unit cell W = F·(G+ − G−) + p·(g − g_shared) and its transfer rule."""
+
+    gain_F: float = 3.0
+    """Gain of the more-significant PCM pair [ours: not public; 3 is a sound default,
+    pcm-training.md §2; NeuroSim V3 HybridCell uses 4]."""
+    weight_scale_uS: float = 40.0
+    """µS of W per unit of network weight [ours: the prototype of pcm-training.md §6]."""
+    transfer_offset_uS: float = 2.0
+    """Offset subtracted from W before programming the PCM pair, toward the side g can
+    correct easily [paper: 2 µS, ED Fig. 9]."""
+    residual: str = "charge"
+    """After programming the pair: 'charge' g with the measured residual W − F·(G+ − G−)
+    (reading (b) of pcm-training.md §6, which the prototype measured best), or 'reinit'
+    V_C to 0.5 V and let training absorb the offset (reading (a))."""
+    polarity_inversion: bool = True
+    """Flip p at every transfer so each cell's up/down asymmetry cancels over two
+    intervals [paper; IBM patent US 11,074,499]."""
+    g_max_target_uS: float = 16.0
+    """Largest conductance a transfer asks of one PCM device; larger |W| saturates
+    [ours: below the ~20 µS of ED Fig. 7 and below the emulator's G_max spread]."""
+    refresh_fraction: float = 0.75
+    """2PCM baseline: refresh a pair when G+ or G− passes this fraction of
+    ``g_max_target_uS`` [lit: Burr et al. 2015; aihwkit OneSidedUnitCell, 0.75]."""
+    update_mode: str = "stochastic"
+    """'stochastic': pulse-count coincidences of stochastic pulse trains encoding x and δ
+    [paper; Burr et al., IEEE TED 2015]; 'expected': the deterministic expected count."""
+    pulse_train_length: int = 10
+    """Slots per update pulse train (BL) [ours]."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    cell: str = "2pcm3t1c"
+    """Unit cell: '2pcm3t1c' (Ambrogio 2018), '2pcm' (PCM-only baseline) or 'fp'."""
+    dataset: str = "mnist"
+    """'mnist' or 'mnist-backrand'."""
+    layers: tuple[int, ...] = (784, 250, 125, 10)
+    """Neurons per layer, input first; bias inputs are added [ours: pcm-training.md §3]."""
+    epochs: int = 20
+    """Passes over the training images [paper: MNIST simulated for 20 epochs, ED Fig. 2]."""
+    train_images: int = 0
+    """Use only the first N training images (0 = all)."""
+    test_images: int = 0
+    """Evaluate on the first N test images (0 = all)."""
+    learning_rate: float = 0.01
+    """Per-image SGD step η [ours: pcm-training.md §6 prototype]."""
+    lr_decay: float = 0.8
+    """η is multiplied by this after every epoch [ours]."""
+    transfer_interval: int = 8000
+    """Training images between transfers [paper: 8,000 for MNIST, ED Fig. 2]."""
+    image_time_s: float = 1e-3
+    """Simulated time per training image: leakage and drift follow it [ours]."""
+    leak_update_images: int = 64
+    """Apply capacitor leakage every this many images (its effect over one such period is
+    < 10^-3 of the leak toward 0.8 V at the default time constant) [ours]."""
+    seed: int = 0
+    """Seeds weights, data order, pulse trains and the emulator."""
+    backend: str = "emulator"
+    """Device backend spec, e.g. 'emulator' or 'emulator:joshi2020'."""
+    data_dir: str = ""
+    """Folder holding MNIST ('' = $HIL_DATA_DIR, then the user cache)."""
+    log_pulses: bool = True
+    """Record every PCM pulse in the run file."""
+    synapse: SynapseConfig = field(default_factory=SynapseConfig)
+    capacitor: CapacitorConfig = field(default_factory=CapacitorConfig)
+    converters: ConverterConfig = field(default_factory=ConverterConfig)
+
+    def validate(self, n_inputs: int | None = None, n_classes: int | None = None) -> TrainConfig:
+        def bad(name, why):
+            raise ConfigError(f"config field '{name}': {why}")
+
+        if self.cell not in CELLS:
+            bad("cell", f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if len(self.layers) < 2 or any(int(n) != n or n < 1 for n in self.layers):
+            bad("layers", f"needs >= 2 positive integers, got {list(self.layers)}")
+        if n_inputs is not None and self.layers[0] != n_inputs:
+            bad(
+                "layers",
+                f"the first layer has {self.layers[0]} neurons but the data has "
+                f"{n_inputs} inputs per image",
+            )
+        if n_classes is not None and self.layers[-1] != n_classes:
+            bad(
+                "layers",
+                f"the last layer has {self.layers[-1]} neurons but the data has "
+                f"{n_classes} classes",
+            )
+        for name in ("epochs", "transfer_interval", "leak_update_images"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                bad(name, f"must be a positive integer, got {v!r}")
+        for name in ("train_images", "test_images"):
+            v = getattr(self, name)
+            if int(v) != v or v < 0:
+                bad(name, f"must be an integer >= 0, got {v!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", f"must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.lr_decay <= 1:
+            bad("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
+        if not self.image_time_s >= 0:
+            bad("image_time_s", f"must be >= 0, got {self.image_time_s!r}")
+        s = self.synapse
+        if s.update_mode not in UPDATE_MODES:
+            bad("synapse.update_mode", f"choose one of {', '.join(UPDATE_MODES)}")
+        if s.residual not in RESIDUAL_MODES:
+            bad("synapse.residual", f"choose one of {', '.join(RESIDUAL_MODES)}")
+        for name in ("gain_F", "weight_scale_uS", "g_max_target_uS"):
+            if not getattr(s, name) > 0:
+                bad(f"synapse.{name}", "must be > 0")
+        if not s.transfer_offset_uS >= 0:
+            bad("synapse.transfer_offset_uS", "must be >= 0")
+        if not 0 < s.refresh_fraction <= 1:
+            bad("synapse.refresh_fraction", "must be in (0, 1]")
+        if int(s.pulse_train_length) != s.pulse_train_length or s.pulse_train_length < 1:
+            bad("synapse.pulse_train_length", "must be a positive integer")
+        return self
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        nested = {
+            "synapse": SynapseConfig,
+            "capacitor": CapacitorConfig,
+            "converters": ConverterConfig,
+        }
+        kwargs = {}
+        for name, sub in nested.items():
+            if name in d:
+                kwargs[name] = _build(sub, d.pop(name), name)
+        if "train" in d:  # TOML layout: [train] holds the top-level fields
+            d.update(d.pop("train"))
+        top = _build(cls, d, "", partial=True)
+        return dataclasses.replace(top, **kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _json_default(v):
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    raise TypeError(type(v))
+
+
+def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{prefix}' must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            raise ConfigError(
+                f"config field '{where}' is unknown; known fields: {', '.join(sorted(known))}"
+            )
+        if key == "layers":
+            value = tuple(value) if isinstance(value, list | tuple) else value
+        if value == "inf":
+            value = math.inf
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"config section '{prefix or 'train'}': {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"config section '{prefix or 'train'}': {exc}") from None
+
+
+def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
+    """``cfg`` with the non-None top-level ``overrides`` (``synapse__x`` for nested)."""
+    top, nested = {}, {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "__" in key:
+            section, name = key.split("__", 1)
+            nested.setdefault(section, {})[name] = value
+        else:
+            top[key] = value
+    for section, values in nested.items():
+        top[section] = dataclasses.replace(getattr(cfg, section), **values)
+    return dataclasses.replace(cfg, **top)

@@ -1,0 +1,114 @@
+"""A fully connected network of any layer sizes whose layers are unit-cell arrays.
+
+tanh hidden neurons, softmax output, cross-entropy loss, per-image backpropagation
+[paper: fully connected networks trained one image at a time]. Every layer has a bias
+input (a constant 1 appended to its inputs), so a layer of ``n_in → n_out`` neurons has
+``(n_in + 1) × n_out`` synapses. For the analog cells the forward pass goes through the
+DAC (inputs) and ADC (outputs) of :mod:`hil.periphery`; the backward pass is computed
+digitally from the same weights [ours].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil.backend import DeviceBackend
+from hil.config import TrainConfig
+from hil.periphery import quantize
+from hil.synapse import CellArray, Layout, make_cells
+
+_F32 = np.float32
+
+
+def n_devices_for(layers) -> int:
+    """PCM devices the network needs (two per synapse)."""
+    return Layout(layers).n_devices
+
+
+class Network:
+    """``cfg.layers`` neurons; ``cfg.cell`` decides the synapse of every layer."""
+
+    def __init__(self, cfg: TrainConfig, rng: np.random.Generator, backend=None):
+        self.cfg = cfg
+        self.rng = rng
+        self.layout = Layout(cfg.layers)
+        self.analog = cfg.cell != "fp"
+        self.cells: CellArray = make_cells(cfg, self.layout, rng, backend)
+        self.n_devices = self.layout.n_devices
+        # Activation buffers with the bias input already in place.
+        self._acts = [np.ones(n + 1, dtype=_F32) for n in cfg.layers[:-1]]
+        conv = cfg.converters
+        self._dac = (conv.dac_bits, conv.dac_range) if self.analog else (0, 1.0)
+        self._adc = (conv.adc_bits, conv.adc_range) if self.analog else (0, 1.0)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.cells.weights
+
+    def initial_weights(self) -> list[np.ndarray]:
+        """Glorot-uniform weights, bias row zero, drawn from the network's generator."""
+        out = []
+        for rows, cols in self.layout.shapes:
+            lim = np.sqrt(6.0 / (rows - 1 + cols))
+            w = self.rng.uniform(-lim, lim, (rows, cols)).astype(_F32)
+            w[-1] = 0.0
+            out.append(w)
+        return out
+
+    def initialize(self, backend: DeviceBackend | None) -> dict:
+        return self.cells.initialize(self.initial_weights(), backend)
+
+    # -- one image ------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        acts = self._acts
+        acts[0][:-1] = x
+        dac_bits, dac_range = self._dac
+        adc_bits, adc_range = self._adc
+        weights = self.cells.weights
+        n = len(weights)
+        for i, w in enumerate(weights):
+            a = quantize(acts[i], dac_bits, dac_range)
+            z = quantize(a @ w, adc_bits, adc_range)
+            if i < n - 1:
+                np.tanh(z, out=acts[i + 1][:-1])
+            else:
+                e = np.exp(z - z.max())
+                return e / e.sum()
+        raise AssertionError("unreachable")
+
+    def train_image(self, x: np.ndarray, label: int, lr: float) -> bool:
+        """Forward, backward and update for one image; returns whether it was correct."""
+        y = self.forward(x)
+        correct = int(y.argmax()) == label
+        delta = y.astype(_F32, copy=True)
+        delta[label] -= _F32(1.0)
+        weights = self.cells.weights
+        deltas = [delta]
+        # Backpropagate through the weights before any of them changes.
+        for i in range(len(weights) - 1, 0, -1):
+            h = self._acts[i][:-1]
+            prev = weights[i][:-1] @ deltas[0]
+            prev *= _F32(1.0) - h * h
+            deltas.insert(0, prev)
+        self.cells.update(self._acts, deltas, lr)
+        return correct
+
+    # -- batches --------------------------------------------------------------------------
+    def predict(self, X: np.ndarray, batch: int = 2000) -> np.ndarray:
+        """Class predicted for each row of ``X`` (float32 inputs), with the converters."""
+        dac_bits, dac_range = self._dac
+        adc_bits, adc_range = self._adc
+        out = np.empty(X.shape[0], dtype=np.int64)
+        for s in range(0, X.shape[0], batch):
+            a = X[s : s + batch]
+            weights = self.cells.weights
+            for i, w in enumerate(weights):
+                a = np.concatenate([a, np.ones((a.shape[0], 1), dtype=_F32)], axis=1)
+                a = quantize(a, dac_bits, dac_range)
+                z = quantize(a @ w, adc_bits, adc_range)
+                a = np.tanh(z) if i < len(weights) - 1 else z
+            out[s : s + batch] = a.argmax(axis=1)
+        return out
+
+    def accuracy(self, X: np.ndarray, labels: np.ndarray) -> float:
+        return float((self.predict(X) == labels).mean())

@@ -1,0 +1,213 @@
+"""Simulated CMOS periphery: 3T1C capacitor cells, DAC/ADC quantisation, neuron activations.
+
+Nothing here touches a PCM device; it is the part of the chip the paper also simulated
+[paper: Ambrogio et al. 2018 — "mixed hardware-software experiment ... simulated CMOS"].
+
+3T1C cell (pcm-training.md §2): a capacitor voltage V_C gates a read transistor whose
+conductance g(V_C) is the volatile part of the weight. A PMOS pull-up adds charge (V_C
+up, g up), an NMOS pull-down removes it. Each cell's up and down steps carry fixed,
+independent multiplicative errors (threshold-voltage mismatch of the two transistors) and
+a smaller cycle-to-cycle error; V_C leaks toward ~0.8 V; a shared reference cell per
+column is subtracted, so common-mode leakage partly cancels.
+
+Arrays are float32 and flat (one entry per synapse of the whole network), so a training
+step updates only the cells it touched, by flat index, in one pass for all layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.errors import ConfigError
+
+_F32 = np.float32
+
+
+@dataclass(frozen=True)
+class CapacitorConfig:
+    """The 3T1C cell model. Conductances in µS, voltages in V, times in simulated seconds."""
+
+    v_init_V: float = 0.5
+    """V_C after (re-)initialisation, where g is small [paper: ED Fig. 9]."""
+    v_leak_V: float = 0.8
+    """Voltage V_C leaks toward; g therefore drifts upward [paper: ED Fig. 9]."""
+    leak_tau_s: float = 200.0
+    """Time constant of the leak [ours: 2·10^5 images at 1 ms per image cost ~nothing in the
+    prototype of pcm-training.md §6]. ``inf`` disables leakage."""
+    v_min_V: float = 0.0
+    """Lower rail [ours]."""
+    v_max_V: float = 1.0
+    """Upper rail; V_C saturates here [ours]."""
+    dv_step_V: float = 2e-3
+    """Nominal |ΔV_C| per update pulse: 250 steps from 0.5 V to the upper rail, i.e. hundreds of
+    states [paper: hundreds to ~1,000 states, ED Fig. 2; Li et al. VLSI 2018: ~400]."""
+    up_down_rel_std: float = 0.1
+    """Fixed per-cell multiplicative error of the pull-up and of the pull-down step, drawn
+    independently [paper: 1,000-trial SPICE Monte Carlo; magnitude ours, pcm-training.md §2:
+    5-10 %; Li et al. VLSI 2018: ~10 % up/down asymmetry]."""
+    c2c_rel_std: float = 0.02
+    """Cycle-to-cycle error of one step, relative to the nominal step [ours: smaller than the
+    fixed error, pcm-training.md §2]."""
+    g_slope_uS_per_V: float = 20.0
+    """dg/dV_C of the read transistor above threshold [ours: 10 µS over the 0.5 V swing]."""
+    v_threshold_V: float = 0.4
+    """Read-transistor threshold: g = 0 below it, so g(0.5 V) = 2 µS grows easily and shrinks
+    little [paper: ED Fig. 10a shape; values ours]."""
+    v_threshold_std_V: float = 0.01
+    """Per-cell spread of the threshold [ours]."""
+    gain_rel_std: float = 0.05
+    """Per-cell spread of the read transistor's slope [paper: 'per-cell gain spread', ED Fig. 10;
+    magnitude ours]."""
+
+    def __post_init__(self):
+        if not self.v_min_V <= self.v_init_V <= self.v_max_V:
+            raise ConfigError("capacitor: v_init_V must lie between v_min_V and v_max_V")
+        if not self.leak_tau_s > 0:
+            raise ConfigError(
+                f"capacitor: leak_tau_s must be > 0 (inf = no leak), got {self.leak_tau_s}"
+            )
+        for name in ("dv_step_V", "g_slope_uS_per_V"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"capacitor: {name} must be > 0")
+        for name in ("up_down_rel_std", "c2c_rel_std", "v_threshold_std_V", "gain_rel_std"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"capacitor: {name} must be >= 0")
+
+    @staticmethod
+    def ideal() -> CapacitorConfig:
+        """No mismatch, no noise, no leak: the capacitor as a perfect accumulator."""
+        return CapacitorConfig(
+            leak_tau_s=math.inf,
+            up_down_rel_std=0.0,
+            c2c_rel_std=0.0,
+            v_threshold_std_V=0.0,
+            gain_rel_std=0.0,
+        )
+
+
+class CapacitorArray:
+    """3T1C cells (flat, float32) plus one shared reference cell per column.
+
+    ``column[i]`` names the column of cell ``i`` (columns of every layer numbered
+    together), so one array can hold a whole network. ``g_uS()`` is the cell conductance
+    and ``weight_uS(p)`` = p·(g − g_shared) its signed contribution to the synapse.
+    """
+
+    def __init__(self, column: np.ndarray, config: CapacitorConfig, rng: np.random.Generator):
+        self.cfg = config
+        self.column = np.asarray(column, dtype=np.int64)
+        n = self.column.size
+        n_cols = int(self.column.max()) + 1 if n else 0
+        c = config
+
+        def spread(rel, size):
+            return (1.0 + rel * rng.standard_normal(size)).clip(0.05).astype(_F32)
+
+        # Pull-up and pull-down step of cell i side by side (ud[2i], ud[2i+1]), so a training
+        # step fetches the one it needs with a single gather.
+        self.ud = np.empty(2 * n, dtype=_F32)
+        self.ud[0::2] = spread(c.up_down_rel_std, n) * _F32(c.dv_step_V)
+        self.ud[1::2] = spread(c.up_down_rel_std, n) * _F32(c.dv_step_V)
+        self.up, self.down = self.ud[0::2], self.ud[1::2]
+        self.slope = spread(c.gain_rel_std, n) * _F32(c.g_slope_uS_per_V)
+        self.vth = (c.v_threshold_V + c.v_threshold_std_V * rng.standard_normal(n)).astype(_F32)
+        self.ref_slope = spread(c.gain_rel_std, n_cols) * _F32(c.g_slope_uS_per_V)
+        self.ref_vth = (c.v_threshold_V + c.v_threshold_std_V * rng.standard_normal(n_cols)).astype(
+            _F32
+        )
+        self.v = np.full(n, c.v_init_V, dtype=_F32)
+        self.v_ref = np.full(n_cols, c.v_init_V, dtype=_F32)
+
+    # -- conductances --------------------------------------------------------------------
+    def g_uS(self) -> np.ndarray:
+        """g(V_C) of every cell."""
+        return self.slope * np.maximum(self.v - self.vth, _F32(0.0))
+
+    def g_ref_uS(self) -> np.ndarray:
+        """g(V_C) of the reference cell of every column."""
+        return self.ref_slope * np.maximum(self.v_ref - self.ref_vth, _F32(0.0))
+
+    def weight_uS(self, polarity: int) -> np.ndarray:
+        """p·(g − g_shared) of every cell."""
+        return (self.g_uS() - self.g_ref_uS()[self.column]) * _F32(polarity)
+
+    # -- updates -------------------------------------------------------------------------
+    def leak(self, dt_s: float) -> None:
+        """Let ``dt_s`` simulated seconds of leakage act on every cell and reference."""
+        if not math.isfinite(self.cfg.leak_tau_s) or dt_s <= 0:
+            return
+        keep = _F32(math.exp(-dt_s / self.cfg.leak_tau_s))
+        target = _F32(self.cfg.v_leak_V)
+        for v in (self.v, self.v_ref):
+            v -= target
+            v *= keep
+            v += target
+
+    def reinit(self) -> None:
+        """Every cell and reference back to ``v_init_V`` (done at each transfer)."""
+        self.v.fill(self.cfg.v_init_V)
+        self.v_ref.fill(self.cfg.v_init_V)
+
+    def charge_to(self, weight_uS: np.ndarray, polarity: int) -> None:
+        """Re-initialise the references, then set each V_C so that p·(g − g_shared) equals
+        ``weight_uS`` as far as the cell's range allows."""
+        self.v_ref.fill(self.cfg.v_init_V)
+        g = self.g_ref_uS()[self.column] + _F32(polarity) * weight_uS.astype(_F32)
+        v = np.where(g > 0, self.vth + g / self.slope, self.vth)
+        np.clip(v, _F32(self.cfg.v_min_V), _F32(self.cfg.v_max_V), out=v)
+        self.v[:] = v
+
+
+# -- converters ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConverterConfig:
+    """DAC on neuron activations driven into the array, ADC on the column outputs."""
+
+    dac_bits: int = 8
+    """Resolution of the activation DAC over [-dac_range, dac_range]; 0 = ideal [ours]."""
+    dac_range: float = 1.0
+    """Full scale of the DAC in activation units (tanh outputs lie in [-1, 1]) [ours]."""
+    adc_bits: int = 8
+    """Resolution of the ADC over [-adc_range, adc_range]; 0 = ideal [ours]."""
+    adc_range: float = 16.0
+    """Full scale of the ADC in pre-activation units; larger sums are clipped [ours]."""
+
+    def __post_init__(self):
+        for name in ("dac_bits", "adc_bits"):
+            v = getattr(self, name)
+            if int(v) != v or not 0 <= v <= 24:
+                raise ConfigError(f"converters: {name} must be an integer 0..24, got {v!r}")
+        if not (self.dac_range > 0 and self.adc_range > 0):
+            raise ConfigError("converters: dac_range and adc_range must be > 0")
+
+
+def quantize(x: np.ndarray, bits: int, full_scale: float) -> np.ndarray:
+    """Uniform mid-tread quantiser with clipping to ±full_scale; ``bits == 0`` is ideal."""
+    if bits == 0:
+        return x
+    levels = _F32((2 ** (bits - 1) - 1) / full_scale)
+    # minimum/maximum ufuncs: np.clip's Python wrapper costs more than the work here.
+    q = np.minimum(x, _F32(full_scale))
+    np.maximum(q, _F32(-full_scale), out=q)
+    q *= levels
+    np.rint(q, out=q)
+    q *= _F32(1.0) / levels
+    return q
+
+
+# -- activations ---------------------------------------------------------------------------------
+def tanh(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+def tanh_grad_from_output(y: np.ndarray) -> np.ndarray:
+    """d tanh / dx expressed through the output y = tanh(x)."""
+    return _F32(1.0) - y * y
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,325 @@
+"""The training loop: epochs, transfers, evaluation, checkpoints, resume.
+
+One run writes one HDF5 run file: configuration and seed (root attributes), the device
+table, every PCM pulse (through :class:`~hil.pulselog.LoggedBackend`, with the training
+context), and checkpoints at every transfer and epoch end (:mod:`hil.checkpoint`). A run
+killed at any point resumes from its newest checkpoint: the pulse log is cut back to what
+the checkpoint had seen, and the rest replays exactly — the same seed gives the same run
+bit for bit.
+
+Random streams are split by purpose from the seed (``SeedSequence``): the network's (weight
+initialisation, capacitor mismatch, pulse trains), the data order of each epoch, and the
+emulator's. Only the network's and the emulator's states travel in checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hil import checkpoint
+from hil.backend import DeviceBackend
+from hil.config import TrainConfig
+from hil.datasets import Dataset
+from hil.errors import ConfigError, LogError
+from hil.network import Network
+from hil.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.pulses import Operation
+from hil.runfile import open_run_file, read_root_attrs
+
+BackendFactory = Callable[[str, int, int], DeviceBackend]
+
+
+def _rng_for(seed: int, purpose: int, *more: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, purpose, *more]))
+
+
+_NET, _ORDER, _BACKEND = 1, 2, 3
+
+
+def backend_seed(seed: int) -> int:
+    """The emulator's seed, derived from the run's seed."""
+    return int(np.random.SeedSequence([seed, _BACKEND]).generate_state(1)[0])
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in every checkpoint."""
+
+    epoch: int = 0
+    position: int = 0
+    """Next index into this epoch's image order."""
+    images_seen: int = 0
+    transfers: int = 0
+    correct_this_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    """One entry per finished epoch: test accuracy, train accuracy, pulses so far."""
+
+
+class Trainer:
+    """Trains ``cfg`` on ``data`` and writes the run file ``out``."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: Dataset,
+        out: str | Path,
+        *,
+        backend_factory: BackendFactory | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+    ):
+        self.cfg = cfg.validate(n_inputs=data.train_images.shape[1], n_classes=10)
+        self.out = Path(out)
+        self.show_progress = progress
+        self.overwrite = overwrite
+        self._factory = backend_factory
+        n_tr = cfg.train_images or data.train_images.shape[0]
+        n_te = cfg.test_images or data.test_images.shape[0]
+        if n_tr > data.train_images.shape[0] or n_te > data.test_images.shape[0]:
+            raise ConfigError(
+                f"config field 'train_images'/'test_images': asks for {n_tr}/{n_te} images, the "
+                f"data set has {data.train_images.shape[0]}/{data.test_images.shape[0]}"
+            )
+        self.x_train = data.float_images("train")[:n_tr]
+        self.y_train = data.train_labels[:n_tr]
+        self.x_test = data.float_images("test")[:n_te]
+        self.y_test = data.test_labels[:n_te]
+        kill = os.environ.get("HIL_TEST_KILL_AFTER_IMAGES")
+        self.kill_after_images: int | None = int(kill) if kill else None
+        """Testing aid: the process kills itself (SIGKILL) after this many images, so the
+        tests can check resume after a real crash."""
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _make_backend(self, n_devices: int) -> DeviceBackend:
+        if self._factory is not None:
+            return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
+        from hil.backends import make_backend
+
+        return make_backend(self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed))
+
+    def _build(self):
+        cfg = self.cfg
+        rng = _rng_for(cfg.seed, _NET)
+        inner = None
+        if cfg.cell != "fp":
+            from hil.network import n_devices_for
+
+            inner = self._make_backend(n_devices_for(cfg.layers))
+        net = Network(cfg, rng, inner)
+        return net, inner
+
+    def _state_arrays(self, net: Network, inner: DeviceBackend | None) -> dict[str, np.ndarray]:
+        arrays = {f"cells/{k}": np.asarray(v) for k, v in net.cells.state().items()}
+        snap = inner.snapshot() if inner is not None else None
+        for k, v in (snap or {}).items():
+            arrays[f"backend/{k}"] = np.asarray(v)
+        return arrays
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        """Train to the configured number of epochs; returns the summary dict."""
+        cfg = self.cfg
+        net, inner = self._build()
+        prog = Progress()
+        if resume:
+            arrays, meta = self._load_checkpoint()
+            writer = PulseLogWriter.reopen(self.out, truncate_to=meta["pulse_records"])
+        else:
+            template = self._state_arrays(net, inner)
+            writer = PulseLogWriter.create(
+                self.out,
+                config_text=cfg.to_json(),
+                seed=cfg.seed,
+                overwrite=self.overwrite,
+                device_table=net.layout.device_table() if inner is not None else None,
+                prepare=lambda f: checkpoint.declare(f, template),
+            )
+        backend = None
+        if inner is not None:
+            backend = LoggedBackend(inner, writer) if cfg.log_pulses else inner
+            if cfg.cell == "2pcm":
+                net.cells.backend = backend
+        started = time.perf_counter()
+        try:
+            if resume:
+                prog = self._restore(net, inner, arrays, meta, backend)
+            else:
+                if backend is not None:
+                    with self._context(backend, phase=Phase.TRANSFER, transfer=0, epoch=0):
+                        init = net.initialize(backend)
+                else:
+                    init = net.initialize(None)
+                prog.history.append({"epoch": -1, "init": init})
+                self._checkpoint(writer, net, inner, prog, backend)
+            self._loop(net, inner, backend, writer, prog)
+            summary = self._summary(prog, backend, time.perf_counter() - started)
+            checkpoint.write_summary(writer.file, summary)
+            return summary
+        finally:
+            if backend is not None:
+                backend.close()  # closes the writer too when it is a LoggedBackend
+            if not writer.closed:
+                writer.close()
+
+    def _context(self, backend, **fields):
+        if isinstance(backend, LoggedBackend):
+            return backend.context(**fields)
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def _loop(self, net, inner, backend, writer, prog: Progress) -> None:
+        cfg = self.cfg
+        n = self.x_train.shape[0]
+        k_leak = cfg.leak_update_images
+        dt_leak = k_leak * cfg.image_time_s
+        per_image_context = cfg.cell == "2pcm" and isinstance(backend, LoggedBackend)
+        bar = self._bar(prog)
+        try:
+            while prog.epoch < cfg.epochs:
+                order = _rng_for(cfg.seed, _ORDER, prog.epoch).permutation(n)
+                lr = cfg.learning_rate * cfg.lr_decay**prog.epoch
+                train_ctx = self._context(backend, phase=Phase.TRAIN, epoch=prog.epoch)
+                with train_ctx:
+                    while prog.position < n:
+                        img = order[prog.position]
+                        if per_image_context:
+                            backend.set_context(image=prog.images_seen)
+                        prog.correct_this_epoch += net.train_image(
+                            self.x_train[img], int(self.y_train[img]), lr
+                        )
+                        prog.position += 1
+                        prog.images_seen += 1
+                        if prog.images_seen % k_leak == 0:
+                            net.cells.elapse(dt_leak)
+                            if inner is not None:
+                                backend.wait(dt_leak)
+                        if prog.images_seen % cfg.transfer_interval == 0:
+                            self._transfer(net, backend, prog)
+                            self._checkpoint(writer, net, inner, prog, backend)
+                        if bar is not None and prog.position % 250 == 0:
+                            self._bar_update(bar, prog, backend, 250)
+                        if self.kill_after_images == prog.images_seen:
+                            os.kill(os.getpid(), signal.SIGKILL)
+                test_acc = net.accuracy(self.x_test, self.y_test)
+                prog.history.append(
+                    {
+                        "epoch": prog.epoch,
+                        "test_accuracy": test_acc,
+                        "train_accuracy": prog.correct_this_epoch / n,
+                        "learning_rate": lr,
+                        "pulses": _counts(backend),
+                    }
+                )
+                prog.epoch += 1
+                prog.position = 0
+                prog.correct_this_epoch = 0
+                self._checkpoint(writer, net, inner, prog, backend)
+                if bar is not None:
+                    bar.set_postfix_str(f"epoch {prog.epoch} test {test_acc:.2%}")
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _transfer(self, net, backend, prog: Progress) -> None:
+        if self.cfg.cell != "2pcm3t1c":
+            return
+        prog.transfers += 1
+        with self._context(
+            backend, phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen
+        ):
+            stats = net.cells.transfer(backend)
+        prog.history.append({"transfer": prog.transfers, "images_seen": prog.images_seen, **stats})
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _checkpoint(self, writer, net, inner, prog: Progress, backend) -> None:
+        writer.flush()
+        meta = {
+            "progress": prog.__dict__,
+            "rng_state": net.rng.bit_generator.state,
+            "pulse_records": writer.n_records,
+            "pulse_counts": _counts(backend),
+        }
+        checkpoint.write(
+            writer.file, self._state_arrays(net, inner), json.loads(json.dumps(meta, default=int))
+        )
+
+    def _load_checkpoint(self):
+        try:
+            with open_run_file(self.out, "r") as f:
+                stored = read_root_attrs(f)["config_text"]
+                arrays, meta = checkpoint.latest(f)
+        except OSError as exc:
+            raise LogError(f"cannot open {self.out} to resume: {exc}") from None
+        if TrainConfig.from_json(stored).to_json() != self.cfg.to_json():
+            raise ConfigError(
+                f"{self.out} was written with a different configuration; resume it with "
+                "`hil train --resume RUN.h5` alone (the stored configuration is used)"
+            )
+        return arrays, meta
+
+    def _restore(self, net, inner, arrays, meta, backend) -> Progress:
+        net.cells.load_state(
+            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("cells/")}
+        )
+        net.rng.bit_generator.state = meta["rng_state"]
+        snap = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
+        if inner is not None and snap:
+            inner.restore(snap)
+        if isinstance(backend, LoggedBackend):
+            for op in Operation:
+                backend.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
+        return Progress(**meta["progress"])
+
+    # -- reporting ------------------------------------------------------------------------
+    def _bar(self, prog: Progress):
+        if not self.show_progress:
+            return None
+        from tqdm import tqdm
+
+        total = self.cfg.epochs * self.x_train.shape[0]
+        return tqdm(
+            total=total,
+            initial=prog.images_seen,
+            unit="img",
+            desc=self.cfg.cell,
+            smoothing=0.05,
+            mininterval=0.5,
+        )
+
+    def _bar_update(self, bar, prog: Progress, backend, n: int) -> None:
+        bar.update(n)
+        acc = prog.correct_this_epoch / max(prog.position, 1)
+        pulses = sum(_counts(backend).values())
+        bar.set_postfix_str(f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}", refresh=False)
+
+    def _summary(self, prog: Progress, backend, wall_s: float) -> dict:
+        epochs = [h for h in prog.history if "test_accuracy" in h]
+        counts = _counts(backend)
+        return {
+            "run_file": str(self.out),
+            "cell": self.cfg.cell,
+            "layers": list(self.cfg.layers),
+            "epochs": len(epochs),
+            "images_seen": prog.images_seen,
+            "test_accuracy": [round(h["test_accuracy"], 6) for h in epochs],
+            "train_accuracy": [round(h["train_accuracy"], 6) for h in epochs],
+            "transfers": prog.transfers,
+            "pulses_by_kind": counts,
+            "pulses_total": int(sum(counts.values())),
+            "wall_s": round(wall_s, 3),
+        }
+
+
+def _counts(backend) -> dict[str, int]:
+    if isinstance(backend, LoggedBackend):
+        return {op.name: int(c) for op, c in backend.counts.items()}
+    return {}
