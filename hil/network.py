@@ -28,12 +28,12 @@ def n_devices_for(layers) -> int:
 class Network:
     """``cfg.layers`` neurons; ``cfg.cell`` decides the synapse of every layer."""
 
-    def __init__(self, cfg: TrainConfig, rng: np.random.Generator, backend=None):
+    def __init__(self, cfg: TrainConfig, rng: np.random.Generator, backend=None, pool=None):
         self.cfg = cfg
         self.rng = rng
         self.layout = Layout(cfg.layers)
         self.analog = cfg.cell != "fp"
-        self.cells: CellArray = make_cells(cfg, self.layout, rng, backend)
+        self.cells: CellArray = make_cells(cfg, self.layout, rng, backend, pool)
         self.n_devices = self.layout.n_devices
         # Activation buffers with the bias input already in place.
         self._acts = [np.ones(n + 1, dtype=_F32) for n in cfg.layers[:-1]]
@@ -59,15 +59,25 @@ class Network:
         return self.cells.initialize(self.initial_weights(), backend)
 
     # -- one image ------------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def prepare_inputs(self, X: np.ndarray) -> np.ndarray:
+        """``X`` through the input DAC, once for a whole data set (quantising is idempotent,
+        so :meth:`forward` then skips the first layer's DAC: pass ``prepared=True``)."""
+        dac_bits, dac_range = self._dac
+        return quantize(np.asarray(X, dtype=_F32), dac_bits, dac_range)
+
+    def forward(self, x: np.ndarray, prepared: bool = False) -> np.ndarray:
         acts = self._acts
         acts[0][:-1] = x
         dac_bits, dac_range = self._dac
         adc_bits, adc_range = self._adc
+        # tanh outputs (and the bias 1) never exceed a DAC range of >= 1: no clipping needed.
+        clip_hidden = dac_range < 1.0
         weights = self.cells.weights
         n = len(weights)
         for i, w in enumerate(weights):
-            a = quantize(acts[i], dac_bits, dac_range)
+            a = acts[i]
+            if i or not prepared:
+                a = quantize(a, dac_bits, dac_range, clip=i == 0 or clip_hidden)
             z = quantize(a @ w, adc_bits, adc_range)
             if i < n - 1:
                 np.tanh(z, out=acts[i + 1][:-1])
@@ -76,9 +86,12 @@ class Network:
                 return e / e.sum()
         raise AssertionError("unreachable")
 
-    def train_image(self, x: np.ndarray, label: int, lr: float) -> bool:
-        """Forward, backward and update for one image; returns whether it was correct."""
-        y = self.forward(x)
+    def train_image(self, x: np.ndarray, label: int, lr: float, prepared: bool = False) -> bool:
+        """Forward, backward and update for one image; returns whether it was correct.
+
+        ``prepared``: ``x`` already went through :meth:`prepare_inputs`.
+        """
+        y = self.forward(x, prepared)
         correct = int(y.argmax()) == label
         delta = y.astype(_F32, copy=True)
         delta[label] -= _F32(1.0)

@@ -184,15 +184,20 @@ class ConverterConfig:
             raise ConfigError("converters: dac_range and adc_range must be > 0")
 
 
-def quantize(x: np.ndarray, bits: int, full_scale: float) -> np.ndarray:
-    """Uniform mid-tread quantiser with clipping to ±full_scale; ``bits == 0`` is ideal."""
+def quantize(x: np.ndarray, bits: int, full_scale: float, clip: bool = True) -> np.ndarray:
+    """Uniform mid-tread quantiser with clipping to ±full_scale; ``bits == 0`` is ideal.
+
+    ``clip=False`` skips the clipping for inputs known to lie within ±full_scale.
+    """
     if bits == 0:
         return x
     levels = _F32((2 ** (bits - 1) - 1) / full_scale)
-    # minimum/maximum ufuncs: np.clip's Python wrapper costs more than the work here.
-    q = np.minimum(x, _F32(full_scale))
-    np.maximum(q, _F32(-full_scale), out=q)
-    q *= levels
+    q = x * levels
+    if clip:
+        # minimum/maximum ufuncs: np.clip's Python wrapper costs more than the work here.
+        lim = _F32(2 ** (bits - 1) - 1)
+        np.minimum(q, lim, out=q)
+        np.maximum(q, -lim, out=q)
     np.rint(q, out=q)
     q *= _F32(1.0) / levels
     return q

@@ -29,7 +29,7 @@ import numpy as np
 
 from hil.backend import DeviceBackend, PartialSetPulse
 from hil.config import SynapseConfig, TrainConfig
-from hil.fastrandom import Workspace, normals_f32
+from hil.fastrandom import RandomPool
 from hil.periphery import CapacitorArray
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 
@@ -93,7 +93,7 @@ def crossbar_pulses(
     lr: float,
     dw_pulse: float,
     syn: SynapseConfig,
-    rng: np.random.Generator,
+    pool: RandomPool,
     layout: Layout,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cells that receive update pulses this image, and their signed counts.
@@ -108,7 +108,9 @@ def crossbar_pulses(
     rows_l = [rows0 if rows0.size < x0.size else None] + [None] * (len(acts) - 1)
     xs = [x if r is None else x[r] for x, r in zip(acts, rows_l, strict=True)]
     if syn.update_mode == "expected":
-        blocks = [np.outer(x * _F32(-lr / dw_pulse), d) for x, d in zip(xs, deltas, strict=True)]
+        blocks = [
+            (np.outer(x * _F32(-lr / dw_pulse), d), None) for x, d in zip(xs, deltas, strict=True)
+        ]
     else:
         bl = syn.pulse_train_length
         # Firing probabilities C·|x| and C·|δ| with C² = lr/(BL·dw): E[count]·dw = lr·|xδ|.
@@ -118,25 +120,33 @@ def crossbar_pulses(
         p *= c
         np.minimum(p, _F32(1.0), out=p)
         # One draw for every train of every layer: slot t of line i fires if u[t,i] < p[i].
-        fire = rng.random((bl, v.size), dtype=_F32) < p
-        fire = fire * np.sign(v)
+        hits = pool.uniform(bl * v.size).reshape(bl, v.size) < p
+        fired_any = hits.any(axis=0)
+        fire = hits * np.sign(v)
         blocks, at = [], 0
         for x, d in zip(xs, deltas, strict=True):
             a, b = at, at + x.size
             at = b + d.size
-            blocks.append(-(fire[:, a:b].T @ fire[:, b:at]) if fire[:, b:at].any() else None)
+            # Only δ lines that fired can coincide: multiply against those columns alone
+            # (a few tens of a layer's columns once training has converged a little).
+            fired = np.flatnonzero(fired_any[b:at])
+            if fired.size == 0:
+                blocks.append(None)
+                continue
+            blocks.append((-(fire[:, a:b].T @ fire[:, b + fired]), fired))
     cells, counts = [], []
-    for layer, (block, r) in enumerate(zip(blocks, rows_l, strict=True)):
-        if block is None:
+    for layer, (item, r) in enumerate(zip(blocks, rows_l, strict=True)):
+        if item is None:
             continue  # no δ line fired: no coincidence in this layer
+        block, fired = item
         nz = np.flatnonzero(block != 0)  # a bool scan is ~4x faster than a float one
         if nz.size == 0:
             continue
         counts.append(block.reshape(-1)[nz])
-        if r is not None:
-            cols = layout.shapes[layer][1]
-            rr, cc = np.divmod(nz, cols)
-            nz = r[rr] * cols + cc
+        cols = layout.shapes[layer][1]
+        if fired is not None or r is not None:
+            rr, cc = np.divmod(nz, block.shape[1])
+            nz = (rr if r is None else r[rr]) * cols + (cc if fired is None else fired[cc])
         cells.append(nz + layout.offsets[layer])
     if not cells:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=_F32)
@@ -148,8 +158,16 @@ class CellArray(abc.ABC):
 
     uses_devices = False
 
-    def __init__(self, layout: Layout, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(
+        self,
+        layout: Layout,
+        cfg: TrainConfig,
+        rng: np.random.Generator,
+        pool: RandomPool | None = None,
+    ):
         self.layout, self.cfg, self.rng = layout, cfg, rng
+        self.pool = pool if pool is not None else RandomPool(rng.integers(2**63, size=2))
+        """Random numbers of the training steps (pulse trains, cycle-to-cycle noise)."""
         self.flat_w = np.zeros(layout.n_cells, dtype=_F32)
         self.weights = layout.views(self.flat_w)
 
@@ -193,8 +211,8 @@ class _PCMCells(CellArray):
 
     uses_devices = True
 
-    def __init__(self, layout, cfg, rng, program: ProgramVerifyConfig | None = None):
-        super().__init__(layout, cfg, rng)
+    def __init__(self, layout, cfg, rng, pool=None, program: ProgramVerifyConfig | None = None):
+        super().__init__(layout, cfg, rng, pool)
         self.program = program or ProgramVerifyConfig()
         syn = cfg.synapse
         self.F = _F32(syn.gain_F)
@@ -263,11 +281,10 @@ class Ambrogio2PCM3T1C(_PCMCells):
     Only the capacitors change per image; PCM is written at :meth:`transfer`.
     """
 
-    def __init__(self, layout, cfg, rng, program=None):
-        super().__init__(layout, cfg, rng, program)
+    def __init__(self, layout, cfg, rng, pool=None, program=None):
+        super().__init__(layout, cfg, rng, pool, program)
         self.cap = CapacitorArray(layout.column, cfg.capacitor, rng)
         self.polarity = 1
-        self._ws = Workspace()
         c = cfg.capacitor
         # Nominal weight change of one capacitor pulse, in network units.
         self.dw_pulse = c.g_slope_uS_per_V * c.dv_step_V / float(self.scale)
@@ -290,7 +307,7 @@ class Ambrogio2PCM3T1C(_PCMCells):
 
     def update(self, acts, deltas, lr):
         cells, k = crossbar_pulses(
-            acts, deltas, lr, self.dw_pulse, self.cfg.synapse, self.rng, self.layout
+            acts, deltas, lr, self.dw_pulse, self.cfg.synapse, self.pool, self.layout
         )
         if cells.size == 0:
             return
@@ -301,8 +318,8 @@ class Ambrogio2PCM3T1C(_PCMCells):
         dv = cap.ud.take(cells * 2 + (k < 0))
         dv *= k
         if cc.c2c_rel_std > 0:
-            noise = normals_f32(self.rng, k.size, self._ws)
-            noise *= np.sqrt(np.abs(k))
+            noise = np.sqrt(np.abs(k))
+            noise *= self.pool.normal(k.size)
             noise *= _F32(cc.c2c_rel_std * cc.dv_step_V)
             dv += noise
         v = cap.v.take(cells)
@@ -321,9 +338,10 @@ class Ambrogio2PCM3T1C(_PCMCells):
         self._refresh_weights()
 
     def transfer(self, backend):
-        g_S = backend.read(self.device_ids)
-        self._store_reads(g_S)
+        # The weight to carry over is the one training has been computing with; the fresh
+        # read tells program-and-verify where each device is now (drift, noise included).
         w_uS = self.w_pcm_uS + self.cap.weight_uS(self.polarity)
+        g_S = backend.read(self.device_ids)
         p_next = -self.polarity if self.cfg.synapse.polarity_inversion else self.polarity
         return self._transfer_to(backend, w_uS, p_next, g_start_S=g_S)
 
@@ -367,8 +385,8 @@ class TwoPCM(_PCMCells):
     """Nominal partial-SET increment used to turn updates into pulses [ours: the
     Nandakumar 2018 mean increment near mid-range]."""
 
-    def __init__(self, layout, cfg, rng, backend: DeviceBackend, program=None):
-        super().__init__(layout, cfg, rng, program)
+    def __init__(self, layout, cfg, rng, backend: DeviceBackend, pool=None, program=None):
+        super().__init__(layout, cfg, rng, pool, program)
         self.dw_pulse = float(self.F) * self.pcm_step_uS / float(self.scale)
         self.backend = backend
         self.refreshes = 0
@@ -390,11 +408,11 @@ class TwoPCM(_PCMCells):
 
     def update(self, acts, deltas, lr):
         cells, k = crossbar_pulses(
-            acts, deltas, lr, self.dw_pulse, self.cfg.synapse, self.rng, self.layout
+            acts, deltas, lr, self.dw_pulse, self.cfg.synapse, self.pool, self.layout
         )
         if self.cfg.synapse.update_mode == "expected":
             # Pulses are whole: round the expected count stochastically (unbiased).
-            k = np.floor(k + self.rng.random(k.size, dtype=_F32))
+            k = np.floor(k + self.pool.uniform(k.size))
             keep = k != 0
             cells, k = cells[keep], k[keep]
         if cells.size == 0:
@@ -431,9 +449,9 @@ class TwoPCM(_PCMCells):
         self.refreshes += m
 
 
-def make_cells(cfg: TrainConfig, layout: Layout, rng, backend=None) -> CellArray:
+def make_cells(cfg: TrainConfig, layout: Layout, rng, backend=None, pool=None) -> CellArray:
     if cfg.cell == "fp":
-        return FloatingPoint(layout, cfg, rng)
+        return FloatingPoint(layout, cfg, rng, pool)
     if cfg.cell == "2pcm3t1c":
-        return Ambrogio2PCM3T1C(layout, cfg, rng)
-    return TwoPCM(layout, cfg, rng, backend)
+        return Ambrogio2PCM3T1C(layout, cfg, rng, pool)
+    return TwoPCM(layout, cfg, rng, backend, pool)

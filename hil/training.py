@@ -29,6 +29,7 @@ from hil.backend import DeviceBackend
 from hil.config import TrainConfig
 from hil.datasets import Dataset
 from hil.errors import ConfigError, LogError
+from hil.fastrandom import RandomPool
 from hil.network import Network
 from hil.pulselog import LoggedBackend, Phase, PulseLogWriter
 from hil.pulses import Operation
@@ -41,7 +42,7 @@ def _rng_for(seed: int, purpose: int, *more: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, purpose, *more]))
 
 
-_NET, _ORDER, _BACKEND = 1, 2, 3
+_NET, _ORDER, _BACKEND, _PULSES = 1, 2, 3, 4
 
 
 def backend_seed(seed: int) -> int:
@@ -59,6 +60,7 @@ class Progress:
     images_seen: int = 0
     transfers: int = 0
     correct_this_epoch: int = 0
+    checkpoints: int = 0
     history: list[dict] = field(default_factory=list)
     """One entry per finished epoch: test accuracy, train accuracy, pulses so far."""
 
@@ -113,7 +115,10 @@ class Trainer:
             from hil.network import n_devices_for
 
             inner = self._make_backend(n_devices_for(cfg.layers))
-        net = Network(cfg, rng, inner)
+        # Pulse-train and noise numbers restart from a new key at every checkpoint, so a
+        # checkpoint need only store how many there were.
+        self.pool = RandomPool((cfg.seed, _PULSES, 0))
+        net = Network(cfg, rng, inner, self.pool)
         return net, inner
 
     def _state_arrays(self, net: Network, inner: DeviceBackend | None) -> dict[str, np.ndarray]:
@@ -159,11 +164,19 @@ class Trainer:
                     init = net.initialize(None)
                 prog.history.append({"epoch": -1, "init": init})
                 self._checkpoint(writer, net, inner, prog, backend)
+            images_before = prog.images_seen
+            self._eval_s = 0.0
+            loop_started = time.perf_counter()
             self._loop(net, inner, backend, writer, prog)
+            train_s = time.perf_counter() - loop_started - self._eval_s
             summary = self._summary(prog, backend, time.perf_counter() - started)
+            summary["train_s"] = round(train_s, 3)
+            summary["eval_s"] = round(self._eval_s, 3)
+            summary["images_per_s"] = round((prog.images_seen - images_before) / train_s, 1)
             checkpoint.write_summary(writer.file, summary)
             return summary
         finally:
+            self.pool.close()
             if backend is not None:
                 backend.close()  # closes the writer too when it is a LoggedBackend
             if not writer.closed:
@@ -182,6 +195,7 @@ class Trainer:
         k_leak = cfg.leak_update_images
         dt_leak = k_leak * cfg.image_time_s
         per_image_context = cfg.cell == "2pcm" and isinstance(backend, LoggedBackend)
+        x_train = net.prepare_inputs(self.x_train)  # the input DAC, once
         bar = self._bar(prog)
         try:
             while prog.epoch < cfg.epochs:
@@ -194,7 +208,7 @@ class Trainer:
                         if per_image_context:
                             backend.set_context(image=prog.images_seen)
                         prog.correct_this_epoch += net.train_image(
-                            self.x_train[img], int(self.y_train[img]), lr
+                            x_train[img], int(self.y_train[img]), lr, prepared=True
                         )
                         prog.position += 1
                         prog.images_seen += 1
@@ -209,7 +223,9 @@ class Trainer:
                             self._bar_update(bar, prog, backend, 250)
                         if self.kill_after_images == prog.images_seen:
                             os.kill(os.getpid(), signal.SIGKILL)
+                t_eval = time.perf_counter()
                 test_acc = net.accuracy(self.x_test, self.y_test)
+                self._eval_s += time.perf_counter() - t_eval
                 prog.history.append(
                     {
                         "epoch": prog.epoch,
@@ -242,6 +258,8 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, writer, net, inner, prog: Progress, backend) -> None:
         writer.flush()
+        prog.checkpoints += 1
+        self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
         meta = {
             "progress": prog.__dict__,
             "rng_state": net.rng.bit_generator.state,
@@ -277,7 +295,9 @@ class Trainer:
         if isinstance(backend, LoggedBackend):
             for op in Operation:
                 backend.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
-        return Progress(**meta["progress"])
+        prog = Progress(**meta["progress"])
+        self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
+        return prog
 
     # -- reporting ------------------------------------------------------------------------
     def _bar(self, prog: Progress):
