@@ -48,7 +48,13 @@ class SynapseConfig:
     [ours: below the ~20 µS of ED Fig. 7 and below the emulator's G_max spread]."""
     refresh_fraction: float = 0.75
     """2PCM baseline: refresh a pair when G+ or G− passes this fraction of
-    ``g_max_target_uS`` [lit: Burr et al. 2015; aihwkit OneSidedUnitCell, 0.75]."""
+    ``partial_set_saturation_uS`` [lit: Burr et al. 2015; aihwkit OneSidedUnitCell, 0.75]."""
+    partial_set_saturation_uS: float = 10.5
+    """2PCM baseline: conductance where identical partial-SET pulses stop raising G on
+    average [lit: Nandakumar et al. 2018 model, µ(G) = 0 at G ≈ 10.5 µS]."""
+    refresh_every_images: int = 256
+    """2PCM baseline: pairs past the threshold are refreshed together every this many
+    images ("occasional refresh") [ours]."""
     update_mode: str = "stochastic"
     """'stochastic': pulse-count coincidences of stochastic pulse trains encoding x and δ
     [paper; Burr et al., IEEE TED 2015]; 'expected': the deterministic expected count."""
@@ -141,8 +147,12 @@ class TrainConfig:
             bad("synapse.transfer_offset_uS", "must be >= 0")
         if not 0 < s.refresh_fraction <= 1:
             bad("synapse.refresh_fraction", "must be in (0, 1]")
-        if int(s.pulse_train_length) != s.pulse_train_length or s.pulse_train_length < 1:
-            bad("synapse.pulse_train_length", "must be a positive integer")
+        for name in ("pulse_train_length", "refresh_every_images"):
+            v = getattr(s, name)
+            if int(v) != v or v < 1:
+                bad(f"synapse.{name}", "must be a positive integer")
+        if not s.partial_set_saturation_uS > 0:
+            bad("synapse.partial_set_saturation_uS", "must be > 0")
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------

@@ -222,6 +222,8 @@ class _PCMCells(CellArray):
         self.g_neg_uS = np.zeros(n, dtype=_F32)
         self.w_pcm_uS = np.zeros(n, dtype=_F32)
         self.device_ids = np.arange(layout.n_devices)
+        self.stuck = np.zeros(layout.n_devices, dtype=bool)
+        """Devices program-and-verify found not responding; transfers work around them."""
 
     def _store_reads(self, g_S: np.ndarray) -> None:
         """Remember a read of every device (in device-id order)."""
@@ -229,34 +231,50 @@ class _PCMCells(CellArray):
         self.g_neg_uS[:] = g_S[self.layout.neg_dev] * US
         self.w_pcm_uS[:] = self.F * (self.g_pos_uS - self.g_neg_uS)
 
-    def _split_targets(self, w_uS: np.ndarray, offset_uS: float, p_next: int) -> np.ndarray:
+    def _split_targets(
+        self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per-device targets (S, device-id order) that put ``w − p_next·offset`` in the pair.
 
         Where 0 < p_next·W < offset both devices are RESET and the capacitor carries W
-        [paper: ED Fig. 9]. Targets are capped at ``g_max_target_uS``.
+        [paper: ED Fig. 9]. Targets are capped at ``g_max_target_uS``. Where one device of
+        a pair is known to be stuck (at its conductance in ``g_now_S``), the healthy
+        partner is set to hold the pair's value against it [ours].
         """
         pair = w_uS - _F32(p_next * offset_uS)
         pw = w_uS * _F32(p_next)
         both_reset = (pw > 0) & (pw < offset_uS)
         g_cap = self.cfg.synapse.g_max_target_uS
-        target = np.zeros(self.layout.n_devices)
-        target[self.layout.pos_dev] = np.where(
+        lay = self.layout
+        target = np.zeros(lay.n_devices)
+        target[lay.pos_dev] = np.where(
             (pair > 0) & ~both_reset, np.minimum(pair / self.F, g_cap), 0.0
         )
-        target[self.layout.neg_dev] = np.where(
+        target[lay.neg_dev] = np.where(
             (pair < 0) & ~both_reset, np.minimum(-pair / self.F, g_cap), 0.0
         )
+        if g_now_S is not None and self.stuck.any():
+            sp, sn = self.stuck[lay.pos_dev], self.stuck[lay.neg_dev]
+            g_uS = g_now_S * US
+            c = np.flatnonzero(sp & ~sn)  # G+ stuck: G− = G+ − pair/F
+            target[lay.neg_dev[c]] = np.clip(g_uS[lay.pos_dev[c]] - pair[c] / self.F, 0, g_cap)
+            c = np.flatnonzero(sn & ~sp)  # G− stuck: G+ = G− + pair/F
+            target[lay.pos_dev[c]] = np.clip(g_uS[lay.neg_dev[c]] + pair[c] / self.F, 0, g_cap)
         return target / US
 
     def _program(self, backend, target_S, g_start_S=None) -> dict:
+        if g_start_S is not None:
+            # Known-stuck devices get no pulses: their target is where they are.
+            target_S = np.where(self.stuck, np.maximum(g_start_S, 0.0), target_S)
         res = program_and_verify(
             backend, self.device_ids, target_S, self.program, g_start_S=g_start_S
         )
+        self.stuck |= res.stuck
         self._store_reads(res.g_S)
         return {
             "devices": int(res.ids.size),
             "converged": int(res.converged.sum()),
-            "stuck": int(res.stuck.sum()),
+            "stuck": int(self.stuck.sum()),
             "saturated": int(res.saturated.sum()),
             "program_pulses": int(res.n_pulses.sum()),
         }
@@ -267,10 +285,11 @@ class _PCMCells(CellArray):
             "g_pos_uS": self.g_pos_uS,
             "g_neg_uS": self.g_neg_uS,
             "w_pcm_uS": self.w_pcm_uS,
+            "stuck": self.stuck,
         }
 
     def load_state(self, state):
-        for k in ("g_pos_uS", "g_neg_uS", "w_pcm_uS"):
+        for k in ("g_pos_uS", "g_neg_uS", "w_pcm_uS", "stuck"):
             getattr(self, k)[...] = state[k]
         self.flat_w[...] = state["weights"]
 
@@ -347,7 +366,7 @@ class Ambrogio2PCM3T1C(_PCMCells):
 
     def _transfer_to(self, backend, w_uS, p_next, g_start_S):
         syn = self.cfg.synapse
-        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next)
+        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next, g_start_S)
         stats = self._program(backend, target, g_start_S)
         self.polarity = p_next
         if syn.residual == "charge":
@@ -377,8 +396,9 @@ class Ambrogio2PCM3T1C(_PCMCells):
 class TwoPCM(_PCMCells):
     """PCM-only baseline: each update is partial-SET pulses on G+ (increase) or G−.
 
-    A pair is refreshed — both RESET, the difference re-programmed — when either device
-    passes ``refresh_fraction`` of ``g_max_target_uS`` [lit: Burr et al. 2015].
+    A pair is refreshed — both RESET, the difference re-programmed — once either device
+    has passed ``refresh_fraction`` of the partial-SET saturation; refreshes are batched
+    every ``refresh_every_images`` images [lit: Burr et al. 2015].
     """
 
     pcm_step_uS = 0.5
@@ -389,10 +409,16 @@ class TwoPCM(_PCMCells):
         super().__init__(layout, cfg, rng, pool, program)
         self.dw_pulse = float(self.F) * self.pcm_step_uS / float(self.scale)
         self.backend = backend
+        syn = cfg.synapse
+        self.threshold_uS = syn.refresh_fraction * syn.partial_set_saturation_uS
+        self.pending = np.zeros(layout.n_cells, dtype=bool)
+        """Pairs past the threshold, waiting for the next refresh."""
+        self.images_since_refresh = np.zeros(1, dtype=np.int64)
         self.refreshes = 0
 
     def _pair_targets(self, w_uS):
-        g_cap = self.cfg.synapse.g_max_target_uS
+        # A refreshed pair must land below the threshold, or it would be refreshed again.
+        g_cap = min(self.cfg.synapse.g_max_target_uS, 0.9 * self.threshold_uS)
         gp = np.where(w_uS > 0, np.minimum(w_uS / self.F, g_cap), 0.0)
         gm = np.where(w_uS < 0, np.minimum(-w_uS / self.F, g_cap), 0.0)
         return gp, gm
@@ -415,22 +441,25 @@ class TwoPCM(_PCMCells):
             k = np.floor(k + self.pool.uniform(k.size))
             keep = k != 0
             cells, k = cells[keep], k[keep]
-        if cells.size == 0:
-            return
-        up = k > 0
-        dev = np.where(up, self.layout.pos_dev[cells], self.layout.neg_dev[cells])
-        n = np.abs(k).astype(np.int64)
-        g_new = np.empty(cells.size)
-        for j in range(1, int(n.max()) + 1):  # rounds of one pulse each, not per device
-            sel = np.flatnonzero(n >= j)
-            g_new[sel] = self.backend.set_and_read(dev[sel], PartialSetPulse())
-        self.g_pos_uS[cells[up]] = g_new[up] * US
-        self.g_neg_uS[cells[~up]] = g_new[~up] * US
-        self._update_cells(cells)
-        limit = self.cfg.synapse.refresh_fraction * self.cfg.synapse.g_max_target_uS
-        full = cells[(self.g_pos_uS[cells] > limit) | (self.g_neg_uS[cells] > limit)]
-        if full.size:
-            self._refresh(np.unique(full))
+        if cells.size:
+            up = k > 0
+            dev = np.where(up, self.layout.pos_dev[cells], self.layout.neg_dev[cells])
+            n = np.abs(k).astype(np.int64)
+            g_new = np.empty(cells.size)
+            for j in range(1, int(n.max()) + 1):  # rounds of one pulse each, not per device
+                sel = np.flatnonzero(n >= j)
+                g_new[sel] = self.backend.set_and_read(dev[sel], PartialSetPulse())
+            self.g_pos_uS[cells[up]] = g_new[up] * US
+            self.g_neg_uS[cells[~up]] = g_new[~up] * US
+            self._update_cells(cells)
+            lim = self.threshold_uS
+            self.pending[cells[(self.g_pos_uS[cells] > lim) | (self.g_neg_uS[cells] > lim)]] = True
+        self.images_since_refresh += 1
+        if self.images_since_refresh[0] >= self.cfg.synapse.refresh_every_images:
+            self.images_since_refresh[0] = 0
+            if self.pending.any():
+                self._refresh(np.flatnonzero(self.pending))
+                self.pending[:] = False
 
     def _update_cells(self, cells):
         w = self.F * (self.g_pos_uS[cells] - self.g_neg_uS[cells])
@@ -440,13 +469,22 @@ class TwoPCM(_PCMCells):
     def _refresh(self, cells):
         gp, gm = self._pair_targets(self.w_pcm_uS[cells])
         ids = np.concatenate([self.layout.pos_dev[cells], self.layout.neg_dev[cells]])
-        self.backend.reset(ids)
+        # program_and_verify RESETs every device it has to move, then SETs the target.
         res = program_and_verify(self.backend, ids, np.concatenate([gp, gm]) / US, self.program)
         m = cells.size
         self.g_pos_uS[cells] = res.g_S[:m] * US
         self.g_neg_uS[cells] = res.g_S[m:] * US
         self._update_cells(cells)
         self.refreshes += m
+
+    def state(self):
+        return {**super().state(), "pending": self.pending,
+                "images_since_refresh": self.images_since_refresh}
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.pending[...] = state["pending"]
+        self.images_since_refresh[...] = state["images_since_refresh"]
 
 
 def make_cells(cfg: TrainConfig, layout: Layout, rng, backend=None, pool=None) -> CellArray:

@@ -142,6 +142,18 @@ def program_and_verify(
     reset_only = target <= cal.g_low_S
     n_iter = np.zeros(n, dtype=np.int64)
     n_pulses = np.zeros(n, dtype=np.int64)
+    log_step_lo, log_step_hi = np.log10(cal.step_min_s), np.log10(cal.step_max_s)
+
+    def ramp_and_read(sel: np.ndarray) -> None:
+        """One ramp SET at each device's current step length, read in the same visit."""
+        pulse = RampSetPulse(
+            amplitude_V=cfg.ramp_pulse.amplitude_V,
+            width_s=10.0 ** np.clip(log_step[sel], log_step_lo, log_step_hi),
+            steps=cfg.ramp_pulse.steps,
+        )
+        g[sel] = backend.set_and_read(ids[sel], pulse, cfg.read_pulse)
+        n_pulses[sel] += 1
+
     for _ in range(cfg.max_iterations):
         todo = np.flatnonzero(np.abs(g - target) > tol)
         if todo.size == 0:
@@ -154,14 +166,7 @@ def program_and_verify(
         if plain.size:
             g[plain] = backend.read(ids[plain], cfg.read_pulse)
         if ramp.size:
-            step_s = 10.0 ** np.clip(
-                log_step[ramp], np.log10(cal.step_min_s), np.log10(cal.step_max_s)
-            )
-            pulse = RampSetPulse(
-                amplitude_V=cfg.ramp_pulse.amplitude_V, width_s=step_s, steps=cfg.ramp_pulse.steps
-            )
-            g[ramp] = backend.set_and_read(ids[ramp], pulse, cfg.read_pulse)
-            n_pulses[ramp] += 1
+            ramp_and_read(ramp)
             # Move the step length by the calibrated slope times the miss.
             log_step[ramp] += cfg.gain * (target[ramp] - g[ramp]) * cal.decades_per_S
         np.minimum(g_min, g, out=g_min)
@@ -181,14 +186,7 @@ def program_and_verify(
         # Leave the healthy failures at their best step rather than in the RESET state.
         retry = failed[~stuck[failed] & ~reset_only[failed]]
         if retry.size:
-            step_s = 10.0 ** np.clip(
-                log_step[retry], np.log10(cal.step_min_s), np.log10(cal.step_max_s)
-            )
-            pulse = RampSetPulse(
-                amplitude_V=cfg.ramp_pulse.amplitude_V, width_s=step_s, steps=cfg.ramp_pulse.steps
-            )
-            g[retry] = backend.set_and_read(ids[retry], pulse, cfg.read_pulse)
-            n_pulses[retry] += 1
+            ramp_and_read(retry)
         converged = np.abs(g - target) <= tol
-    saturated = ~converged & ~stuck & (g < target - tol) & (log_step >= np.log10(cal.step_max_s))
+    saturated = ~converged & ~stuck & (g < target - tol) & (log_step >= log_step_hi)
     return ProgramResult(ids, target, g, converged, stuck, saturated, n_iter, n_pulses)

@@ -17,6 +17,7 @@ from hil.pulselog import PulseLogReader
 from hil.synapse import Ambrogio2PCM3T1C, Layout
 from hil.training import Trainer
 from sim_backends.emulator import EmulatorBackend
+from sim_backends.pcm_models import preset
 
 US = 1e6
 
@@ -278,3 +279,32 @@ def test_cli_reports_config_error_without_traceback(tmp_path, mnist_dir):
     assert r.returncode == 2
     assert "config field 'layers'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_transfer_programs_the_partner_of_a_stuck_device_against_it():
+    cfg = TrainConfig(layers=(40, 5), capacitor=CapacitorConfig.ideal())
+    layout = Layout(cfg.layers)
+    cells = Ambrogio2PCM3T1C(layout, cfg, np.random.default_rng(0))
+    params = preset("ideal").replace(stuck_fraction=0.1)
+    backend = EmulatorBackend(layout.n_devices, params, seed=4)
+    truly = np.zeros(layout.n_devices, bool)
+    truly[backend.stuck_ids] = True
+    cells.initialize([np.zeros((41, 5), np.float32)], backend)
+    # The first programming finds stuck devices, and only stuck ones.
+    assert cells.stuck.sum() > 10 and not (cells.stuck & ~truly).any()
+    # Transfer a weight of 0 everywhere (as training would have asked for), p' = −1.
+    g_now = backend.read(np.arange(layout.n_devices))
+    known = cells.stuck.sum()
+    stats = cells._transfer_to(backend, np.zeros(layout.n_cells), -1, g_start_S=g_now)
+    # Every device reaches its target except stuck ones that had to move for the first time.
+    assert stats["converged"] + (cells.stuck.sum() - known) == layout.n_devices
+    assert not (cells.stuck & ~truly).any()
+    sp, sn = cells.stuck[layout.pos_dev], cells.stuck[layout.neg_dev]
+    pos_high = sp & ~sn & (cells.g_pos_uS > 5)
+    assert pos_high.sum() >= 3
+    # Pair value W − p'·offset = +2 µS: the healthy G− is set to G+ − 2/3 µS (cap 16 µS),
+    # instead of 0, which would have left W = 3·G+ ≈ 60 µS.
+    expect = np.minimum(cells.g_pos_uS[pos_high] - 2.0 / 3.0, 16.0)
+    np.testing.assert_allclose(cells.g_neg_uS[pos_high], expect, atol=0.51)
+    healthy = ~sp & ~sn
+    np.testing.assert_allclose(cells.weights[0].ravel()[healthy], 0.0, atol=1e-5)
