@@ -31,8 +31,19 @@ RUNS = {
 
 def train(name: str, config: str, out_dir: Path, epochs: int | None) -> dict:
     out = out_dir / f"{name}.h5"
-    cmd = [sys.executable, "-m", "hil.cli", "train", "--config", str(ROOT / config),
-           "--out", str(out), "--force", "--json", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hil.cli",
+        "train",
+        "--config",
+        str(ROOT / config),
+        "--out",
+        str(out),
+        "--force",
+        "--json",
+        "--quiet",
+    ]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
     t0 = time.perf_counter()
@@ -63,15 +74,21 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, s in results.items():
-        acc = s.get("test_accuracy")
-        if acc:
-            ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], "o-", ms=3, label=name)
-    ax.set(xlabel="epoch", ylabel="MNIST test accuracy (%)", ylim=(90, 99),
-           title="784-250-125-10, same seed and data order")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, ylim, title in zip(
+        axes,
+        [(0, 100), (94, 98.5)],
+        ["all cells", "zoom: 2PCM+3T1C vs floating point"],
+        strict=True,
+    ):
+        for name, s in results.items():
+            acc = s.get("test_accuracy")
+            if acc:
+                ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], "o-", ms=3, label=name)
+        ax.set(xlabel="epoch", ylabel="MNIST test accuracy (%)", ylim=ylim, title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    fig.suptitle("784-250-125-10, same seed and data order")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -98,10 +115,14 @@ def main() -> None:
     out = {"benchmark": "accuracy", "runs": {}}
     for name, s in results.items():
         acc = s.get("test_accuracy")
-        row = {"final_test_accuracy": acc[-1] if acc else None,
-               "after_epoch_1": acc[0] if acc else None, "test_accuracy": acc,
-               "pulses_total": s.get("pulses_total"), "wall_s": s.get("wall_s"),
-               "error": s.get("error")}
+        row = {
+            "final_test_accuracy": acc[-1] if acc else None,
+            "after_epoch_1": acc[0] if acc else None,
+            "test_accuracy": acc,
+            "pulses_total": s.get("pulses_total"),
+            "wall_s": s.get("wall_s"),
+            "error": s.get("error"),
+        }
         if fp and acc:
             row["gap_to_fp_pp"] = round(100 * (acc[-1] - fp[-1]), 3)
         out["runs"][name] = row

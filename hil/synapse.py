@@ -478,8 +478,11 @@ class TwoPCM(_PCMCells):
         self.refreshes += m
 
     def state(self):
-        return {**super().state(), "pending": self.pending,
-                "images_since_refresh": self.images_since_refresh}
+        return {
+            **super().state(),
+            "pending": self.pending,
+            "images_since_refresh": self.images_since_refresh,
+        }
 
     def load_state(self, state):
         super().load_state(state)

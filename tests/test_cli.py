@@ -18,13 +18,28 @@ def run(*args, **kw):
 
 def test_characterize_staircase_logs_what_it_sent_and_plots(tmp_path):
     out = tmp_path / "stair.h5"
-    r = run("characterize", "staircase", "--backend", "emulator", "--devices", "1000",
-            "--pulses", "12", "--out", str(out), "--json")
+    r = run(
+        "characterize",
+        "staircase",
+        "--backend",
+        "emulator",
+        "--devices",
+        "1000",
+        "--pulses",
+        "12",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     line = json.loads(r.stdout.strip().splitlines()[-1])
     # The protocol sends: 1 RESET + 1 read, then 12 × (SET + read), per device.
-    assert line["pulses_by_kind"] == {"READ": 13_000, "RESET": 1000, "SET_PARTIAL": 12_000,
-                                      "SET_RAMP": 0}
+    assert line["pulses_by_kind"] == {
+        "READ": 13_000,
+        "RESET": 1000,
+        "SET_PARTIAL": 12_000,
+        "SET_RAMP": 0,
+    }
     with PulseLogReader(out) as log:
         assert log.n_records == 26_000 == line["pulses_logged"]
         assert {op.name: n for op, n in log.count_by_op().items()} == line["pulses_by_kind"]
@@ -61,9 +76,25 @@ def test_refuses_to_overwrite_without_force(tmp_path):
 
 def test_train_writes_summary_matching_run_file(tmp_path, mnist_dir):
     out = tmp_path / "run.h5"
-    r = run("train", "--cell", "2pcm3t1c", "--layers", "784,16,10", "--epochs", "1",
-            "--train-images", "1000", "--test-images", "300", "--out", str(out), "--json",
-            "--quiet", "--data-dir", str(mnist_dir))
+    r = run(
+        "train",
+        "--cell",
+        "2pcm3t1c",
+        "--layers",
+        "784,16,10",
+        "--epochs",
+        "1",
+        "--train-images",
+        "1000",
+        "--test-images",
+        "300",
+        "--out",
+        str(out),
+        "--json",
+        "--quiet",
+        "--data-dir",
+        str(mnist_dir),
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout.strip().splitlines()[-1])
     with PulseLogReader(out) as log:
