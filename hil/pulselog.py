@@ -1261,6 +1261,9 @@ class LoggedBackend(DeviceBackend):
         self.inner = inner
         self.writer = writer
         self.log_context = LogContext()
+        self.layer_of_device: np.ndarray | None = None
+        """Optional network layer of every device id: fills the ``layer`` column of records
+        whose context names no layer."""
         self.counts: dict[Operation, int] = {op: 0 for op in Operation}
         """Records logged per operation (compare with PulseLogReader.count_by_op)."""
 
@@ -1382,12 +1385,15 @@ class LoggedBackend(DeviceBackend):
                     f"{type(self.inner).__name__} returned {g32.shape} conductances for {n} devices"
                 )
         ctx = self.log_context
+        layer = ctx.layer
+        if layer == -1 and self.layer_of_device is not None:
+            layer = self.layer_of_device[ids]  # one call may span every layer (a transfer)
         context = dict(
             epoch=ctx.epoch,
             image=ctx.image,
             transfer=ctx.transfer,
             phase=int(ctx.phase),
-            layer=ctx.layer,
+            layer=layer,
         )
         for p in (set_pulse, pulse):
             if p is None:

@@ -150,6 +150,8 @@ class Trainer:
         backend = None
         if inner is not None:
             backend = LoggedBackend(inner, writer) if cfg.log_pulses else inner
+            if isinstance(backend, LoggedBackend):
+                backend.layer_of_device = net.layout.layer_of_device
             if cfg.cell == "2pcm":
                 net.cells.backend = backend
         started = time.perf_counter()

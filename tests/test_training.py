@@ -153,6 +153,15 @@ def test_short_run_learns_and_logs_what_it_reports(cell, mnist, tmp_path):
         assert summary["pulses_total"] > 0
     if cell == "2pcm3t1c":
         assert summary["transfers"] == 3
+    if cell != "fp":
+        # Every record names its layer, epoch and phase (the training context).
+        with PulseLogReader(out) as log:
+            layer, device = log.column("layer"), log.column("device")
+            table = log.device_table()
+            assert (log.column("epoch") == 0).all()
+            assert set(np.unique(log.column("phase"))) <= {1, 2}  # TRAIN, TRANSFER
+        np.testing.assert_array_equal(layer, table["layer"][device])
+        assert set(np.unique(layer)) == {0, 1}
 
 
 def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
