@@ -166,10 +166,17 @@ class CellArray(abc.ABC):
         pool: RandomPool | None = None,
     ):
         self.layout, self.cfg, self.rng = layout, cfg, rng
-        self.pool = pool if pool is not None else RandomPool(rng.integers(2**63, size=2))
-        """Random numbers of the training steps (pulse trains, cycle-to-cycle noise)."""
+        self._pool = pool
         self.flat_w = np.zeros(layout.n_cells, dtype=_F32)
         self.weights = layout.views(self.flat_w)
+
+    @property
+    def pool(self) -> RandomPool:
+        """Random numbers of the training steps (pulse trains, cycle-to-cycle noise); made
+        on first use when none was given, so cells that draw none start no thread."""
+        if self._pool is None:
+            self._pool = RandomPool(self.rng.integers(2**63, size=2))
+        return self._pool
 
     @abc.abstractmethod
     def initialize(self, w0: Sequence[np.ndarray], backend: DeviceBackend | None) -> dict:

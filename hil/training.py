@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,10 +186,9 @@ class Trainer:
                 writer.close()
 
     def _context(self, backend, **fields):
+        """The log's training context, when pulses are logged."""
         if isinstance(backend, LoggedBackend):
             return backend.context(**fields)
-        from contextlib import nullcontext
-
         return nullcontext()
 
     def _loop(self, net, inner, backend, writer, prog: Progress) -> None:
