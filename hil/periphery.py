@@ -44,7 +44,7 @@ class CapacitorConfig:
     dv_step_V: float = 1e-3
     """Nominal |ΔV_C| per update pulse: 500 steps from 0.5 V to the upper rail, 1,000 over the
     rails [paper: hundreds to ~1,000 states, ED Fig. 2; Li et al. VLSI 2018: ~400]. Measured
-    on MNIST, 4 seeds: 95.27 % after one epoch against 94.81 % with 2 mV steps, at ~20 % lower
+    on MNIST, 4 seeds: 95.27 % after one epoch against 94.81 % with 2 mV steps, at ~8 % lower
     speed (the stochastic update's granularity is the step)."""
     up_down_rel_std: float = 0.1
     """Fixed per-cell multiplicative error of the pull-up and of the pull-down step, drawn
