@@ -1,0 +1,1 @@
+"""Virtual instruments: TCP servers speaking real command sets, backed by the emulator."""

@@ -1,0 +1,147 @@
+"""TCP servers that speak an instrument's text command set, for PyVISA ``SOCKET`` resources.
+
+A :class:`VirtualInstrument` turns one command line into a reply (or none); an
+:class:`InstrumentServer` serves it on a real TCP socket so that drivers talk to it exactly
+as to the real instrument: ``pyvisa.ResourceManager("@py").open_resource(
+"TCPIP::127.0.0.1::PORT::SOCKET", read_termination=..., write_termination=...)``.
+
+Servers bind to 127.0.0.1 unless told otherwise, pick a free port by default (port 0), and
+add a configurable latency per command, like a real instrument's processing time.
+Unknown or malformed commands never crash a server: the instrument records an error in its
+error queue, as the real one does, and the driver finds it with the error query.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections import deque
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+class VirtualInstrument:
+    """Base class: a command interpreter with a SCPI-style error queue.
+
+    Subclasses implement :meth:`execute`; it returns the reply text for a query, ``None``
+    for a command with no reply, and raises :class:`CommandError` for a bad command.
+    """
+
+    terminator = "\n"
+    latency_s = 0.0
+    """Time the instrument takes per command (slept by the server before replying)."""
+    max_errors = 30
+
+    def __init__(self) -> None:
+        self.errors: deque[tuple[int, str]] = deque(maxlen=self.max_errors)
+        self.lock = threading.Lock()
+        self.received: list[str] = []
+        """Every command line received, in order (tests compare it with what was sent)."""
+
+    def handle(self, line: str) -> str | None:
+        with self.lock:
+            self.received.append(line)
+            try:
+                return self.execute(line.strip())
+            except CommandError as exc:
+                self.errors.append((exc.code, exc.message))
+                return exc.reply
+
+    def execute(self, command: str) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pop_error(self) -> tuple[int, str]:
+        return self.errors.popleft() if self.errors else (0, "No error")
+
+
+class CommandError(Exception):
+    """A command the instrument refuses; ``reply`` is what it answers, if anything."""
+
+    def __init__(self, code: int, message: str, reply: str | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.reply = code, message, reply
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        inst: VirtualInstrument = self.server.instrument  # type: ignore[attr-defined]
+        term = inst.terminator.encode()
+        buf = b""
+        while True:
+            try:
+                data = self.request.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while term in buf:
+                raw, buf = buf.split(term, 1)
+                line = raw.decode("ascii", errors="replace").rstrip("\r")
+                if not line.strip():
+                    continue
+                reply = inst.handle(line)
+                if inst.latency_s:
+                    time.sleep(inst.latency_s)
+                if reply is not None:
+                    try:
+                        self.request.sendall(reply.encode() + term)
+                    except OSError:
+                        return
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class InstrumentServer:
+    """Serves ``instrument`` on ``host:port`` in a background thread; a context manager."""
+
+    def __init__(self, instrument: VirtualInstrument, host: str = DEFAULT_HOST, port: int = 0):
+        self.instrument = instrument
+        self._server = _TCPServer((host, port), _Handler)
+        self._server.instrument = instrument  # type: ignore[attr-defined]
+        self.host, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"virtual-{type(instrument).__name__}",
+        )
+
+    @property
+    def resource(self) -> str:
+        """The VISA resource name to open with the ``@py`` backend."""
+        return f"TCPIP::{self.host}::{self.port}::SOCKET"
+
+    def start(self) -> InstrumentServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> InstrumentServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def wait_listening(host: str, port: int, timeout_s: float = 5.0) -> None:
+    """Block until something accepts connections on ``host:port`` (for subprocess servers)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                msg = f"nothing listens on {host}:{port} after {timeout_s} s"
+                raise TimeoutError(msg) from None
+            time.sleep(0.02)

@@ -1,0 +1,63 @@
+"""The virtual switch matrix over a real TCP socket, through PyVISA's pure-Python backend."""
+
+import pytest
+import pyvisa
+
+from sim_backends.virtual.b2200a import VirtualB2200A
+from sim_backends.virtual.server import InstrumentServer
+
+
+@pytest.fixture
+def matrix():
+    inst = VirtualB2200A()
+    with InstrumentServer(inst) as server:
+        rm = pyvisa.ResourceManager("@py")
+        res = rm.open_resource(
+            server.resource, read_termination="\n", write_termination="\n", timeout=2000
+        )
+        try:
+            yield inst, res, server
+        finally:
+            res.close()
+            rm.close()
+
+
+def test_binds_to_loopback_on_a_free_port(matrix):
+    _, _, server = matrix
+    assert server.host == "127.0.0.1" and server.port > 0
+    assert server.resource == f"TCPIP::127.0.0.1::{server.port}::SOCKET"
+
+
+def test_close_open_and_query_relays(matrix):
+    inst, res, _ = matrix
+    assert res.query("*IDN?").startswith("Agilent Technologies,B2201A")
+    res.write(":ROUT:CLOS (@10102,10203,20148)")
+    # Commands are served in order, so after a query's reply the write has taken effect.
+    assert res.query(":ROUT:CLOS:CARD? 1") == "(@10102,10203)"
+    assert inst.closed == {10102, 10203, 20148}
+    res.write(":ROUT:OPEN (@10102)")
+    assert res.query(":ROUT:CLOS:CARD? 1") == "(@10203)"
+    res.write(":ROUT:OPEN:CARD 2")
+    assert res.query(":ROUT:CLOS:CARD? 2") == "(@)"
+    assert res.query(":SYST:ERR?") == '+0,"No error"'
+    assert inst.received[1] == ":ROUT:CLOS (@10102,10203,20148)"
+
+
+@pytest.mark.parametrize(
+    "command, code",
+    [
+        (":ROUT:CLOS (@10100)", -222),  # output pin 00
+        (":ROUT:CLOS (@11501)", -222),  # input port 15
+        (":ROUT:CLOS 10101", -104),  # not a channel list
+        (":ROUT:FROB", -113),
+        (":ROUT:CLOS:CARD? 9", -222),
+    ],
+)
+def test_bad_commands_go_to_the_error_queue_not_a_crash(matrix, command, code):
+    inst, res, _ = matrix
+    res.write(command)
+    err = res.query(":SYST:ERR?")
+    assert err.startswith(f"{code:+d},")
+    assert res.query(":SYST:ERR?") == '+0,"No error"'  # the queue empties
+    assert inst.closed == set()  # nothing half-done
+    assert res.query("*IDN?")  # and the server still answers
