@@ -1,0 +1,174 @@
+"""Keysight B2200A / B2201A switch matrix driver (SCPI over GPIB or LAN, LF terminated).
+
+Sources: Keysight B2200A/B2201A User's Guide (SCPI command reference, ``:ROUTe`` and
+``:SYSTem:ERRor`` subsystems) and the QCoDeS driver ``keysight_b220x.py``
+(``KeysightB220X``), which addresses channels as ``(@CIIOO)`` and reads closed
+channels with ``:CLOS:CARD? 0``. The command subset used here is listed in
+``/work/shared/reference/instruments.md``.
+
+Channel numbers are five-digit integers ``CIIOO``: card ``C`` (1-4, or 0 for all cards
+in auto-config mode, as QCoDeS uses it), input port ``II`` (01-14) and output pin
+``OO`` (01-48). Build them with :func:`channel`, which rejects out-of-range values
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pymeasure.instruments import Instrument
+
+from hil.errors import BackendError, ConfigError
+
+CARDS = range(0, 5)
+"""Valid card numbers: 1-4 address one card, 0 all cards in auto-config mode."""
+INPUTS = range(1, 15)
+"""Valid input ports (14 inputs)."""
+OUTPUTS = range(1, 49)
+"""Valid output pins (48 per card)."""
+
+
+def _check_int(name: str, value: object, valid: range) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"B2200A {name} must be an integer, got {value!r}")
+    if value not in valid:
+        raise ConfigError(f"B2200A {name} {value} is out of range {valid.start}..{valid.stop - 1}")
+    return value
+
+
+def channel(card: int, inp: int, out: int) -> int:
+    """The channel number ``CIIOO`` connecting input ``inp`` to output ``out`` on ``card``.
+
+    >>> channel(1, 1, 2)
+    10102
+
+    Raises :class:`hil.errors.ConfigError` (a :class:`ValueError`) for values out of range.
+    """
+    _check_int("card", card, CARDS)
+    _check_int("input port", inp, INPUTS)
+    _check_int("output pin", out, OUTPUTS)
+    return card * 10000 + inp * 100 + out
+
+
+def split_channel(number: int) -> tuple[int, int, int]:
+    """``(card, input, output)`` of a channel number ``CIIOO``; validates each part."""
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ConfigError(f"B2200A channel must be an integer CIIOO, got {number!r}")
+    if not 0 <= number <= 99999:
+        raise ConfigError(f"B2200A channel {number} is not a five-digit CIIOO number")
+    card, rest = divmod(number, 10000)
+    inp, out = divmod(rest, 100)
+    channel(card, inp, out)
+    return card, inp, out
+
+
+def channel_list(channels: Iterable[int]) -> str:
+    """The SCPI channel list ``(@10102,10203)`` for validated channel numbers."""
+    numbers = list(channels)
+    if not numbers:
+        raise ConfigError("B2200A channel list is empty; give at least one channel")
+    for number in numbers:
+        split_channel(number)
+    return "(@" + ",".join(f"{n:05d}" for n in numbers) + ")"
+
+
+def parse_channel_list(reply: str) -> list[int]:
+    """Channel numbers from a reply such as ``(@10102,10203)``, ``10102,10203`` or ``""``."""
+    text = reply.strip().strip("'\"").strip()
+    if text.startswith("(@") and text.endswith(")"):
+        text = text[2:-1]
+    tokens = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return [int(t) for t in tokens]
+    except ValueError:
+        raise BackendError(f"B2200A sent an unparsable channel list: {reply!r}") from None
+
+
+def _parse_error(values: list) -> tuple[int, str]:
+    """``(code, message)`` from ``:SYST:ERR?`` split once at the comma."""
+    if len(values) != 2:
+        raise BackendError(f"B2200A sent an unparsable error reply: {values!r}")
+    try:
+        code = int(values[0])
+    except ValueError:
+        raise BackendError(f"B2200A sent an unparsable error code: {values[0]!r}") from None
+    return code, values[1].strip().strip('"')
+
+
+def _parse_single_error(value: object) -> tuple[int, str]:
+    raise BackendError(f"B2200A sent an unparsable error reply: {value!r}")
+
+
+class B2200A(Instrument):
+    """Keysight B2200A / B2201A switch matrix.
+
+    :param adapter: a VISA resource name or a pymeasure adapter.
+    :param name: instrument name used in logs.
+
+    >>> matrix = B2200A("GPIB0::22::INSTR")          # doctest: +SKIP
+    >>> matrix.close_channels([channel(1, 1, 2)])    # doctest: +SKIP
+    """
+
+    def __init__(self, adapter, name: str = "Keysight B2200A switch matrix", **kwargs):
+        kwargs.setdefault("write_termination", "\n")
+        kwargs.setdefault("read_termination", "\n")
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+
+    id = Instrument.measurement(
+        "*IDN?",
+        """Get the identification string (``*IDN?``).""",
+        cast=str,
+        maxsplit=0,
+    )
+
+    next_error = Instrument.measurement(
+        ":SYST:ERR?",
+        """Get the next entry of the error queue as ``(code, message)`` (``:SYST:ERR?``).
+
+        ``+0,"No error"`` reads as ``(0, "No error")``.""",
+        cast=str,
+        maxsplit=1,
+        get_process=_parse_single_error,
+        get_process_list=_parse_error,
+    )
+
+    def reset(self) -> None:
+        """Reset the matrix to its power-on state, opening all relays (``*RST``)."""
+        self.write("*RST")
+
+    def clear(self) -> None:
+        """Clear the status byte and the error queue (``*CLS``)."""
+        self.write("*CLS")
+
+    def check_errors(self) -> list[tuple[int, str]]:
+        """Read the error queue until ``0`` and return the non-zero entries (``:SYST:ERR?``)."""
+        errors = []
+        while True:
+            code, message = self.next_error
+            if code == 0:
+                return errors
+            errors.append((code, message))
+
+    def close_channels(self, channels: Iterable[int]) -> None:
+        """Connect the given channels (``:ROUT:CLOS (@10102,10203)``).
+
+        All channels are validated before anything is sent.
+        """
+        self.write(f":ROUT:CLOS {channel_list(channels)}")
+
+    def open_channels(self, channels: Iterable[int]) -> None:
+        """Disconnect the given channels (``:ROUT:OPEN (@10102)``)."""
+        self.write(f":ROUT:OPEN {channel_list(channels)}")
+
+    def open_card(self, card: int) -> None:
+        """Open every relay on ``card`` (``:ROUT:OPEN:CARD 1``; 0 = all cards, auto-config)."""
+        _check_int("card", card, CARDS)
+        self.write(f":ROUT:OPEN:CARD {card}")
+
+    def closed_channels(self, card: int) -> list[int]:
+        """The channel numbers closed on ``card`` (``:ROUT:CLOS:CARD? 1``).
+
+        Accepts ``(@10102,10203)``, ``10102,10203`` and an empty list (``(@)`` or ``""``).
+        """
+        _check_int("card", card, CARDS)
+        return parse_channel_list(self.ask(f":ROUT:CLOS:CARD? {card}"))
