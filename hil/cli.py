@@ -302,5 +302,25 @@ def train(
         )
 
 
+@main.command()
+@click.argument("run_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Run file of the replay.",
+)
+@click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(run_file, out, data_dir, quiet):
+    """Re-run RUN_FILE's experiment on its own logged device responses; report if identical."""
+    from hil.replay import replay as do_replay
+
+    report = do_replay(run_file, out, data_dir=data_dir, progress=not quiet)
+    click.echo(json.dumps(report))
+    if not report["identical"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,84 @@
+"""`hil replay`: re-run a logged experiment against its own device responses and compare.
+
+The stored configuration is trained again with a :class:`~sim_backends.replay.ReplayBackend`
+serving the original run's pulse log. If the code and configuration are unchanged the new
+run is identical pulse for pulse and weight for weight; otherwise the first pulse that
+differs stops it with a :class:`~sim_backends.replay.DivergenceError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from hil import checkpoint
+from hil.config import TrainConfig
+from hil.errors import ConfigError
+from hil.pulselog import COLUMN_NAMES, PulseLogReader
+from hil.runfile import open_run_file, read_root_attrs
+
+_CHUNK = 1 << 20
+
+
+def _compare_logs(a_path, b_path) -> dict:
+    with PulseLogReader(a_path) as a, PulseLogReader(b_path) as b:
+        if a.n_records != b.n_records:
+            return {"equal": False, "records": [a.n_records, b.n_records]}
+        for start in range(0, a.n_records, _CHUNK):
+            stop = min(start + _CHUNK, a.n_records)
+            for name in COLUMN_NAMES:
+                x, y = a.column(name, start, stop), b.column(name, start, stop)
+                same = (x == y) | (np.isnan(x) & np.isnan(y)) if x.dtype.kind == "f" else x == y
+                if not np.all(same):
+                    k = start + int(np.flatnonzero(~same)[0])
+                    return {"equal": False, "first_difference": {"record": k, "column": name}}
+        return {"equal": True, "records": a.n_records}
+
+
+def replay(run_file, out, *, data_dir=None, progress=False, overrides=None) -> dict:
+    """Re-run ``run_file``'s configuration (with ``overrides``, for experiments) on its log."""
+    from hil.datasets import get_dataset
+    from hil.training import Trainer
+    from sim_backends.replay import ReplayBackend
+
+    run_file, out = Path(run_file), Path(out)
+    if out.resolve() == run_file.resolve():
+        raise ConfigError("hil replay: --out must be a new file, not the run being replayed")
+    with open_run_file(run_file) as f:
+        cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
+        original = checkpoint.read_summary(f)
+        weights_a = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
+    if cfg.cell == "fp":
+        raise ConfigError(f"{run_file} is a floating-point run: it sent no pulses to replay")
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    data = get_dataset(cfg.dataset, data_dir or cfg.data_dir or None)
+    trainer = Trainer(
+        cfg,
+        data,
+        out,
+        progress=progress,
+        overwrite=True,
+        backend_factory=lambda spec, n, seed: ReplayBackend(run_file, n_devices=n),
+    )
+    summary = trainer.run()
+    with open_run_file(out) as f:
+        weights_b = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
+    weights_equal = weights_a.keys() == weights_b.keys() and all(
+        np.array_equal(weights_a[k], weights_b[k]) for k in weights_a
+    )
+    pulses = _compare_logs(run_file, out)
+    same_acc = original is not None and original["test_accuracy"] == summary["test_accuracy"]
+    return {
+        "run_file": str(run_file),
+        "replay_file": str(out),
+        "identical": bool(pulses["equal"] and weights_equal and same_acc),
+        "pulses": pulses,
+        "weights_equal": bool(weights_equal),
+        "test_accuracy": {
+            "original": original and original["test_accuracy"],
+            "replay": summary["test_accuracy"],
+        },
+    }

@@ -1,0 +1,86 @@
+"""Replay: a logged training run re-run on its own device responses is identical."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hil.config import TrainConfig
+from hil.pulselog import LoggedBackend, PulseLogWriter
+from hil.pulses import PartialSetPulse
+from hil.replay import replay
+from hil.training import Trainer
+from sim_backends.emulator import EmulatorBackend
+from sim_backends.replay import DivergenceError, ReplayBackend
+
+
+@pytest.fixture(scope="module")
+def logged_run(mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("replay") / "orig.h5"
+    cfg = TrainConfig(
+        cell="2pcm3t1c",
+        layers=(784, 16, 10),
+        epochs=2,
+        train_images=1200,
+        test_images=400,
+        transfer_interval=400,
+        seed=11,
+    )
+    summary = Trainer(cfg, mnist, out, progress=False).run()
+    return out, summary
+
+
+def test_replay_of_a_training_run_is_identical(logged_run, mnist_dir, tmp_path):
+    out, summary = logged_run
+    report = replay(out, tmp_path / "again.h5", data_dir=mnist_dir)
+    assert report["identical"], report
+    assert report["weights_equal"]
+    assert report["pulses"]["records"] == summary["pulses_total"]
+    assert report["test_accuracy"]["replay"] == summary["test_accuracy"]
+
+
+def test_changed_learning_rate_stops_with_a_divergence_message(logged_run, mnist_dir, tmp_path):
+    out, _ = logged_run
+    with pytest.raises(DivergenceError, match=r"device \d+, pulse #\d+: the run asks"):
+        replay(out, tmp_path / "changed.h5", data_dir=mnist_dir, overrides={"learning_rate": 0.02})
+
+
+def test_cli_replay_reports_identical(logged_run, mnist_dir, tmp_path):
+    out, _ = logged_run
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hil.cli",
+            "replay",
+            str(out),
+            "--out",
+            str(tmp_path / "cli.h5"),
+            "--quiet",
+            "--data-dir",
+            str(mnist_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["identical"] is True
+
+
+def test_replay_backend_serves_reads_in_order_and_refuses_extra_pulses(tmp_path):
+    f = tmp_path / "log.h5"
+    b = LoggedBackend(EmulatorBackend(20, seed=2), PulseLogWriter(f))
+    ids = np.array([4, 1, 4, 9])  # a repeated id gets its pulses in request order
+    b.reset(np.arange(20))
+    g1 = b.set_and_read(np.arange(20))
+    g2 = b.read(ids)
+    b.close()
+    r = ReplayBackend(f)
+    r.reset(np.arange(20))
+    np.testing.assert_array_equal(r.set_and_read(np.arange(20)), g1)
+    np.testing.assert_array_equal(r.read(ids), g2)
+    assert r.exhausted
+    with pytest.raises(DivergenceError, match="holds only"):
+        r.set([4], PartialSetPulse())
