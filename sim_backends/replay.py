@@ -32,15 +32,17 @@ class ReplayBackend(DeviceBackend):
 
     def __init__(self, run_file, n_devices: int | None = None, envelope=None):
         with PulseLogReader(run_file) as log:
-            cols = {k: log.column(k) for k in ("device", *_KEYS, "g_S", "time_s")}
-        device = cols["device"].astype(np.int64)
-        logged = int(device.max()) + 1 if device.size else 1
-        n_devices = max(logged, n_devices or 0)
+            device = log.column("device")
+            logged = int(device.max()) + 1 if device.size else 1
+            n_devices = max(logged, n_devices or 0)
+            counts = np.bincount(device, minlength=n_devices)
+            order = np.argsort(device, kind="stable")
+            del device
+            # One column at a time, so only one unsorted copy is ever held.
+            self._rec = {k: log.column(k)[order] for k in (*_KEYS, "g_S")}
+            del order
         super().__init__(n_devices, envelope)
         self.run_file = str(run_file)
-        order = np.argsort(device, kind="stable")
-        self._rec = {k: v[order] for k, v in cols.items() if k != "device"}
-        counts = np.bincount(device, minlength=n_devices)
         self._start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._count = counts
         self._cursor = np.zeros(n_devices, dtype=np.int64)
