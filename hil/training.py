@@ -14,6 +14,7 @@ emulator's. Only the network's and the emulator's states travel in checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -279,7 +280,12 @@ class Trainer:
                 arrays, meta = checkpoint.latest(f)
         except OSError as exc:
             raise LogError(f"cannot open {self.out} to resume: {exc}") from None
-        if TrainConfig.from_json(stored).to_json() != self.cfg.to_json():
+
+        # Where the data lives may differ between machines; everything else must match.
+        def same(cfg: TrainConfig) -> str:
+            return dataclasses.replace(cfg, data_dir="").to_json()
+
+        if same(TrainConfig.from_json(stored)) != same(self.cfg):
             raise ConfigError(
                 f"{self.out} was written with a different configuration; resume it with "
                 "`hil train --resume RUN.h5` alone (the stored configuration is used)"

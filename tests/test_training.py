@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -198,8 +199,11 @@ def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
         capture_output=True,
     )
     assert killed.returncode == -9, killed.stderr.decode()
+    # Resume "on another machine": the data set lives somewhere else now.
+    moved = tmp_path / "elsewhere" / "mnist"
+    shutil.copytree(mnist_dir, moved)
     done = subprocess.run(
-        [*hil, "--resume", str(part), "--json", "--quiet", "--data-dir", str(mnist_dir)],
+        [*hil, "--resume", str(part), "--json", "--quiet", "--data-dir", str(moved)],
         check=True,
         env=env,
         capture_output=True,
