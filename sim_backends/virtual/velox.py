@@ -9,12 +9,10 @@ Velox accepts as a jump to that die.
 
 from __future__ import annotations
 
-import time
-
-from sim_backends.virtual.server import VirtualInstrument
+from sim_backends.virtual.server import VirtualProber
 
 
-class VirtualVelox(VirtualInstrument):
+class VirtualVelox(VirtualProber):
     """A chuck over a ``columns × rows`` wafer map visited row by row, one subdie per die."""
 
     idn = "FormFactor,Velox,VIRTUAL0,3.0 (hil virtual instrument)"
@@ -22,21 +20,12 @@ class VirtualVelox(VirtualInstrument):
     def __init__(
         self, columns: int = 4, rows: int = 3, latency_s: float = 0.0, die_step_s: float = 0.0
     ):
-        super().__init__()
-        self.latency_s = latency_s
-        self.die_step_s = die_step_s
-        self.route = [(c, r) for r in range(rows) for c in range(columns)]
-        self.index = -1  # no die selected until StepFirstDie
+        # No die is selected until StepFirstDie.
+        super().__init__(columns, rows, latency_s, die_step_s, first_index=-1)
         self.height = "separation"
-        self.steps = 0
 
     def _at(self, index: int) -> str:
-        if index != self.index:
-            self.steps += 1
-            if self.die_step_s:
-                time.sleep(self.die_step_s)
-        self.index = index
-        c, r = self.route[index]
+        c, r = self.move_to(index)
         return f"0: {c} {r} 0 1"
 
     def execute(self, command: str) -> str | None:
