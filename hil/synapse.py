@@ -156,8 +156,6 @@ def crossbar_pulses(
 class CellArray(abc.ABC):
     """Every synapse of a network, of one kind of unit cell."""
 
-    uses_devices = False
-
     def __init__(
         self,
         layout: Layout,
@@ -215,8 +213,6 @@ class FloatingPoint(CellArray):
 
 class _PCMCells(CellArray):
     """Shared bookkeeping of cells with a PCM pair per synapse."""
-
-    uses_devices = True
 
     def __init__(self, layout, cfg, rng, pool=None, program: ProgramVerifyConfig | None = None):
         super().__init__(layout, cfg, rng, pool)
