@@ -28,6 +28,7 @@ from hil.pulses import (
     Operation,
     PartialSetPulse,
     Pulse,
+    PulseTiming,
     RampSetPulse,
     ReadPulse,
     ResetPulse,
@@ -86,6 +87,11 @@ class DeviceBackend(abc.ABC):
         self.n_devices = int(n_devices)
         self.envelope = envelope if envelope is not None else SafetyEnvelope()
         self._closed = False
+
+    @property
+    def timing(self) -> PulseTiming:
+        """Widths this backend can make (no limit unless a tester sets one)."""
+        return PulseTiming()
 
     # -- public, checked API -------------------------------------------------------------
     def reset(self, ids, pulse: ResetPulse | None = None) -> None:
@@ -227,6 +233,13 @@ class CompositeBackend(DeviceBackend):
         sizes = np.array([n for _, n in parts], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         super().__init__(int(self._starts[-1]), envelope)
+
+    @property
+    def timing(self) -> PulseTiming:
+        t = PulseTiming()
+        for b in self.parts:
+            t = t.strictest(b.timing)
+        return t
 
     def _route(self, ids: np.ndarray):
         part = np.searchsorted(self._starts, ids, side="right") - 1

@@ -4,25 +4,96 @@ Known kinds:
 
 - ``emulator`` or ``emulator:PRESET`` — the statistical PCM emulator
   (:mod:`sim_backends.emulator`; presets listed by ``sim_backends.pcm_models``).
+- ``station:STATION.toml`` — real devices on a probe station
+  (:class:`instruments.hardware.HardwareBackend`); the station file may put only some
+  network layers on the station and the rest on an emulator (``[placement]``).
+- ``fitted:MODEL.h5`` — devices drawn from a model fitted to a pulse log by ``hil fit``
+  (:mod:`sim_backends.fitted`).
 
 Implementations are imported lazily so that ``hil --help`` stays fast.
 """
 
 from __future__ import annotations
 
-from hil.backend import DeviceBackend
+from collections.abc import Sequence
+
+from hil.backend import CompositeBackend, DeviceBackend
 from hil.errors import ConfigError
 
-KINDS = ("emulator",)
+KINDS = ("emulator", "station", "fitted")
 
 
-def make_backend(spec: str, n_devices: int, seed: int = 0) -> DeviceBackend:
-    """The backend named by ``spec`` with ``n_devices`` devices."""
+def make_backend(
+    spec: str, n_devices: int, seed: int = 0, layer_devices: Sequence[int] | None = None
+) -> DeviceBackend:
+    """The backend named by ``spec`` with ``n_devices`` devices.
+
+    ``layer_devices`` — devices of each network layer, in id order — lets a station file
+    place chosen layers on the station.
+    """
     kind, _, arg = spec.partition(":")
+    if kind == "station":
+        if not arg:
+            raise ConfigError("backend 'station' needs a station file: station:STATION.toml")
+        return _station_backend(arg, n_devices, seed, layer_devices)
     if kind == "emulator":
         from sim_backends.emulator import EmulatorBackend
 
         return EmulatorBackend(n_devices, params=arg or "nandakumar2018", seed=seed)
+    if kind == "fitted":
+        if not arg:
+            raise ConfigError("backend 'fitted' needs a model path: fitted:MODEL.h5 (hil fit)")
+        from sim_backends.fitted import FittedBackend
+
+        return FittedBackend(arg, n_devices, seed=seed)
     raise ConfigError(
         f"unknown backend {spec!r}; use one of: " + ", ".join(f"{k}[:ARG]" for k in KINDS)
     )
+
+
+def _station_backend(path, n_devices, seed, layer_devices) -> DeviceBackend:
+    from hil.station import load_station
+    from instruments.hardware import HardwareBackend
+
+    station = load_station(path)
+    if station.hardware_layers is None:
+        return HardwareBackend(station, n_devices)
+    sizes = list(layer_devices or [n_devices])
+    if sum(sizes) != n_devices:
+        raise ConfigError(f"layer_devices {sizes} do not add up to {n_devices} devices")
+    chosen = set()
+    for layer in station.hardware_layers:
+        if not -len(sizes) <= layer < len(sizes):
+            raise ConfigError(
+                f"{station.where('placement', 'hardware_layers')}: layer {layer} does not "
+                f"exist; the network has {len(sizes)} layers of PCM devices"
+            )
+        chosen.add(layer % len(sizes))
+    ks = sorted(chosen)
+    if ks != list(range(ks[0], ks[-1] + 1)):
+        raise ConfigError(
+            f"{station.where('placement', 'hardware_layers')}: the station layers must be "
+            "adjacent (e.g. [-2, -1])"
+        )
+    on_station = sum(sizes[k] for k in chosen)
+    hardware = HardwareBackend(station, on_station)
+    parts, emulated = [], 0
+    from sim_backends.emulator import EmulatorBackend
+
+    # Consecutive layers on the same side share one part; station ids follow layer order.
+    for k, size in enumerate(sizes):
+        side = "station" if k in chosen else "emulator"
+        if parts and parts[-1][0] == side:
+            parts[-1][1] += size
+        else:
+            parts.append([side, size])
+    built = []
+    for side, size in parts:
+        if side == "station":
+            built.append((hardware, size))
+        else:
+            built.append(
+                (EmulatorBackend(size, params=station.emulator, seed=seed + emulated), size)
+            )
+            emulated += 1
+    return CompositeBackend(built)

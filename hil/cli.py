@@ -1,4 +1,4 @@
-"""The user's entry point: ``hil characterize ...`` (and, as they land, train/replay/fit).
+"""The user's entry point: ``hil characterize | train | fit | replay``.
 
 Errors a user can cause surface as one line naming what to fix (exit status 2), never as
 a traceback: every :class:`~hil.errors.HilError` is caught here.
@@ -51,7 +51,7 @@ def _jsonable(summary: dict) -> dict:
     "backend_spec",
     default="emulator",
     show_default=True,
-    help="Device backend: emulator or emulator:PRESET.",
+    help="Device backend: emulator, emulator:PRESET or fitted:MODEL.h5.",
 )
 @click.option(
     "--devices",
@@ -188,7 +188,7 @@ def _layers(value):
 @click.option("--epochs", type=int)
 @click.option("--train-images", type=int, help="Use the first N training images (0 = all).")
 @click.option("--test-images", type=int, help="Evaluate on the first N test images (0 = all).")
-@click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, ...")
+@click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, fitted:MODEL.h5, ...")
 @click.option("--dataset", type=click.Choice(["mnist", "mnist-backrand"]))
 @click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
 @click.option("--seed", type=int)
@@ -303,6 +303,64 @@ def train(
 
 
 @main.command()
+@click.argument(
+    "run_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Fitted model to write (HDF5); use it as --backend fitted:MODEL.h5.",
+)
+@click.option(
+    "--max-records",
+    default=8_000_000,
+    show_default=True,
+    type=click.IntRange(min=1000),
+    help="Records kept in memory (a device subset is chosen to fit; ~150 B per record).",
+)
+@click.option("--report", is_flag=True, help="Save PNG plots MODEL.<statistic>.png.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def fit(run_files, out, max_records, report, as_json, force):
+    """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
+    from tqdm import tqdm
+
+    from hil.fit import fit_log
+    from hil.pulselog import PulseLogReader
+
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    total = 0
+    for path in run_files:
+        with PulseLogReader(path) as log:
+            total += log.n_records
+    with tqdm(total=total, desc="fit", unit="rec", disable=None, file=sys.stderr) as bar:
+        model = fit_log(run_files, max_records=max_records, progress=bar.update)
+    model.save(out)
+    plots = []
+    if report:
+        from hil import report as rep
+
+        plots = [str(p) for p in rep.plot_fitted_model(model, out)]
+    rows = model.summary_rows()
+    if as_json:
+        meta = {k: model.meta[k] for k in ("digest", "n_records_total", "n_records_used")}
+        click.echo(json.dumps({"model": str(out), "statistics": rows, "plots": plots, **meta}))
+        return
+    click.echo(f"{'statistic':<12} {'bins':>5} {'samples used':>13} {'KS (pooled)':>12}")
+    for r in rows:
+        ks = "-" if not np.isfinite(r["ks"]) else f"{r['ks']:.4f}"
+        click.echo(f"{r['statistic']:<12} {r['bins']:>5} {r['events']:>13,} {ks:>12}")
+    dev = model.tables["devices"]
+    click.echo(
+        f"stuck fraction {dev['stuck_fraction']:.4%}; {model.meta['n_records_used']:,} of "
+        f"{model.meta['n_records_total']:,} records used; model {out}"
+        + (f"; plots {', '.join(plots)}" if plots else "")
+    )
+
+
+@main.command()
 @click.argument("run_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -321,6 +379,15 @@ def replay(run_file, out, data_dir, quiet):
     if not report["identical"]:
         sys.exit(1)
 
+
+def _register_station_commands() -> None:
+    from hil.cli_station import station, virtual_station
+
+    main.add_command(station)
+    main.add_command(virtual_station)
+
+
+_register_station_commands()
 
 if __name__ == "__main__":
     main()

@@ -1267,6 +1267,10 @@ class LoggedBackend(DeviceBackend):
         self.counts: dict[Operation, int] = {op: 0 for op in Operation}
         """Records logged per operation (compare with PulseLogReader.count_by_op)."""
 
+    @property
+    def timing(self):
+        return self.inner.timing
+
     def set_context(self, **fields) -> LogContext:
         """Set training-context fields (epoch, image, transfer, phase, layer) until changed."""
         unknown = set(fields) - {f.name for f in dataclasses.fields(LogContext)}

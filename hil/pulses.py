@@ -146,6 +146,36 @@ SetPulse = PartialSetPulse | RampSetPulse
 
 
 @dataclass(frozen=True)
+class PulseTiming:
+    """The shortest program pulse (or ramp step) a backend can make, and its time grid.
+
+    A tester cannot make every width: the 4225-PMU's segments are >= 20 ns on a 10 ns grid.
+    Protocols that choose widths (program-and-verify's ramp step) put them on this grid, so
+    that the pulse logged is exactly the pulse sent.
+    """
+
+    min_width_s: float = 0.0
+    resolution_s: float = 0.0
+
+    def quantize(self, width_s):
+        """``width_s`` rounded to the grid and raised to the minimum."""
+        w = np.asarray(width_s, dtype=np.float64)
+        if self.resolution_s > 0:
+            w = np.round(w / self.resolution_s) * self.resolution_s
+        if self.min_width_s > 0:
+            lowest = self.min_width_s
+            if self.resolution_s > 0:
+                lowest = np.ceil(lowest / self.resolution_s - 1e-9) * self.resolution_s
+            w = np.maximum(w, lowest)
+        return w
+
+    def strictest(self, other: PulseTiming) -> PulseTiming:
+        return PulseTiming(
+            max(self.min_width_s, other.min_width_s), max(self.resolution_s, other.resolution_s)
+        )
+
+
+@dataclass(frozen=True)
 class SafetyEnvelope:
     """Limits every pulse must respect; checked once, before any backend sees a request.
 

@@ -3,7 +3,8 @@
 The stored configuration is trained again with a :class:`~sim_backends.replay.ReplayBackend`
 serving the original run's pulse log. If the code and configuration are unchanged the new
 run is identical pulse for pulse and weight for weight; otherwise the first pulse that
-differs stops it with a :class:`~sim_backends.replay.DivergenceError`.
+differs stops it with a :class:`~sim_backends.replay.DivergenceError` — or, given a
+``fallback`` backend factory, hands the devices over to that backend there and trains on.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def _compare_logs(a_path, b_path) -> dict:
         return {"equal": True, "records": a.n_records}
 
 
-def replay(run_file, out, *, data_dir=None, progress=False, overrides=None) -> dict:
-    """Re-run ``run_file``'s configuration (with ``overrides``, for experiments) on its log."""
+def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fallback=None) -> dict:
+    """Re-run ``run_file``'s configuration (with ``overrides``, for experiments) on its log.
+
+    ``fallback``: optional factory ``fallback(n_devices, seed) -> backend`` (a backend with
+    ``adopt(ids, g_S)``, e.g. a fitted model of the devices). At the first divergence the
+    replay continues on it instead of raising; the report's ``fallback`` entry then gives
+    the divergence.
+    """
     from hil.datasets import get_dataset
     from hil.training import Trainer
     from sim_backends.replay import ReplayBackend
@@ -55,13 +62,18 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None) -> d
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     data = get_dataset(cfg.dataset, data_dir or cfg.data_dir or None)
+    backends: list[ReplayBackend] = []
+
+    def make_backend(spec, n, seed):
+        backends.append(
+            ReplayBackend(
+                run_file, n_devices=n, fallback=None if fallback is None else fallback(n, seed)
+            )
+        )
+        return backends[-1]
+
     trainer = Trainer(
-        cfg,
-        data,
-        out,
-        progress=progress,
-        overwrite=True,
-        backend_factory=lambda spec, n, seed: ReplayBackend(run_file, n_devices=n),
+        cfg, data, out, progress=progress, overwrite=True, backend_factory=make_backend
     )
     summary = trainer.run()
     with open_run_file(out) as f:
@@ -71,7 +83,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None) -> d
     )
     pulses = _compare_logs(run_file, out)
     same_acc = original is not None and original["test_accuracy"] == summary["test_accuracy"]
-    return {
+    report = {
         "run_file": str(run_file),
         "replay_file": str(out),
         "identical": bool(pulses["equal"] and weights_equal and same_acc),
@@ -82,3 +94,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None) -> d
             "replay": summary["test_accuracy"],
         },
     }
+    if fallback is not None:
+        divergence = next((b.divergence for b in backends if b.divergence), None)
+        report["fallback"] = {"used": divergence is not None, "divergence": divergence}
+    return report

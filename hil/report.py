@@ -83,3 +83,119 @@ def plot_read_noise(summary: dict, path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+# -- fitted device model (hil fit --report) ------------------------------------------------
+def _finite(*arrays, count=None, min_count=1):
+    ok = np.ones(np.shape(arrays[0]), dtype=bool)
+    for a in arrays:
+        ok &= np.isfinite(a)
+    if count is not None:
+        ok &= np.asarray(count) >= min_count
+    return ok
+
+
+def _fit_ramp(t: dict, ax) -> None:
+    x, mean, sm, sf = t["log10_width_mean"], t["g_mean_uS"], t["sigma_meas_uS"], t["sigma_uS"]
+    ok = _finite(x, mean, sm, count=t["count"], min_count=2)
+    w = 10 ** x[ok] * 1e9
+    ax.errorbar(w, mean[ok], yerr=sm[ok], fmt="o", capsize=3, label="measured mean ± σ")
+    ax.plot(w, mean[ok], "r-", label="fitted mean")
+    ax.fill_between(
+        w,
+        mean[ok] - sf[ok],
+        mean[ok] + sf[ok],
+        color="r",
+        alpha=0.2,
+        label="fitted σ (read noise removed)",
+    )
+    ax.set(
+        xscale="log",
+        xlabel="ramp step length (ns)",
+        ylabel="G after RESET + ramp (µS)",
+        title="ramp SET",
+    )
+    ax.legend(fontsize=8)
+
+
+def _fit_increment(t: dict, ax) -> None:
+    g, mean, sm, count = t["g_mean_uS"][0], t["mean_uS"][0], t["sigma_meas_uS"][0], t["count"][0]
+    for k in (0, 1, 2, 4, 8, g.shape[0] - 1):
+        ok = _finite(g[k], mean[k], count=count[k], min_count=5)
+        if ok.any():
+            line = ax.errorbar(g[k][ok], mean[k][ok], yerr=sm[k][ok], fmt="o", ms=3, capsize=2)
+            ax.plot(g[k][ok], mean[k][ok], "-", color=line[0].get_color(), label=f"k = {k}")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(
+        xlabel="G before pulse (µS)",
+        ylabel="ΔG (µS)",
+        title="partial SET, first pulse shape: mean ± measured σ by history k",
+    )
+    ax.legend(fontsize=8)
+
+
+def _fit_reset(t: dict, ax) -> None:
+    edges, hist = t["hist_edges_uS"], t["hist_count"]
+    centers, width = 0.5 * (edges[1:] + edges[:-1]), np.diff(edges)
+    ax.bar(centers, hist, width=width, alpha=0.6, label="measured")
+    m, s = t["g_mean_uS"], t["sigma_meas_uS"]
+    pdf = np.exp(-0.5 * ((centers - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+    ax.plot(centers, pdf * hist.sum() * width, "r-", label=f"Gaussian {m:.3f} ± {s:.3f} µS")
+    ax.set(xlabel="G read after RESET (µS)", ylabel="count", title="RESET")
+    ax.legend(fontsize=8)
+
+
+def _fit_drift(t: dict, ax) -> None:
+    g, nu, sd, sm = t["g_mean_uS"], t["nu_mean"], t["nu_sigma"], t["nu_sigma_meas"]
+    ok = _finite(g, nu, count=t["count"], min_count=2)
+    ax.errorbar(
+        g[ok], nu[ok], yerr=np.nan_to_num(sm[ok]), fmt="o", capsize=3, label="measured mean ± σ"
+    )
+    ax.fill_between(
+        g[ok],
+        nu[ok] - sd[ok],
+        nu[ok] + sd[ok],
+        color="r",
+        alpha=0.2,
+        label="fitted device spread σ_ν",
+    )
+    ax.set(xlabel="G (µS)", ylabel="drift exponent ν", title=f"drift, t0 = {t['t0_s']:.3g} s")
+    ax.legend(fontsize=8)
+
+
+def _fit_read(t: dict, ax) -> None:
+    g, s = t["g_mean_uS"], t["sigma_uS"]
+    ok = _finite(g, s, count=t["count"], min_count=2)
+    ax.plot(g[ok], s[ok], "o", label=f"measured ({t['source']})")
+    xs = np.linspace(0, max(float(g[ok].max()) if ok.any() else 1.0, 1.0), 50)
+    ax.plot(
+        xs,
+        t["slope"] * xs + t["offset_uS"],
+        "r-",
+        label=f"fit σ = {t['slope']:.3f}·G + {t['offset_uS']:.3f} µS",
+    )
+    ax.set(xlabel="G (µS)", ylabel="read σ (µS)", title="read noise")
+    ax.legend(fontsize=8)
+
+
+_FIT_PLOTS = {
+    "ramp": _fit_ramp,
+    "increment": _fit_increment,
+    "reset": _fit_reset,
+    "drift": _fit_drift,
+    "read_noise": _fit_read,
+}
+
+
+def plot_fitted_model(model, model_path: Path) -> list[Path]:
+    """One PNG per fitted statistic with data, ``MODEL.<statistic>.png`` next to the model:
+    the measured binned statistics and what the fitted backend samples from."""
+    out = []
+    for name, plot in _FIT_PLOTS.items():
+        if not model.has(name):
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        plot(model.tables[name], ax)
+        fig.suptitle(f"{Path(model_path).name}: {name}", fontsize=9)
+        out.append(_save(fig, Path(model_path).with_suffix(f".{name}.png")))
+    return out

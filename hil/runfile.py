@@ -51,7 +51,9 @@ SCHEMA_VERSION = 1
 """Layout version this code writes. Bump it on any incompatible change of the layout."""
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-"""Layout versions this code can read."""
+"""Layout versions this code can read: every version hil has written (tests/test_runfile.py
+checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
+reader for its layout, unless old files are deliberately given up."""
 
 # The 8-byte signature at the start of every HDF5 file (or at 512, 1024, ... with a user block).
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -198,14 +200,21 @@ def _check_root(f: h5py.File, path: Path) -> None:
         version = int(version)
     except (TypeError, ValueError):
         raise LogError(
-            f"{str(path)!r} has no valid integer 'schema_version' root attribute (got {version!r})"
+            f"{str(path)!r} has no valid integer 'schema_version' root attribute (got "
+            f"{version!r}); every run file hil writes has one, so this file is damaged or was "
+            "not written by hil: give a run file written by `hil train`"
         ) from None
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
-        newer = " (written by a newer hil; upgrade hil)" if version > SCHEMA_VERSION else ""
+        writer = f.attrs.get("version_hil")
+        by = f" by hil {_text(writer)}" if writer is not None else ""
+        if version > SCHEMA_VERSION:
+            what, todo = f"written{by}, newer than this hil", "upgrade hil to read it"
+        else:
+            what, todo = f"written{by}", "read it with the hil version that wrote it"
         raise LogError(
-            f"{str(path)!r} has schema_version {version}{newer}; this hil "
-            f"{hil.__version__} reads schema versions {supported}"
+            f"{str(path)!r} has schema_version {version} ({what}); this hil "
+            f"{hil.__version__} reads schema versions {supported}: {todo}"
         )
 
 

@@ -106,8 +106,13 @@ class Trainer:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
         from hil.backends import make_backend
+        from hil.synapse import Layout
 
-        return make_backend(self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed))
+        layout = Layout(self.cfg.layers)
+        per_layer = (2 * np.diff(layout.offsets)).tolist()
+        return make_backend(
+            self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed), layer_devices=per_layer
+        )
 
     def _build(self):
         cfg = self.cfg

@@ -132,6 +132,14 @@ class B2200A(Instrument):
         get_process_list=_parse_error,
     )
 
+    operation_complete = Instrument.measurement(
+        "*OPC?",
+        """Get ``True`` once every command sent before has finished, relays settled
+        (``*OPC?``, answered ``1``). A host waits on it before it pulses through a route.""",
+        cast=int,
+        get_process=lambda v: v == 1,
+    )
+
     def reset(self) -> None:
         """Reset the matrix to its power-on state, opening all relays (``*RST``)."""
         self.write("*RST")

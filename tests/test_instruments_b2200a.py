@@ -140,3 +140,8 @@ def test_id_reset_clear():
         assert inst.id == idn
         inst.reset()
         inst.clear()
+
+
+def test_operation_complete_waits_for_the_relays():
+    with expected_protocol(B2200A, [("*OPC?", "1")]) as inst:
+        assert inst.operation_complete is True

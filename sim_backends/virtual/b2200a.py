@@ -10,7 +10,6 @@ type error), so a driver sees them through ``:SYST:ERR?``.
 from __future__ import annotations
 
 import re
-import time
 
 from sim_backends.virtual.server import CommandError, VirtualInstrument
 
@@ -52,6 +51,9 @@ class VirtualB2200A(VirtualInstrument):
         head = head.upper()
         if head == "*IDN?":
             return self.idn
+        if head == "*OPC?":
+            # Commands run in order, so every relay has settled when this is answered.
+            return "1"
         if head == "*RST":
             self.closed.clear()
             return None
@@ -93,5 +95,4 @@ class VirtualB2200A(VirtualInstrument):
             self.closed.update(channels)
         else:
             self.closed.difference_update(channels)
-        if self.relay_s and changed:
-            time.sleep(self.relay_s * len(changed))
+        self.busy(self.relay_s * len(changed))

@@ -23,6 +23,10 @@ class VirtualSentio(VirtualProber):
         super().__init__(columns, rows, latency_s, die_step_s)
         self.contact = False
 
+    @property
+    def in_contact(self) -> bool:
+        return self.contact
+
     def _die(self, status: int = 0) -> str:
         c, r = self.route[self.index]
         return f"{status},0,{c},{r},0"
@@ -30,6 +34,8 @@ class VirtualSentio(VirtualProber):
     def execute(self, command: str) -> str | None:
         name, _, arg = command.partition(" ")
         name = name.lower()
+        if name == "*idn?":
+            return "0,0,MPI Corporation,SENTIO,VIRTUAL0,3.6 (hil virtual instrument)"
         if name == "move_chuck_contact":
             self.contact = True
             return "0,0,OK"

@@ -18,8 +18,32 @@ import socketserver
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass
+class Fault:
+    """A fault to inject into an instrument's replies (for tests of the host's recovery).
+
+    ``drop`` swallows the reply, so the host's read times out; ``garble`` replaces it with
+    bytes no driver can parse; ``die`` makes the instrument drop every connection and
+    answer nothing more, like a server process killed mid-conversation.
+    """
+
+    kind: str
+    """``"drop"``, ``"garble"`` or ``"die"``."""
+    match: str = ""
+    """Spoil only replies to commands starting with this text (case-insensitive)."""
+    after: int = 0
+    """Let this many matching replies through first."""
+    times: int = 1
+    """How many replies to spoil; -1 spoils every one from then on."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("drop", "garble", "die"):
+            raise ValueError(f"fault kind must be 'drop', 'garble' or 'die', got {self.kind!r}")
 
 
 class VirtualInstrument:
@@ -39,6 +63,35 @@ class VirtualInstrument:
         self.lock = threading.Lock()
         self.received: list[str] = []
         """Every command line received, in order (tests compare it with what was sent)."""
+        self.n_replies = 0
+        """Replies sent: the host's round trips to this instrument."""
+        self.busy_s = 0.0
+        """Modelled instrument time spent so far: command latency, relay and chuck moves."""
+        self.fault: Fault | None = None
+        self.dead = False
+        """A dead instrument closes every connection (see :class:`Fault` ``die``)."""
+
+    def busy(self, seconds: float) -> None:
+        """Spend ``seconds`` of modelled instrument time (sleeps, and counts it)."""
+        if seconds > 0:
+            time.sleep(seconds)
+            self.busy_s += seconds
+
+    def spoil(self, command: str, reply: str) -> str | None:
+        """``reply`` as the injected :attr:`fault` leaves it (``None``: dropped)."""
+        f = self.fault
+        if f is None or not command.strip().lower().startswith(f.match.lower()):
+            return reply
+        if f.after > 0:
+            f.after -= 1
+            return reply
+        if f.times == 0:
+            return reply
+        if f.times > 0:
+            f.times -= 1
+        if f.kind == "die":
+            self.dead = True
+        return "\x7f#GARBLED%&" if f.kind == "garble" else None
 
     def handle(self, line: str) -> str | None:
         with self.lock:
@@ -76,12 +129,16 @@ class VirtualProber(VirtualInstrument):
         self.index = first_index
         self.steps = 0
 
+    @property
+    def in_contact(self) -> bool:
+        """Whether the probe needles touch the current die."""
+        raise NotImplementedError
+
     def move_to(self, index: int) -> tuple[int, int]:
         """Step the chuck to die ``index`` of the route; returns its (column, row)."""
         if index != self.index:
             self.steps += 1
-            if self.die_step_s:
-                time.sleep(self.die_step_s)
+            self.busy(self.die_step_s)
         self.index = index
         return self.route[index]
 
@@ -97,9 +154,12 @@ class CommandError(Exception):
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         inst: VirtualInstrument = self.server.instrument  # type: ignore[attr-defined]
+        # Replies go out at once: with Nagle's algorithm a reply after a burst of writes
+        # waits for the host's delayed ACK (~40 ms on Linux).
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         term = inst.terminator.encode()
         buf = b""
-        while True:
+        while not inst.dead:
             try:
                 data = self.request.recv(65536)
             except OSError:
@@ -113,9 +173,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 if not line.strip():
                     continue
                 reply = inst.handle(line)
-                if inst.latency_s:
-                    time.sleep(inst.latency_s)
+                inst.busy(inst.latency_s)
                 if reply is not None:
+                    reply = inst.spoil(line, reply)
+                if inst.dead:
+                    return
+                if reply is not None:
+                    inst.n_replies += 1
                     try:
                         self.request.sendall(reply.encode() + term)
                     except OSError:

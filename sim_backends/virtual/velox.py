@@ -24,6 +24,10 @@ class VirtualVelox(VirtualProber):
         super().__init__(columns, rows, latency_s, die_step_s, first_index=-1)
         self.height = "separation"
 
+    @property
+    def in_contact(self) -> bool:
+        return self.height == "contact"
+
     def _at(self, index: int) -> str:
         c, r = self.move_to(index)
         return f"0: {c} {r} 0 1"

@@ -1,0 +1,91 @@
+"""``hil station check`` and ``hil virtual-station``: the probe-station commands."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from hil.errors import ConfigError
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.group()
+def station():
+    """Probe-station files: check one against the instruments it names."""
+
+
+@station.command()
+@click.argument("station_file", type=_FILE)
+@click.option("--walk-dies", is_flag=True, help="Step the prober to every die of the map.")
+def check(station_file, walk_dies):
+    """Connect to every instrument of STATION_FILE, identify it, check the tester's modules
+    and the die map; prints a table. Nothing is pulsed. Exit status 1 on a problem."""
+    from hil.station import load_station
+    from instruments.connect import check_station, format_check
+
+    st = load_station(station_file)
+    rows = check_station(st, walk_dies=walk_dies)
+    dm = st.devices
+    click.echo(format_check(rows))
+    dies = len(set(zip(dm.die_column.tolist(), dm.die_row.tolist(), strict=True)))
+    click.echo(f"device map: {dm.n_devices} devices on {dies} dies; envelope {st.envelope}")
+    if not all(r.ok for r in rows):
+        raise SystemExit(1)
+
+
+@click.command("virtual-station")
+@click.argument("station_file", type=_FILE)
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write STATION_FILE pointed at the virtual instruments to this file.",
+)
+@click.option("--latency-s", type=float, help="Per-command latency (overrides [virtual]).")
+@click.option("--relay-s", type=float, help="Time per relay move (overrides [virtual]).")
+@click.option("--die-step-s", type=float, help="Time per die step (overrides [virtual]).")
+@click.option("--seed", type=int, help="Seed of the emulated wafer (overrides [virtual]).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but 127.0.0.1 exposes the servers to the network.",
+)
+def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed, host):
+    """Serve virtual instruments for STATION_FILE (one emulated wafer behind its tester,
+    matrix and prober) on 127.0.0.1 until Ctrl-C; prints the VISA resources to use."""
+    from hil.station import load_station
+    from sim_backends.virtual.station import VirtualStation
+
+    st = load_station(station_file)
+    overrides = {
+        k: v
+        for k, v in dict(
+            command_latency_s=latency_s, relay_s=relay_s, die_step_s=die_step_s, seed=seed
+        ).items()
+        if v is not None
+    }
+    try:
+        vs = VirtualStation(st, host=host, **overrides)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with vs:
+        for role, resource in vs.resources.items():
+            click.echo(f"{role:7s} {st.__getattribute__(role).driver:7s} {resource}")
+        if write_to is not None:
+            tmp = write_to.with_suffix(write_to.suffix + ".tmp")
+            tmp.write_text(vs.station_text())
+            tmp.replace(write_to)  # whole file or nothing: scripts wait for it to appear
+            click.echo(f"station file for the virtual instruments: {write_to}")
+        click.echo("serving (visa_library = '@py'); Ctrl-C to stop", err=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,142 @@
+"""Pulses as piecewise-linear voltage waveforms, and back.
+
+Testers that take arbitrary waveforms (the 4225-PMU segment ARB, the B1530A WGFMU) are
+given each pulse as a list of :class:`Segment` s; the virtual testers decode what they
+receive into pulses again. Both directions live here so that they cannot drift apart.
+
+Shapes (``edge_s`` is the rise and fall time of every edge, a station setting):
+
+- RESET / partial SET of amplitude A and width w: ``0→A`` in ``edge_s``, ``A`` for ``w``,
+  ``A→0`` in ``edge_s``.
+- ramp SET of amplitude A, step w, n steps: ``0→A`` in ``edge_s``, then n flat steps at
+  ``A·(n−k)/n`` (k = 0..n−1) of ``w`` each, then ``→0`` in ``edge_s`` — the 8-step
+  ramp-down of Ambrogio et al. 2018, Extended Data Fig. 7.
+- read at V for integration time w: ``0→V``, ``V`` for ``w`` with a spot-mean
+  measurement, ``V→0``.
+
+Decoding splits a waveform at its returns to 0 V. A pulse with one flat level that carries
+a measurement is a read; with several descending flat levels it is a ramp SET; with one
+level it is a RESET if ``|A| ≥ reset_threshold_V`` and a partial SET otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.errors import BackendError
+from hil.pulses import (
+    Operation,
+    PartialSetPulse,
+    Pulse,
+    RampSetPulse,
+    ReadPulse,
+    ResetPulse,
+)
+
+DEFAULT_EDGE_S = 10e-9
+"""Rise/fall time of every edge [ours: the 4225-PMU's 10 ns segment resolution, quoted in
+../shared/reference/instruments.md]."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One linear piece of a waveform: ``start_V → stop_V`` over ``duration_s``."""
+
+    duration_s: float
+    start_V: float
+    stop_V: float
+    measure: bool = False
+    """Whether the tester takes a spot-mean current measurement over this segment."""
+
+
+def scalar_pulse(pulse: Pulse, i: int) -> Pulse:
+    """Device ``i``'s own pulse out of a pulse whose fields may be per-device arrays."""
+
+    def pick(v):
+        a = np.asarray(v)
+        return a.item() if a.ndim == 0 else a[i].item()
+
+    if isinstance(pulse, RampSetPulse):
+        return RampSetPulse(pick(pulse.amplitude_V), pick(pulse.width_s), int(pick(pulse.steps)))
+    if isinstance(pulse, ReadPulse):
+        return ReadPulse(pick(pulse.amplitude_V), pick(pulse.width_s), pulse.compliance_A)
+    return type(pulse)(pick(pulse.amplitude_V), pick(pulse.width_s))
+
+
+def segments(pulse: Pulse, edge_s: float = DEFAULT_EDGE_S) -> list[Segment]:
+    """The waveform of one pulse with scalar fields (see the module docstring)."""
+    a = float(pulse.amplitude_V)
+    w = float(pulse.width_s)
+    if isinstance(pulse, RampSetPulse):
+        n = int(pulse.steps)
+        levels = [a * (n - k) / n for k in range(n)]
+        body = [Segment(w, v, v) for v in levels]
+        return [Segment(edge_s, 0.0, a), *body, Segment(edge_s, levels[-1], 0.0)]
+    measure = isinstance(pulse, ReadPulse)
+    return [Segment(edge_s, 0.0, a), Segment(w, a, a, measure), Segment(edge_s, a, 0.0)]
+
+
+def waveform(pulses: list[Pulse], edge_s: float = DEFAULT_EDGE_S) -> list[Segment]:
+    """Pulses one after the other (each returns to 0 V before the next starts)."""
+    out: list[Segment] = []
+    for p in pulses:
+        out.extend(segments(p, edge_s))
+    return out
+
+
+def decode(
+    waveform: list[Segment], reset_threshold_V: float, compliance_A: float = 1e-4
+) -> list[Pulse]:
+    """The pulses a waveform applies, in order (the inverse of :func:`waveform`).
+
+    Raises :class:`BackendError` for a waveform that is not made of this module's shapes.
+    """
+    pulses: list[Pulse] = []
+    flats: list[Segment] = []
+    level = 0.0
+    for seg in waveform:
+        if seg.start_V == seg.stop_V:
+            if seg.start_V != 0.0:
+                flats.append(seg)
+        elif seg.stop_V == 0.0 and flats:
+            pulses.append(_pulse_of(flats, reset_threshold_V, compliance_A))
+            flats = []
+        level = seg.stop_V
+    if flats or level != 0.0:
+        raise BackendError("waveform does not return to 0 V after its last pulse")
+    return pulses
+
+
+def _pulse_of(flats: list[Segment], reset_threshold_V: float, compliance_A: float) -> Pulse:
+    first = flats[0]
+    if any(s.measure for s in flats):
+        return ReadPulse(first.start_V, sum(s.duration_s for s in flats), compliance_A)
+    if len(flats) > 1:
+        return RampSetPulse(first.start_V, first.duration_s, len(flats))
+    if abs(first.start_V) >= reset_threshold_V:
+        return ResetPulse(first.start_V, first.duration_s)
+    return PartialSetPulse(first.start_V, first.duration_s)
+
+
+def same_pulse(a: Pulse, b: Pulse, rtol: float = 1e-6) -> bool:
+    """Whether two scalar pulses are of the same kind with the same parameters."""
+    return (
+        a.op == b.op
+        and np.isclose(float(a.amplitude_V), float(b.amplitude_V), rtol=rtol)
+        and np.isclose(float(a.width_s), float(b.width_s), rtol=rtol)
+        and int(a.n_steps) == int(b.n_steps)
+    )
+
+
+__all__ = [
+    "DEFAULT_EDGE_S",
+    "Operation",
+    "Segment",
+    "decode",
+    "same_pulse",
+    "scalar_pulse",
+    "segments",
+    "waveform",
+]

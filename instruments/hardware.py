@@ -1,0 +1,314 @@
+"""``HardwareBackend``: the device seam served by a probe station (tester + matrix + prober).
+
+How a batch runs:
+
+- **Order.** Each call's devices are visited die by die in the station file's die order,
+  and within a die by top pin, so the chuck moves once per die and the shared bottom-pad
+  relay stays closed; answers come back in request order.
+- **One visit per device.** A RESET is not sent when asked for: it waits for the device's
+  next SET or read and goes out in the same visit (program-and-verify's RESET + ramp SET +
+  read is one route, one tester sequence). :meth:`clock`, :meth:`wait`, :meth:`snapshot`
+  and :meth:`close` send any RESET still waiting.
+- **Route.** Break before make: relays of the previous device open before the next
+  device's close; ``*OPC?`` waits until they have settled before the tester pulses.
+- **Retries.** A reply timeout or an unparsable reply is retried ``retry.attempts`` times
+  with doubling back-off after draining the connection. A program pulse is never sent
+  twice: a visit that failed after its pulses went out retries only its read. When
+  ``retry.attempts`` visits in a row need a retry, the fault is taken as persistent.
+- **Safe stop.** Any other failure, an exhausted retry, or Ctrl-C switches the tester's
+  outputs off, opens every relay of the card and separates the chuck — each step tried
+  even if another fails — then raises :class:`StationAbort` saying what was done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyvisa
+
+from hil.backend import DeviceBackend
+from hil.errors import BackendClosedError, BackendError
+from hil.pulses import Pulse, ReadPulse, ResetPulse
+from hil.station import Station
+from hil.waveforms import scalar_pulse
+from instruments.connect import Instruments, connect
+
+
+class StationAbort(BackendError):
+    """The station was put in its safe state and the run stopped; ``report`` lists each
+    safe-state step and whether it succeeded."""
+
+    def __init__(self, message: str, report: list[tuple[str, str]]):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class StationStats:
+    visits: int = 0
+    die_steps: int = 0
+    relay_moves: int = 0
+    retries: int = 0
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure worth retrying: a reply that did not come in time, or came garbled."""
+    if isinstance(exc, pyvisa.errors.VisaIOError):
+        return exc.error_code == pyvisa.constants.StatusCode.error_timeout
+    return isinstance(exc, BackendError) and not isinstance(exc, StationAbort)
+
+
+class HardwareBackend(DeviceBackend):
+    """Station devices ``0..n-1`` (the station file's device map) as a :class:`DeviceBackend`.
+
+    :param station: the parsed station file.
+    :param n_devices: devices used (≤ the map's); default all.
+    :param instruments: already opened instruments (default: :func:`connect`).
+    """
+
+    def __init__(self, station: Station, n_devices: int | None = None, *, instruments=None) -> None:
+        dm = station.devices
+        n = dm.n_devices if n_devices is None else int(n_devices)
+        if not 1 <= n <= dm.n_devices:
+            raise BackendError(
+                f"{station.where('devices')}: the run needs {n} devices, the station's device "
+                f"map has {dm.n_devices}; add dies or pins, or put fewer layers on the station "
+                "([placement] hardware_layers)"
+            )
+        super().__init__(n, station.envelope)
+        self.station = station
+        key = dm.die_key()[:n]
+        _, first = np.unique(key, return_index=True)
+        rank = np.empty(first.size, dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(first.size)
+        self._die = rank[np.unique(key, return_inverse=True)[1]]
+        self._col, self._row = dm.die_column[:n], dm.die_row[:n]
+        base = station.card * 10000
+        self._top = base + station.force_port * 100 + dm.top_pin[:n]
+        self._bottom = base + station.ground_port * 100 + dm.bottom_pin[:n]
+        self._pending = np.zeros(n, dtype=bool)
+        self._pend_amp = np.zeros(n)
+        self._pend_width = np.zeros(n)
+        self._at_die = -1
+        self._relays: set[int] = set()
+        self._broken = False
+        self._failing = 0
+        """Device visits in a row that needed a retry (a persistent fault stops the run)."""
+        self.stats = StationStats()
+        self.inst: Instruments = instruments or connect(station)
+        self._t0 = time.monotonic()
+        self._guard("setting up the station", self._setup)
+
+    # -- set-up and safe state ---------------------------------------------------------------
+    def _setup(self) -> None:
+        self.inst.matrix.open_card(self.station.card)
+        self.inst.prober.separate()
+        self.inst.tester.setup()
+
+    def _safe_state(self) -> list[tuple[str, str]]:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("tester outputs off", self.inst.tester.outputs_off),
+            ("matrix relays open", self._open_all_relays),
+            ("chuck separated", self.inst.prober.separate),
+        ]
+        report = []
+        for what, step in steps:
+            try:
+                step()
+                report.append((what, "done"))
+            except BaseException as exc:  # noqa: BLE001 - every step must be tried
+                report.append((what, f"FAILED ({type(exc).__name__}: {exc})"))
+        self._relays.clear()
+        self._at_die = -1
+        return report
+
+    def _open_all_relays(self) -> None:
+        self.inst.matrix.open_card(self.station.card)
+        if not self.inst.matrix.operation_complete:  # returns once the relays are open
+            raise BackendError("the matrix did not confirm that its relays are open")
+
+    def _guard(self, what: str, fn: Callable, *args):
+        """Run ``fn``; on any failure put the station in its safe state and raise."""
+        try:
+            return fn(*args)
+        except BaseException as exc:
+            self._broken = True
+            report = self._safe_state()
+            done = "; ".join(f"{w}: {r}" for w, r in report)
+            msg = (
+                f"station {self.station.name!r} stopped while {what}: "
+                f"{type(exc).__name__}: {exc}. Safe state: {done}. "
+                f"{self.stats.visits} device visits completed."
+            )
+            if isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt(msg) from exc
+            raise StationAbort(msg, report) from exc
+
+    def _check_open(self) -> None:
+        if self._broken:
+            raise BackendClosedError(
+                f"station {self.station.name!r} was stopped after an error; start a new run "
+                "or resume it"
+            )
+        super()._check_open()
+
+    # -- retries -----------------------------------------------------------------------------
+    def _retry(self, what: str, fn: Callable, recover: Callable[[], None]):
+        policy = self.station.retry
+        delay = policy.backoff_s
+        for attempt in range(policy.attempts):
+            try:
+                return fn()
+            except Exception as exc:
+                if not _transient(exc) or attempt + 1 == policy.attempts:
+                    raise BackendError(
+                        f"{what}: {type(exc).__name__}: {exc} (attempt {attempt + 1} of "
+                        f"{policy.attempts})"
+                    ) from exc
+                self.stats.retries += 1
+                time.sleep(delay)
+                delay *= 2
+                recover()
+        raise AssertionError("unreachable")
+
+    # -- moving the route --------------------------------------------------------------------
+    def _route_to(self, d: int) -> None:
+        die = int(self._die[d])
+        if die != self._at_die:
+            prober = self.inst.prober
+            nothing = lambda: None  # noqa: E731 - probers answer every command
+            self._retry("separating the chuck", prober.separate, nothing)
+            col, row = int(self._col[d]), int(self._row[d])
+            self._retry(
+                f"stepping to die ({col}, {row})", lambda: prober.step_to(col, row), nothing
+            )
+            self._retry("contacting the die", prober.contact, nothing)
+            self._at_die = die
+            self.stats.die_steps += 1
+        want = {int(self._top[d]), int(self._bottom[d])}
+        if want != self._relays:
+            matrix = self.inst.matrix
+            release = sorted(self._relays - want)
+            make = sorted(want - self._relays)
+            if release:
+                matrix.open_channels(release)
+            matrix.close_channels(make)
+            self.stats.relay_moves += len(release) + len(make)
+            self._relays = want
+            self._retry(
+                "waiting for the matrix relays",
+                lambda: matrix.operation_complete,
+                self._drain_matrix,
+            )
+
+    def _drain_matrix(self) -> None:
+        from instruments.visa import drain
+
+        drain(self.inst.matrix)
+
+    # -- visits ------------------------------------------------------------------------------
+    def _visit(self, d: int, pulses: list[Pulse], read: ReadPulse | None) -> float | None:
+        tester = self.inst.tester
+        self._route_to(d)
+        try:
+            current = tester.visit(pulses, read)
+            self._failing = 0
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            self._failing += 1
+            if self._failing >= self.station.retry.attempts:
+                raise BackendError(
+                    f"{self._failing} device visits in a row failed; the last one: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.stats.retries += 1
+            tester.recover()
+            # The pulses may have reached the device: never send them again, only re-read.
+            current = None
+            if read is not None:
+                current = self._retry(
+                    f"reading device {d}", lambda: tester.visit([], read), tester.recover
+                )
+        self.stats.visits += 1
+        return current
+
+    def _visits(self, ids: np.ndarray, pulse: Pulse | None, read: ReadPulse | None):
+        out = np.full(ids.size, np.nan) if read is not None else None
+        order = np.lexsort((self._top[ids], self._die[ids]))
+
+        def run() -> None:
+            for k in order.tolist():
+                d = int(ids[k])
+                pulses: list[Pulse] = []
+                if self._pending[d]:
+                    pulses.append(ResetPulse(self._pend_amp[d], self._pend_width[d]))
+                    self._pending[d] = False
+                if pulse is not None:
+                    pulses.append(scalar_pulse(pulse, k))
+                rp = scalar_pulse(read, k) if read is not None else None
+                current = self._visit(d, pulses, rp)
+                if out is not None:
+                    out[k] = current / float(rp.amplitude_V)
+
+        self._guard(f"visiting {ids.size} devices", run)
+        return out
+
+    def _flush_pending(self) -> None:
+        ids = np.flatnonzero(self._pending)
+        if ids.size:
+            self._visits(ids, None, None)
+
+    # -- the seam ----------------------------------------------------------------------------
+    @property
+    def timing(self):
+        return self.inst.tester.timing
+
+    def _reset(self, ids, pulse):
+        amp = np.broadcast_to(np.asarray(pulse.amplitude_V, dtype=np.float64), ids.shape)
+        width = np.broadcast_to(np.asarray(pulse.width_s, dtype=np.float64), ids.shape)
+        if self._pending[ids].any() or np.unique(ids).size != ids.size:
+            # Rare: a second RESET before anything else; the first one goes out now.
+            for k, d in enumerate(ids.tolist()):
+                if self._pending[d]:
+                    self._visits(np.array([d]), None, None)
+                self._pending[d] = True
+                self._pend_amp[d], self._pend_width[d] = amp[k], width[k]
+            return
+        self._pending[ids] = True
+        self._pend_amp[ids] = amp
+        self._pend_width[ids] = width
+
+    def _set(self, ids, pulse):
+        self._visits(ids, pulse, None)
+
+    def _read(self, ids, pulse):
+        return self._visits(ids, None, pulse)
+
+    def _set_and_read(self, ids, pulse, read_pulse):
+        return self._visits(ids, pulse, read_pulse)
+
+    def _clock(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _wait(self, seconds: float) -> None:
+        self._flush_pending()
+        time.sleep(seconds)
+
+    def snapshot(self):
+        """Real devices keep their own state; only the waiting RESETs are sent."""
+        if not self._broken and not self.closed:
+            self._flush_pending()
+        return None
+
+    def _close(self) -> None:
+        try:
+            if not self._broken:
+                self._flush_pending()
+        finally:
+            if not self._broken:
+                self._safe_state()
+            self.inst.close()

@@ -1,0 +1,602 @@
+"""Keithley 4200A-SCS with a 4225-PMU (+ 4225-RPM) in segment-ARB mode, over KXCI.
+
+Sources:
+
+- pymeasure ``pymeasure/instruments/keithley/keithley4200.py`` (``Keithley4200``, ``SMU``):
+  reused as is for ``ID``, ``*OPT?``, ``BC``, ``SP`` and the SMU user-mode commands
+  ``US;DVch,range,V,Icomp``, ``US;DVch`` (disable), ``US;TVch``, ``US;TIch``.
+- Keithley's KXCI PMU examples, ``tektronix/keithley``,
+  ``Instrument_Examples/Model_4200A/KXCI_Examples/PMU/`` (``simple segarb pulse without
+  plotting.py``, ``pulse IV segARB.py``, ``pmu segarb b without plotting.py``): argument
+  order of ``:PMU:INIT``, ``:PMU:RPM:CONFIGURE PMU1-1, 0``, ``:PMU:MEASURE:RANGE ch, 2,
+  range``, ``:PMU:SARB:SEQ:{TIME,STARTV,STOPV,MEAS:TYPE,MEAS:START,MEAS:STOP} ch, seq,
+  v1, v2, ...``, ``:PMU:SARB:WFM:SEQ:LIST ch, seq, loops``, ``:PMU:OUTPUT:STATE ch, 0|1``,
+  ``:PMU:EXECUTE``, ``:PMU:TEST:STATUS?`` (1 running, 0 idle), ``:PMU:DATA:COUNT? ch``,
+  ``:PMU:DATA:GET ch, start, count`` → ``V,I,t,status;V,I,t,status;...``; MEAS:START/STOP
+  are times within the segment (``pulse IV segARB.py``: ``0`` .. ``75e-9`` in a 100 ns
+  segment); measure type 1 = spot mean (one data row per measured segment).
+- ``/work/shared/reference/instruments.md`` (4200A KXCI section): ``\\0`` terminators,
+  every command answers ``ACK`` or an error text, segment ≥ 20 ns with 10 ns resolution.
+
+Every KXCI command answers, so every command here is a query: :meth:`K4200A.command` sends
+it, reads the reply and raises :class:`~hil.errors.BackendError` with the instrument's text
+unless it is ``ACK`` (pymeasure's settings with ``check_set_errors=True`` do the same
+through :meth:`K4200A.check_set_errors`). Arguments are validated before anything is sent;
+bad values raise :class:`~hil.errors.ConfigError` naming the limit.
+
+:class:`K4200ATester` implements :class:`instruments.tester.Tester`: a visit is one
+segment-ARB sequence built by :func:`hil.waveforms.waveform` (program pulses and the read
+in one execution, the read measured as a spot mean on its flat segment).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from pymeasure.instruments import Channel, Instrument
+from pymeasure.instruments.keithley.keithley4200 import SMU, Keithley4200
+
+from hil.errors import BackendError, ConfigError
+from hil.pulses import Pulse, PulseTiming, ReadPulse
+from hil.waveforms import Segment, waveform
+from instruments.tester import Tester
+
+ACK = "ACK"
+"""Reply of every accepted KXCI command [instruments.md; pymeasure ``check_set_errors``]."""
+PMU_CHANNELS = range(1, 3)
+"""KXCI PMU channel numbers accepted: 1-2, the two channels of card PMU1 [brief; the KXCI
+examples number a second card's channels 3-4, not supported here [ours]]."""
+PMU_MODES = (0, 1)
+"""``:PMU:INIT`` modes: 0 standard pulse, 1 segment ARB [KXCI examples ``4 chan sync
+test.py`` (0) and ``simple segarb pulse`` (1)]."""
+RPM_MODES = range(0, 3)
+"""``:PMU:RPM:CONFIGURE`` modes; 0 routes the RPM to the PMU [KXCI examples]; 1-2 (CVU,
+SMU paths) are accepted unverified [ours]."""
+RANGE_TYPES = range(0, 3)
+"""``:PMU:MEASURE:RANGE`` type: 2 = fixed range [KXCI examples]; 0/1 (auto, limited
+auto) accepted unverified [ours]."""
+CURRENT_RANGES_A = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.2, 0.8)
+"""Measure ranges: 4225-RPM 100 nA-10 mA, PMU 10 mA/200 mA (10 V range) and 800 mA
+(40 V range) [4225-PMU datasheet as we recall it; the examples use 1e-6 and 0.2]."""
+MIN_SEGMENT_S = 20e-9
+"""Shortest segment [instruments.md: segment ≥ 20 ns]."""
+SEGMENT_RESOLUTION_S = 10e-9
+"""Segment time resolution [instruments.md: 10 ns]; other times are rejected, not rounded."""
+MAX_SEGMENT_S = 40.0
+"""Longest segment accepted [ours: a sane bound]."""
+MAX_SEGMENTS = 2048
+"""Most segments per sequence [Keithley ``PMU_SegArb_Example`` user library: SegTime_size
+up to 2048]."""
+PMU_MAX_V = 10.0
+"""Largest |start/stop voltage| in the 4225-PMU's 10 V source range (the range this driver
+leaves selected) [4225-PMU datasheet: ±10 V into high impedance on the 10 V range]."""
+MEAS_TYPES = (0, 1, 2)
+"""Per-segment measure type: 0 none, 1 spot mean, 2 waveform [instruments.md]."""
+SEQUENCES = range(1, 513)
+"""Sequence numbers [ours: 1-512 as in the LPT ``seg_arb_sequence`` reference, unverified]."""
+MAX_LOOPS = 10**12
+"""Most loops of one listed sequence [ours]."""
+SMU_MAX_V = 210.0
+"""Largest |DV| voltage (4210-SMU 200 V range) [pymeasure ``SMU.voltage_setpoint`` ranges]."""
+SMU_MAX_COMPLIANCE_A = 1.0
+"""Largest |Icomp| (4211-SMU 1 A range) [pymeasure ``SMU.current_setpoint`` ranges]."""
+
+_CARD = re.compile(r"^PMU([1-9])$")
+
+
+class PmuSample(NamedTuple):
+    """One row of ``:PMU:DATA:GET``: ``V,I,t,status`` [KXCI example ``pulse IV segARB.py``]."""
+
+    voltage_V: float
+    current_A: float
+    time_s: float
+    status: int
+
+
+# -- validation ----------------------------------------------------------------------------
+def _int(name: str, value: object, valid) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"4200A {name} must be an integer, got {value!r}")
+    if int(value) not in valid:
+        if isinstance(valid, range):
+            allowed = f"{valid.start}..{valid.stop - 1}"
+        else:
+            allowed = ", ".join(str(v) for v in valid)
+        raise ConfigError(f"4200A {name} {value!r} is not allowed ({allowed})")
+    return int(value)
+
+
+def _float(name: str, value: object, lo: float, hi: float) -> float:
+    if isinstance(value, bool | str | bytes):
+        raise ConfigError(f"4200A {name} must be a number, got {value!r}")
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"4200A {name} must be a number, got {value!r}") from None
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise ConfigError(f"4200A {name} {value!r} is out of range {lo:g}..{hi:g}")
+    return x
+
+
+def _num(x: float) -> str:
+    """A number as sent: ``1e-07``, ``0.2``, ``4`` (12 significant digits, no float noise)."""
+    return format(float(x), ".12g")
+
+
+def check_channel(ch: object) -> int:
+    """Validate a PMU channel (1-2) [brief]; raises :class:`ConfigError`."""
+    return _int("PMU channel", ch, PMU_CHANNELS)
+
+
+def check_segment_time(t: object, name: str = "segment duration") -> float:
+    """Validate a segment duration: ≥ 20 ns, a multiple of 10 ns (rejected, not rounded)."""
+    x = _float(name, t, 0.0, MAX_SEGMENT_S)
+    if x < MIN_SEGMENT_S * (1 - 1e-9):
+        raise ConfigError(
+            f"4200A {name} {x:g} s is below the 4225-PMU minimum segment time "
+            f"{MIN_SEGMENT_S:g} s (20 ns)"
+        )
+    steps = x / SEGMENT_RESOLUTION_S
+    if abs(steps - round(steps)) > 1e-6:
+        raise ConfigError(
+            f"4200A {name} {x:g} s is not a multiple of the 4225-PMU segment resolution "
+            f"{SEGMENT_RESOLUTION_S:g} s (10 ns); round it yourself"
+        )
+    return x
+
+
+def check_voltage(v: object, name: str = "segment voltage") -> float:
+    """Validate a PMU level: within ±10 V, the 4225-PMU's 10 V source range."""
+    x = _float(name, v, -math.inf, math.inf)
+    if abs(x) > PMU_MAX_V:
+        raise ConfigError(
+            f"4200A {name} {x:g} V exceeds ±{PMU_MAX_V:g} V, the 4225-PMU's 10 V source range"
+        )
+    return x
+
+
+def _array(name: str, values: Sequence, check) -> list[float]:
+    items = list(values)
+    if not items:
+        raise ConfigError(f"4200A {name}: a sequence needs at least one segment")
+    if len(items) > MAX_SEGMENTS:
+        raise ConfigError(
+            f"4200A {name}: {len(items)} segments exceed the limit of {MAX_SEGMENTS} per sequence"
+        )
+    return [check(v) for v in items]
+
+
+def _meas_type(v: object) -> int:
+    return _int("measure type", v, MEAS_TYPES)
+
+
+def _meas_time(v: object) -> float:
+    return _float("measure window time", v, 0.0, MAX_SEGMENT_S)
+
+
+def _check_current_range(value: float) -> float:
+    x = _float("current range", value, 0.0, 1.0)
+    for r in CURRENT_RANGES_A:
+        if math.isclose(x, r, rel_tol=1e-9):
+            return r
+    allowed = ", ".join(f"{r:g}" for r in CURRENT_RANGES_A)
+    raise ConfigError(f"4200A current range {value!r} A is not a PMU/RPM range ({allowed})")
+
+
+def _validator_int_in(value, values):
+    """pymeasure-style validator raising :class:`ConfigError`."""
+    return _int("setting", value, values)
+
+
+def _validator_bool(value, values):
+    if not isinstance(value, bool | int | np.integer) or int(value) not in (0, 1):
+        raise ConfigError(f"4200A output state must be True/False (1/0), got {value!r}")
+    return int(bool(value))
+
+
+# -- replies --------------------------------------------------------------------------------
+def parse_pmu_data(reply: str) -> list[PmuSample]:
+    """Rows of ``:PMU:DATA:GET``: ``V,I,t,status;V,I,t,status;...`` (an empty reply is no
+    rows). Raises :class:`BackendError` (quoting the reply) on anything else, e.g. an error
+    text from the instrument."""
+    text = reply.strip().strip(";")
+    if not text:
+        return []
+    rows = []
+    for item in text.split(";"):
+        fields = [f.strip() for f in item.split(",")]
+        if len(fields) != 4:
+            raise BackendError(f"4200A sent an unparsable :PMU:DATA:GET reply: {reply!r}")
+        try:
+            v, i, t = (float(f) for f in fields[:3])
+            status = int(float(fields[3]))
+        except ValueError:
+            raise BackendError(f"4200A sent an unparsable :PMU:DATA:GET reply: {reply!r}") from None
+        rows.append(PmuSample(v, i, t, status))
+    return rows
+
+
+def _parse_int(value) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise BackendError(f"4200A sent {value!r} where an integer was expected") from None
+
+
+def _parse_int_list(values) -> int:
+    raise BackendError(f"4200A sent {values!r} where one integer was expected")
+
+
+# -- driver -----------------------------------------------------------------------------------
+class K4200SMU(SMU):
+    """pymeasure's 4200A :class:`SMU` channel plus a validated :meth:`force_voltage`.
+
+    Inherited: ``voltage_setpoint`` (``US;DVch,range,V,Icomp``), :meth:`disable`
+    (``US;DVch``), ``current`` (``US;TIch``), ``voltage`` (``US;TVch``).
+    """
+
+    def force_voltage(self, volts: float, compliance_A: float, v_range: int = 0) -> None:
+        """Force ``volts`` with compliance ``compliance_A`` (``US;DV1,0,0.2,0.001``),
+        validated before sending; range 0 = auto [pymeasure ``voltage_setpoint``]."""
+        rng = _int("SMU voltage range", v_range, range(0, 6))
+        v = _float("SMU voltage", volts, -SMU_MAX_V, SMU_MAX_V)
+        comp = _float("SMU compliance", compliance_A, -SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
+        if comp == 0:
+            raise ConfigError("4200A SMU compliance must be non-zero")
+        self.voltage_setpoint = (rng, v, comp)
+
+
+class PMUChannel(Channel):
+    """One 4225-PMU channel (KXCI channel number ``id``, 1-2); every command answers ACK."""
+
+    output_enabled = Channel.setting(
+        ":PMU:OUTPUT:STATE {ch}, %d",
+        """Set the output relay on (True) or off (False) (``:PMU:OUTPUT:STATE 1, 1``)
+        [KXCI example ``simple segarb pulse``].""",
+        validator=_validator_bool,
+        check_set_errors=True,
+    )
+
+    data_count = Channel.measurement(
+        ":PMU:DATA:COUNT? {ch}",
+        """Get the number of data rows of the last execution (``:PMU:DATA:COUNT? 1``)
+        [KXCI example ``simple segarb pulse``].""",
+        cast=str,
+        get_process=_parse_int,
+        get_process_list=_parse_int_list,
+    )
+
+    def command(self, command: str) -> None:
+        """Send a channel command (``{ch}`` replaced) and require ``ACK``."""
+        self.parent.command(self.insert_id(command))
+
+    def set_measure_range(self, range_A: float, range_type: int = 2) -> None:
+        """Current measure range (``:PMU:MEASURE:RANGE 1, 2, 1e-06``; type 2 = fixed)
+        [KXCI example ``simple segarb pulse``]."""
+        rt = _int("measure range type", range_type, RANGE_TYPES)
+        r = _check_current_range(range_A)
+        self.command(f":PMU:MEASURE:RANGE {{ch}}, {rt}, {_num(r)}")
+
+    def _seq(self, what: str, seq: int, values: list) -> None:
+        s = _int("sequence number", seq, SEQUENCES)
+        self.command(f":PMU:SARB:SEQ:{what} {{ch}}, {s}, " + ", ".join(_num(v) for v in values))
+
+    def set_segment_times(self, seq: int, times_s: Sequence[float]) -> None:
+        """Segment durations (``:PMU:SARB:SEQ:TIME 1, 1, t1, t2, ...``): each ≥ 20 ns, a
+        multiple of 10 ns, at most 2048 segments."""
+        self._seq("TIME", seq, _array("segment times", times_s, check_segment_time))
+
+    def set_start_voltages(self, seq: int, volts: Sequence[float]) -> None:
+        """Segment start levels (``:PMU:SARB:SEQ:STARTV 1, 1, v1, v2, ...``), within ±10 V."""
+        self._seq("STARTV", seq, _array("start voltages", volts, check_voltage))
+
+    def set_stop_voltages(self, seq: int, volts: Sequence[float]) -> None:
+        """Segment stop levels (``:PMU:SARB:SEQ:STOPV 1, 1, v1, v2, ...``), within ±10 V."""
+        self._seq("STOPV", seq, _array("stop voltages", volts, check_voltage))
+
+    def set_measure_types(self, seq: int, types: Sequence[int]) -> None:
+        """Per-segment measurement (``:PMU:SARB:SEQ:MEAS:TYPE 1, 1, m1, ...``): 0 none,
+        1 spot mean, 2 waveform."""
+        self._seq("MEAS:TYPE", seq, _array("measure types", types, _meas_type))
+
+    def set_measure_starts(self, seq: int, starts_s: Sequence[float]) -> None:
+        """Measure window starts within each segment (``:PMU:SARB:SEQ:MEAS:START 1, 1, ...``)."""
+        self._seq("MEAS:START", seq, _array("measure starts", starts_s, _meas_time))
+
+    def set_measure_stops(self, seq: int, stops_s: Sequence[float]) -> None:
+        """Measure window stops within each segment (``:PMU:SARB:SEQ:MEAS:STOP 1, 1, ...``)."""
+        self._seq("MEAS:STOP", seq, _array("measure stops", stops_s, _meas_time))
+
+    def set_sequence_list(self, sequences: Sequence[tuple[int, int]]) -> None:
+        """The waveform: sequences to play in order, each ``loops`` times
+        (``:PMU:SARB:WFM:SEQ:LIST 1, seq, loops[, seq, loops ...]``)."""
+        items = list(sequences)
+        if not items:
+            raise ConfigError("4200A sequence list is empty; give at least one (seq, loops)")
+        args = []
+        for seq, loops in items:
+            args += [
+                _int("sequence number", seq, SEQUENCES),
+                _int("loops", loops, range(1, MAX_LOOPS + 1)),
+            ]
+        self.command(":PMU:SARB:WFM:SEQ:LIST {ch}, " + ", ".join(str(a) for a in args))
+
+    def upload_sequence(self, seq: int, segments: Sequence[Segment]) -> None:
+        """All six ``:PMU:SARB:SEQ:...`` arrays of sequence ``seq`` from :class:`Segment` s
+        (a measured segment gets a spot mean over its whole duration [ours]). Everything is
+        validated before the first command is sent."""
+        segs = list(segments)
+        _int("sequence number", seq, SEQUENCES)
+        times = _array("segment times", [s.duration_s for s in segs], check_segment_time)
+        starts = _array("start voltages", [s.start_V for s in segs], check_voltage)
+        stops = _array("stop voltages", [s.stop_V for s in segs], check_voltage)
+        types = [1 if s.measure else 0 for s in segs]
+        m_stop = [t if s.measure else 0.0 for s, t in zip(segs, times, strict=True)]
+        self._seq("TIME", seq, times)
+        self._seq("STARTV", seq, starts)
+        self._seq("STOPV", seq, stops)
+        self._seq("MEAS:TYPE", seq, types)
+        self._seq("MEAS:START", seq, [0.0] * len(segs))
+        self._seq("MEAS:STOP", seq, m_stop)
+
+    def get_data(self, start: int = 0, count: int = 1) -> list[PmuSample]:
+        """Data rows ``start .. start+count-1`` (``:PMU:DATA:GET 1, 0, 2048``), parsed by
+        :func:`parse_pmu_data`."""
+        s = _int("data start", start, range(0, 10**9))
+        n = _int("data count", count, range(1, 10**9))
+        return parse_pmu_data(self.ask(self.insert_id(f":PMU:DATA:GET {{ch}}, {s}, {n}")))
+
+
+class K4200A(Keithley4200):
+    """Keithley 4200A-SCS under KXCI: pymeasure's :class:`Keithley4200` plus the 4225-PMU.
+
+    :param adapter: a VISA resource (``TCPIP0::host::1225::SOCKET``) or a pymeasure adapter.
+
+    Like pymeasure, construction queries ``*OPT?`` and adds an SMU child per ``SMUn`` card
+    (``smu1``, ...; here :class:`K4200SMU`). PMU channels are ``pmu_ch1``, ``pmu_ch2``
+    (:class:`PMUChannel`); :meth:`pmu_channel` validates the number.
+    """
+
+    def __init__(self, adapter, name: str = "Keithley 4200A-SCS", **kwargs):
+        # Generic kwargs take precedence over pymeasure's ``tcpip`` dict in VISAAdapter.
+        kwargs.setdefault("write_termination", "\0")
+        kwargs.setdefault("read_termination", "\0")
+        super().__init__(adapter, name, **kwargs)
+        for ch in PMU_CHANNELS:
+            self.add_child(PMUChannel, id=ch, prefix="pmu_ch", collection="pmu_channels")
+
+    def add_smu(self, id):
+        """Add a :class:`K4200SMU` child (pymeasure's ``add_smu`` adds a plain ``SMU``)."""
+        self.add_child(K4200SMU, id=id, prefix="smu", collection="smu")
+
+    def check_set_errors(self) -> list:
+        """Read the reply of a setting and require ``ACK``; raises :class:`BackendError`
+        with the instrument's text (pymeasure raises :class:`ValueError`)."""
+        got = self.read().strip()
+        if got != ACK:
+            raise BackendError(f"4200A refused a command: {got!r}")
+        return []
+
+    def command(self, command: str) -> None:
+        """Send one KXCI command as a query and require ``ACK`` [instruments.md]."""
+        got = self.ask(command).strip()
+        if got != ACK:
+            raise BackendError(f"4200A answered {got!r} to {command!r}")
+
+    def pmu_channel(self, ch: int) -> PMUChannel:
+        """The :class:`PMUChannel` for KXCI channel ``ch`` (1-2)."""
+        return getattr(self, f"pmu_ch{check_channel(ch)}")
+
+    def smu_channel(self, smu: int) -> K4200SMU:
+        """The SMU child ``smu`` (``*OPT?`` listed ``SMU<smu>``)."""
+        child = getattr(self, f"smu{_int('SMU number', smu, range(1, 10))}", None)
+        if child is None:
+            raise ConfigError(f"4200A has no SMU{smu} (*OPT? listed {self.options!r})")
+        return child
+
+    pmu_mode = Instrument.setting(
+        ":PMU:INIT %d",
+        """Set the PMU test mode and reset the PMU (``:PMU:INIT 1``): 0 standard pulse,
+        1 segment ARB [KXCI examples].""",
+        validator=_validator_int_in,
+        values=PMU_MODES,
+        check_set_errors=True,
+    )
+
+    test_status = Instrument.measurement(
+        ":PMU:TEST:STATUS?",
+        """Get 1 while a PMU test runs, 0 when idle (``:PMU:TEST:STATUS?``) [KXCI examples].""",
+        cast=str,
+        get_process=_parse_int,
+        get_process_list=_parse_int_list,
+    )
+
+    def configure_rpm(self, card: str, channel: int, mode: int = 0) -> None:
+        """Route an RPM's input (``:PMU:RPM:CONFIGURE PMU1-1, 0``; 0 = to the PMU)."""
+        if not isinstance(card, str) or not _CARD.match(card):
+            raise ConfigError(f"4200A PMU card must be named PMU1..PMU9, got {card!r}")
+        ch = _int("RPM channel", channel, range(1, 3))
+        m = _int("RPM mode", mode, RPM_MODES)
+        self.command(f":PMU:RPM:CONFIGURE {card}-{ch}, {m}")
+
+    def execute(self) -> None:
+        """Start the configured PMU test (``:PMU:EXECUTE``) [KXCI examples]."""
+        self.command(":PMU:EXECUTE")
+
+
+# -- tester -----------------------------------------------------------------------------------
+def _scalar(name: str, value) -> float:
+    a = np.asarray(value)
+    if a.size != 1:
+        raise ConfigError(f"4200A visit: {name} must be a scalar, got shape {a.shape}")
+    return float(a.reshape(()))
+
+
+class K4200ATester(Tester):
+    """4200A-SCS + 4225-PMU tester: each visit is one segment-ARB execution.
+
+    :param adapter: a :class:`K4200A`, a VISA resource name or a pymeasure adapter.
+    :param pmu: PMU card name as ``*OPT?`` lists it (``PMU1``).
+    :param channel: channel of that card wired (through its RPM) to the matrix force port.
+    :param smu: SMU number zeroed by :meth:`outputs_off` (``None``: no SMU) [ours: an SMU
+        on the matrix must not drive the device while the PMU pulses].
+    :param edge_s: rise/fall time of every edge (≥ 20 ns, 10 ns steps).
+    :param current_range_A: fixed PMU measure range for the read.
+    :param poll_interval_s, poll_timeout_s: ``:PMU:TEST:STATUS?`` polling.
+    :param sequence: sequence number used for the visit's waveform.
+    :param visa_kwargs: passed to :class:`K4200A` when ``adapter`` is not one.
+
+    The visit's segments come from :func:`hil.waveforms.waveform` ``([*pulses, read],
+    edge_s)``; the virtual 4200A decodes them with :func:`hil.waveforms.decode`. The
+    uploaded sequence is cached by its tuple of segments: a visit with the same waveform as
+    the previous one sends ``:PMU:EXECUTE``, ``:PMU:TEST:STATUS?`` (once if the test is
+    done) and ``:PMU:DATA:GET`` = 3 round trips; a new waveform adds the six
+    ``:PMU:SARB:SEQ:...`` arrays and ``:PMU:SARB:WFM:SEQ:LIST`` = 10 round trips.
+    """
+
+    name = "k4200a"
+    timing = PulseTiming(min_width_s=MIN_SEGMENT_S, resolution_s=SEGMENT_RESOLUTION_S)
+    """4225-PMU segments: >= 20 ns on a 10 ns grid (../shared/reference/instruments.md)."""
+
+    def __init__(
+        self,
+        adapter,
+        pmu: str = "PMU1",
+        channel: int = 1,
+        smu: int | None = 1,
+        edge_s: float = 20e-9,
+        current_range_A: float = 1e-4,
+        poll_interval_s: float = 1e-3,
+        poll_timeout_s: float = 5.0,
+        sequence: int = 1,
+        **visa_kwargs,
+    ):
+        m = _CARD.match(pmu) if isinstance(pmu, str) else None
+        if not m:
+            raise ConfigError(f"4200A PMU card must be named PMU1..PMU9, got {pmu!r}")
+        self.pmu = pmu
+        self.card_channel = _int("PMU card channel", channel, range(1, 3))
+        # KXCI numbers channels across cards: PMU1 → 1, 2; PMU2 → 3, 4 [KXCI 4-chan example].
+        self.channel = check_channel(2 * (int(m.group(1)) - 1) + self.card_channel)
+        self.smu = None if smu is None else _int("SMU number", smu, range(1, 10))
+        self.edge_s = check_segment_time(edge_s, "edge_s")
+        self.current_range_A = _check_current_range(current_range_A)
+        self.poll_interval_s = _float("poll_interval_s", poll_interval_s, 0.0, 10.0)
+        self.poll_timeout_s = _float("poll_timeout_s", poll_timeout_s, 0.0, 3600.0)
+        self.sequence = _int("sequence number", sequence, SEQUENCES)
+        if isinstance(adapter, K4200A):
+            if visa_kwargs:
+                raise ConfigError("visa keyword arguments need a resource name, not a K4200A")
+            self.inst = adapter
+        else:
+            self.inst = K4200A(adapter, **visa_kwargs)
+        self._uploaded: tuple[Segment, ...] | None = None
+        self._output_on = False
+
+    @property
+    def pmu_ch(self) -> PMUChannel:
+        return self.inst.pmu_channel(self.channel)
+
+    # -- Tester interface -------------------------------------------------------------------
+    def identify(self) -> str:
+        """``ID`` [pymeasure ``Keithley4200.id``]."""
+        return self.inst.id
+
+    def modules(self) -> list[str]:
+        """Cards listed by ``*OPT?`` (``SMU1,SMU2,PMU1``)."""
+        return [str(o).strip() for o in self.inst.options if str(o).strip()]
+
+    def required_modules(self) -> list[str]:
+        return [self.pmu] + ([f"SMU{self.smu}"] if self.smu is not None else [])
+
+    def setup(self) -> None:
+        """``:PMU:INIT 1`` (segment ARB; clears the uploaded sequences),
+        ``:PMU:RPM:CONFIGURE PMU1-1, 0``, ``:PMU:MEASURE:RANGE ch, 2, range``,
+        ``:PMU:OUTPUT:STATE ch, 1``."""
+        self._uploaded = None
+        self.inst.pmu_mode = 1
+        self.inst.configure_rpm(self.pmu, self.card_channel, 0)
+        self.pmu_ch.set_measure_range(self.current_range_A, 2)
+        self.pmu_ch.output_enabled = True
+        self._output_on = True
+
+    def segments(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> tuple[Segment, ...]:
+        """The visit's waveform, validated against the PMU limits (nothing is sent)."""
+        for p in pulses:
+            if not isinstance(p, Pulse) or isinstance(p, ReadPulse):
+                raise ConfigError(
+                    f"4200A visit: program pulses only (reads go in `read`), got {p!r}"
+                )
+        if read is not None and not isinstance(read, ReadPulse):
+            raise ConfigError(f"4200A visit: `read` must be a ReadPulse, got {read!r}")
+        visit = [*pulses] + ([read] if read is not None else [])
+        for p in visit:
+            for name in ("amplitude_V", "width_s", "n_steps"):
+                _scalar(name, getattr(p, name))
+        segs = tuple(waveform(visit, self.edge_s))
+        _array("segment times", [s.duration_s for s in segs], check_segment_time)
+        _array("start voltages", [s.start_V for s in segs], check_voltage)
+        _array("stop voltages", [s.stop_V for s in segs], check_voltage)
+        return segs
+
+    def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
+        if not pulses and read is None:
+            return None
+        segs = self.segments(pulses, read)
+        n_measured = sum(1 for s in segs if s.measure)
+        ch = self.pmu_ch
+        if segs != self._uploaded:
+            self._uploaded = None  # a failed upload leaves an unknown sequence behind
+            ch.upload_sequence(self.sequence, segs)
+            ch.set_sequence_list([(self.sequence, 1)])
+            self._uploaded = segs
+        if not self._output_on:
+            ch.output_enabled = True
+            self._output_on = True
+        self.inst.execute()
+        self._wait_idle()
+        if read is None:
+            return None
+        rows = ch.get_data(0, n_measured)
+        if len(rows) != n_measured:
+            raise BackendError(
+                f"4200A returned {len(rows)} data rows for {n_measured} measured segment(s)"
+            )
+        return rows[-1].current_A
+
+    def outputs_off(self) -> None:
+        """``:PMU:OUTPUT:STATE ch, 0``, then the SMU to 0 V (``US;DVn,0,0,0.001``) and
+        disabled (``US;DVn``). Every step is tried; the first failure is raised after."""
+        first: Exception | None = None
+        steps = [lambda: setattr(self.pmu_ch, "output_enabled", False)]
+        if self.smu is not None:
+            smu = self.smu
+            steps.append(lambda: self.inst.smu_channel(smu).force_voltage(0.0, 1e-3))
+            steps.append(lambda: self.inst.smu_channel(smu).disable())
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep switching the rest off
+                first = first or exc
+        self._output_on = False
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        self.inst.adapter.close()
+
+    # -- internals -------------------------------------------------------------------------
+    def _wait_idle(self) -> None:
+        deadline = time.monotonic() + self.poll_timeout_s
+        while self.inst.test_status != 0:
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"4200A PMU test still running after {self.poll_timeout_s} s "
+                    "(:PMU:TEST:STATUS? = 1)"
+                )
+            time.sleep(self.poll_interval_s)

@@ -1,0 +1,74 @@
+"""Probers as :class:`instruments.hardware.HardwareBackend` drives them: identify, step to a
+die, make and break contact. One adapter per prober driver."""
+
+from __future__ import annotations
+
+import abc
+
+from hil.errors import BackendError
+
+
+class Prober(abc.ABC):
+    @abc.abstractmethod
+    def identify(self) -> str: ...
+
+    @abc.abstractmethod
+    def step_to(self, column: int, row: int) -> None:
+        """Move the chuck to die ``(column, row)`` (at separation height)."""
+
+    @abc.abstractmethod
+    def contact(self) -> None: ...
+
+    @abc.abstractmethod
+    def separate(self) -> None: ...
+
+    def close(self) -> None:
+        self.inst.adapter.close()  # type: ignore[attr-defined]
+
+
+class SentioProber(Prober):
+    """MPI SENTIO through :class:`instruments.sentio.Sentio`."""
+
+    def __init__(self, resource, **kwargs):
+        from instruments.sentio import Sentio
+
+        self.inst = Sentio(resource, **kwargs)
+
+    def identify(self) -> str:
+        return self.inst.command("*IDN?")[1]
+
+    def step_to(self, column: int, row: int) -> None:
+        self.inst.step_die(column, row)
+
+    def contact(self) -> None:
+        self.inst.move_chuck_contact()
+
+    def separate(self) -> None:
+        self.inst.move_chuck_separation()
+
+
+class VeloxProber(Prober):
+    """FormFactor Velox through pymeasure's own driver
+    (``pymeasure.instruments.formfactor.velox.Velox``)."""
+
+    def __init__(self, resource, **kwargs):
+        from pymeasure.instruments.formfactor.velox import Velox
+
+        kwargs.setdefault("read_termination", "\n")
+        kwargs.setdefault("write_termination", "\n")
+        self.inst = Velox(resource, **kwargs)
+
+    def identify(self) -> str:
+        return str(self.inst.id)
+
+    def step_to(self, column: int, row: int) -> None:
+        try:
+            self.inst.wafermap.step_to_die(column, row)
+        except (ConnectionError, ValueError) as exc:  # pymeasure's Velox error replies
+            raise BackendError(f"Velox refused to step to die ({column}, {row}): {exc}") from None
+
+    def contact(self) -> None:
+        self.inst.chuck.move_contact()
+
+    def separate(self) -> None:
+        self.inst.chuck.move_separation()

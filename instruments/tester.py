@@ -1,0 +1,61 @@
+"""The pulse/read tester as :class:`instruments.hardware.HardwareBackend` drives it.
+
+A *device visit* is what happens while the switch matrix and the prober connect one
+device to the tester: zero or more program pulses, in order, then optionally a read.
+Each tester (B1500A + SPGU, 4200A-SCS + 4225-PMU, B1530A WGFMU) turns a visit into its
+own command sequence, as few round trips as the instrument allows.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from hil.pulses import Pulse, PulseTiming, ReadPulse
+
+
+class Tester(abc.ABC):
+    """One pulse/read tester. Pulses handed to :meth:`visit` have scalar fields and have
+    already passed the station's safety envelope."""
+
+    name: str = "tester"
+    timing: PulseTiming = PulseTiming()
+    """Shortest program pulse / ramp step and time grid the tester can make."""
+
+    @abc.abstractmethod
+    def identify(self) -> str:
+        """The instrument's identification string."""
+
+    @abc.abstractmethod
+    def modules(self) -> list[str]:
+        """Model names of the installed modules or cards (e.g. ``B1525A``, ``PMU1``)."""
+
+    @abc.abstractmethod
+    def required_modules(self) -> list[str]:
+        """Modules this tester configuration needs (``hil station check`` compares)."""
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """One-time configuration before the first visit (modes, ranges, outputs on)."""
+
+    @abc.abstractmethod
+    def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
+        """Apply ``pulses`` to the connected device, then read it if ``read`` is given.
+
+        Returns the current (A) measured at ``read.amplitude_V``, or ``None`` without a
+        read. Raises :class:`hil.errors.BackendError` (or ``pyvisa`` errors) on failure.
+        """
+
+    @abc.abstractmethod
+    def outputs_off(self) -> None:
+        """Switch every output off (0 V, channels disconnected). Called on every exit path;
+        must be safe to call more than once."""
+
+    def recover(self) -> None:
+        """Put the conversation back in step after a timed-out or unparsable reply."""
+        from instruments.visa import drain
+
+        drain(getattr(self, "inst", None))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Close the connection (after :meth:`outputs_off`)."""
