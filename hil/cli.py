@@ -369,12 +369,19 @@ def fit(run_files, out, max_records, report, as_json, force):
     help="Run file of the replay.",
 )
 @click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
+@click.option(
+    "--fallback",
+    help="On divergence, go on with a fitted model: 'fitted' fits RUN_FILE's own log "
+    "(saved as OUT.fitted.h5), 'fitted:MODEL.h5' uses a model from `hil fit`.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def replay(run_file, out, data_dir, quiet):
+def replay(run_file, out, data_dir, fallback, quiet):
     """Re-run RUN_FILE's experiment on its own logged device responses; report if identical."""
+    from hil.replay import fitted_fallback
     from hil.replay import replay as do_replay
 
-    report = do_replay(run_file, out, data_dir=data_dir, progress=not quiet)
+    factory = fitted_fallback(fallback, run_file, out) if fallback else None
+    report = do_replay(run_file, out, data_dir=data_dir, progress=not quiet, fallback=factory)
     click.echo(json.dumps(report))
     if not report["identical"]:
         sys.exit(1)

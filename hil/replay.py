@@ -98,3 +98,20 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
         divergence = next((b.divergence for b in backends if b.divergence), None)
         report["fallback"] = {"used": divergence is not None, "divergence": divergence}
     return report
+
+
+def fitted_fallback(spec: str, run_file, out):
+    """The ``--fallback`` factory: ``fitted`` (fit ``run_file``'s own log, saved next to
+    ``out``) or ``fitted:MODEL.h5``."""
+    from hil.fit import FittedModel, fit_log
+    from sim_backends.fitted import FittedBackend
+
+    kind, _, arg = spec.partition(":")
+    if kind != "fitted":
+        raise ConfigError(f"--fallback {spec!r}: use 'fitted' or 'fitted:MODEL.h5'")
+    if arg:
+        model = FittedModel.load(arg)
+    else:
+        model = fit_log(run_file)
+        model.save(Path(out).with_suffix(".fitted.h5"))
+    return lambda n, seed: FittedBackend(model, n, seed=seed)

@@ -47,6 +47,27 @@ def test_changed_learning_rate_stops_with_a_divergence_message(logged_run, mnist
         replay(out, tmp_path / "changed.h5", data_dir=mnist_dir, overrides={"learning_rate": 0.02})
 
 
+def test_changed_learning_rate_goes_on_with_a_fitted_fallback(logged_run, mnist_dir, tmp_path):
+    from hil.replay import fitted_fallback
+
+    out, summary = logged_run
+    factory = fitted_fallback("fitted", out, tmp_path / "fb.h5")
+    assert (tmp_path / "fb.fitted.h5").exists()
+    report = replay(
+        out,
+        tmp_path / "fb.h5",
+        data_dir=mnist_dir,
+        overrides={"learning_rate": 0.02},
+        fallback=factory,
+    )
+    assert not report["identical"]
+    assert report["fallback"]["used"]
+    assert "the run asks" in report["fallback"]["divergence"]
+    # The run goes on to the end on the fitted devices, and still learns.
+    assert len(report["test_accuracy"]["replay"]) == len(summary["test_accuracy"])
+    assert report["test_accuracy"]["replay"][-1] > 0.5
+
+
 def test_cli_replay_reports_identical(logged_run, mnist_dir, tmp_path):
     out, _ = logged_run
     r = subprocess.run(
