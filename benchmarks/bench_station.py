@@ -95,7 +95,9 @@ def accuracy(seeds, data_dir: str | None) -> dict:
                         cell="2pcm3t1c", layers=layers, epochs=1, seed=seed, backend=spec
                     )
                     t0 = time.perf_counter()
-                    s = Trainer(cfg, data, Path(tmp) / f"{name}.h5", progress=False).run()
+                    s = Trainer(
+                        cfg, data, Path(tmp) / f"{name}.h5", progress=False, overwrite=True
+                    ).run()
                     row[name] = s["test_accuracy"][-1]
                     row[f"{name}_wall_s"] = round(time.perf_counter() - t0, 1)
                 row["difference_pp"] = round(100 * (row["station"] - row["emulator"]), 2)

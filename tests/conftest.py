@@ -31,3 +31,79 @@ def mnist(mnist_dir):
 
 # No test may reach the network: the MNIST loader must find files or fail.
 os.environ.setdefault("HIL_NO_DOWNLOAD", "1")
+
+
+CARD, FORCE, GROUND = 1, 1, 2
+"""Matrix card and input ports of the small wired stations below."""
+
+
+class WiredStation:
+    """A virtual tester, B2200A and SENTIO on a four-device wafer, served on sockets, with
+    the real drivers opened over PyVISA @py."""
+
+    def __init__(self, wafer, virtual, tester, matrix, prober):
+        self.wafer, self.virtual, self.tester = wafer, virtual, tester
+        self.matrix, self.prober = matrix, prober
+
+    def route(self, device: int) -> None:
+        """Connect ``device``: its die in contact, top pin on the force port, bottom pin on
+        the ground port (matrix channel = card*10000 + port*100 + pin)."""
+        from instruments.b2200a import channel
+
+        w = self.wafer
+        col, row = w.prober.route[int(w.die[device])]
+        self.prober.move_chuck_separation()
+        self.prober.step_die(col, row)
+        self.prober.move_chuck_contact()
+        self.matrix.open_card(CARD)
+        self.matrix.close_channels(
+            [
+                channel(CARD, FORCE, int(w.top_pin[device])),
+                channel(CARD, GROUND, int(w.bottom_pin[device])),
+            ]
+        )
+        assert self.matrix.operation_complete
+
+
+@pytest.fixture
+def wired_station():
+    """``make(virtual_tester_factory(wafer), tester_factory(resource))`` → a WiredStation."""
+    import contextlib
+
+    from instruments.b2200a import B2200A
+    from instruments.sentio import Sentio
+    from sim_backends.virtual.b2200a import VirtualB2200A
+    from sim_backends.virtual.sentio import VirtualSentio
+    from sim_backends.virtual.server import InstrumentServer
+    from sim_backends.virtual.wafer import VirtualWafer
+
+    stack = contextlib.ExitStack()
+    opened = []
+
+    def make(virtual_factory, tester_factory) -> WiredStation:
+        sentio, b2200 = VirtualSentio(columns=2, rows=1), VirtualB2200A()
+        wafer = VirtualWafer(
+            die=[0, 0, 1, 1],
+            top_pin=[1, 2, 1, 2],
+            bottom_pin=[10, 10, 10, 10],
+            prober=sentio,
+            matrix=b2200,
+            card=CARD,
+            force_port=FORCE,
+            ground_port=GROUND,
+            seed=0,
+        )
+        virtual = virtual_factory(wafer)
+        servers = [stack.enter_context(InstrumentServer(i)) for i in (virtual, b2200, sentio)]
+        tester = tester_factory(servers[0].resource)
+        matrix = B2200A(servers[1].resource, visa_library="@py", timeout=2000)
+        prober = Sentio(servers[2].resource, visa_library="@py", timeout=2000)
+        opened.append((tester, matrix, prober))
+        return WiredStation(wafer, virtual, tester, matrix, prober)
+
+    yield make
+    for tester, matrix, prober in opened:
+        tester.outputs_off()
+        for drv in (tester.inst, matrix, prober):
+            drv.adapter.close()
+    stack.close()

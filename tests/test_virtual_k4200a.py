@@ -8,73 +8,22 @@ import pyvisa
 
 from hil.errors import BackendError
 from hil.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.b2200a import B2200A, channel
 from instruments.k4200a import K4200ATester
-from instruments.sentio import Sentio
-from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.k4200a import VirtualK4200A
-from sim_backends.virtual.sentio import VirtualSentio
 from sim_backends.virtual.server import InstrumentServer
-from sim_backends.virtual.wafer import Applied, VirtualWafer
+from sim_backends.virtual.wafer import Applied
 
-CARD, FORCE, GROUND = 1, 1, 2
-
-
-class Station:
-    def __init__(self, wafer, k4200, tester, matrix, prober):
-        self.wafer, self.k4200, self.tester = wafer, k4200, tester
-        self.matrix, self.prober = matrix, prober
-
-    def route(self, device: int) -> None:
-        """Connect ``device``: its die in contact, top pin on the force port, bottom pin on
-        the ground port (matrix channel = card*10000 + port*100 + pin)."""
-        w = self.wafer
-        col, row = w.prober.route[int(w.die[device])]
-        self.prober.move_chuck_separation()
-        self.prober.step_die(col, row)
-        self.prober.move_chuck_contact()
-        self.matrix.open_card(CARD)
-        self.matrix.close_channels(
-            [
-                channel(CARD, FORCE, int(w.top_pin[device])),
-                channel(CARD, GROUND, int(w.bottom_pin[device])),
-            ]
-        )
-        assert self.matrix.operation_complete
+CARD = 1
 
 
 @pytest.fixture
-def station():
-    sentio = VirtualSentio(columns=2, rows=1)
-    b2200 = VirtualB2200A()
-    wafer = VirtualWafer(
-        die=[0, 0, 1, 1],
-        top_pin=[1, 2, 1, 2],
-        bottom_pin=[10, 10, 10, 10],
-        prober=sentio,
-        matrix=b2200,
-        card=CARD,
-        force_port=FORCE,
-        ground_port=GROUND,
-        seed=0,
+def station(wired_station):
+    st = wired_station(
+        lambda wafer: VirtualK4200A(wafer=wafer, busy_polls=1),
+        lambda res: K4200ATester(res, visa_library="@py", timeout=2000, poll_interval_s=0.0),
     )
-    k4200 = VirtualK4200A(wafer=wafer, busy_polls=1)
-    with (
-        InstrumentServer(k4200) as s_tester,
-        InstrumentServer(b2200) as s_matrix,
-        InstrumentServer(sentio) as s_prober,
-    ):
-        tester = K4200ATester(
-            s_tester.resource, visa_library="@py", timeout=2000, poll_interval_s=0.0
-        )
-        matrix = B2200A(s_matrix.resource, visa_library="@py", timeout=2000)
-        prober = Sentio(s_prober.resource, visa_library="@py", timeout=2000)
-        try:
-            yield Station(wafer, k4200, tester, matrix, prober)
-        finally:
-            tester.outputs_off()
-            for drv in (tester.inst, matrix, prober):
-                drv.adapter.close()
+    st.k4200 = st.virtual
+    return st
 
 
 def _noise_sigma(wafer, g_true: float) -> float:
