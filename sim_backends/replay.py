@@ -223,23 +223,20 @@ class ReplayBackend(DeviceBackend):
         """True once a fallback has taken over."""
         return self.divergence is not None
 
-    def _reset(self, ids, pulse):
+    def _program(self, ids, pulse, on_fallback) -> None:
         if not self.diverged:
             try:
                 self._take(ids, pulse)
                 return
             except DivergenceError as exc:
                 self._switch(exc)
-        self._fallback.reset(ids, pulse)
+        on_fallback(ids, pulse)
+
+    def _reset(self, ids, pulse):
+        self._program(ids, pulse, lambda i, p: self._fallback.reset(i, p))
 
     def _set(self, ids, pulse):
-        if not self.diverged:
-            try:
-                self._take(ids, pulse)
-                return
-            except DivergenceError as exc:
-                self._switch(exc)
-        self._fallback.set(ids, pulse)
+        self._program(ids, pulse, lambda i, p: self._fallback.set(i, p))
 
     def _read(self, ids, pulse):
         if not self.diverged:
