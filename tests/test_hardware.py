@@ -50,6 +50,7 @@ def test_program_and_verify_logs_exactly_what_the_wafer_received(virtual, tmp_pa
     hb = HardwareBackend(st)
     backend = LoggedBackend(hb, writer)
     replies0 = vs.round_trips()
+    received0 = len(vs.tester.received)
     result = program_and_verify(backend, np.arange(n), targets)
     backend.close()
     writer.close()
@@ -80,6 +81,10 @@ def test_program_and_verify_logs_exactly_what_the_wafer_received(virtual, tmp_pa
         assert np.all(ramps >= hb.timing.min_width_s) and np.allclose(grid, np.round(grid))
         reads = [h.current_A / 0.2 for h in got if h.op is Operation.READ]
         np.testing.assert_allclose(reads, g_log[mine][op[mine] == 0], rtol=1e-5)
+    # What the tester received: one SRP per logged program pulse, one TI per logged read.
+    sent = [c.split()[0] for c in vs.tester.received[received0:]]
+    assert sent.count("SRP") == int(np.count_nonzero(op != int(Operation.READ)))
+    assert sent.count("TI") == int(np.count_nonzero(op == int(Operation.READ)))
     # Round-trip budget: one visit per device per iteration, ≤ 4 replies per visit.
     trips = {k: v - replies0[k] for k, v in vs.round_trips().items()}
     visits = hb.stats.visits
