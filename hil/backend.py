@@ -93,6 +93,10 @@ class DeviceBackend(abc.ABC):
         """Widths this backend can make (no limit unless a tester sets one)."""
         return PulseTiming()
 
+    def quantize_widths(self, ids, width_s) -> np.ndarray:
+        """``width_s`` (one per id) as the backend would have to send it to each device."""
+        return self.timing.quantize(width_s)
+
     # -- public, checked API -------------------------------------------------------------
     def reset(self, ids, pulse: ResetPulse | None = None) -> None:
         """Apply one RESET pulse to each device in ``ids``."""
@@ -236,10 +240,18 @@ class CompositeBackend(DeviceBackend):
 
     @property
     def timing(self) -> PulseTiming:
+        """The strictest of the parts' (see :meth:`quantize_widths` for per-device widths)."""
         t = PulseTiming()
         for b in self.parts:
             t = t.strictest(b.timing)
         return t
+
+    def quantize_widths(self, ids, width_s) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.array(np.broadcast_to(width_s, ids.shape), dtype=np.float64)
+        for part, sel, local in self._route(ids):
+            out[sel] = part.quantize_widths(local, out[sel])
+        return out
 
     def _route(self, ids: np.ndarray):
         part = np.searchsorted(self._starts, ids, side="right") - 1

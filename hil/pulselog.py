@@ -1271,6 +1271,9 @@ class LoggedBackend(DeviceBackend):
     def timing(self):
         return self.inner.timing
 
+    def quantize_widths(self, ids, width_s):
+        return self.inner.quantize_widths(ids, width_s)
+
     def set_context(self, **fields) -> LogContext:
         """Set training-context fields (epoch, image, transfer, phase, layer) until changed."""
         unknown = set(fields) - {f.name for f in dataclasses.fields(LogContext)}

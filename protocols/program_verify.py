@@ -148,20 +148,21 @@ def program_and_verify(
     n_iter = np.zeros(n, dtype=np.int64)
     n_pulses = np.zeros(n, dtype=np.int64)
     log_step_lo, log_step_hi = np.log10(cal.step_min_s), np.log10(cal.step_max_s)
-    # Ramp steps go on the tester's time grid, so the pulse logged is the pulse sent.
-    timing = backend.timing
 
     def ramp_and_read(sel: np.ndarray) -> None:
         """One ramp SET at each device's current step length, read in the same visit."""
         pulse = RampSetPulse(
             amplitude_V=cfg.ramp_pulse.amplitude_V,
-            width_s=timing.quantize(10.0 ** np.clip(log_step[sel], log_step_lo, log_step_hi)),
+            # On the backend's time grid, so that the pulse logged is the pulse sent.
+            width_s=backend.quantize_widths(
+                ids[sel], 10.0 ** np.clip(log_step[sel], log_step_lo, log_step_hi)
+            ),
             steps=cfg.ramp_pulse.steps,
         )
         g[sel] = backend.set_and_read(ids[sel], pulse, cfg.read_pulse)
         n_pulses[sel] += 1
 
-    log_floor = np.log10(float(timing.quantize(cal.step_min_s)))
+    log_floor = np.log10(backend.quantize_widths(ids, np.full(n, cal.step_min_s)))
     incremental = np.zeros(n, dtype=bool)
     """Devices the shortest ramp step overshoots: programmed by partial SETs instead."""
 
@@ -186,7 +187,8 @@ def program_and_verify(
             ramp_and_read(ramp)
             # Move the step length by the calibrated slope times the miss.
             log_step[ramp] += cfg.gain * (target[ramp] - g[ramp]) * cal.decades_per_S
-            floor = ramp[(log_step[ramp] <= log_floor + 1e-9) & (g[ramp] > target[ramp] + tol)]
+            at_floor = log_step[ramp] <= log_floor[ramp] + 1e-9
+            floor = ramp[at_floor & (g[ramp] > target[ramp] + tol)]
             incremental[floor] = True
         np.minimum(g_min, g, out=g_min)
         np.maximum(g_max, g, out=g_max)

@@ -164,3 +164,18 @@ def test_composite_closes_every_part_even_if_one_fails():
 def test_composite_rejects_part_larger_than_backend():
     with pytest.raises(ConfigError):
         CompositeBackend([(RecordingBackend(2), 3)])
+
+
+def test_pulse_timing_quantizes_per_part_of_a_composite():
+    from hil.backend import CompositeBackend
+    from hil.pulses import PulseTiming
+    from sim_backends.emulator import EmulatorBackend
+
+    class Tester(EmulatorBackend):
+        timing = PulseTiming(min_width_s=10e-9, resolution_s=2.5e-9)
+
+    assert np.allclose(Tester.timing.quantize([1.7e-9, 11.1e-9, 12.6e-9]), [10e-9, 10e-9, 12.5e-9])
+    both = CompositeBackend([(EmulatorBackend(4), 4), (Tester(3), 3)])
+    widths = both.quantize_widths([0, 5, 3, 6], [1.7e-9, 1.7e-9, 33.3e-9, 33.3e-9])
+    assert np.allclose(widths, [1.7e-9, 10e-9, 33.3e-9, 32.5e-9])
+    assert both.timing == PulseTiming(10e-9, 2.5e-9)  # the strictest, for callers that need one
