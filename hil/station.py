@@ -175,7 +175,8 @@ class Station:
     """Emulator preset for the layers not on the station."""
     virtual: VirtualSettings = field(default_factory=VirtualSettings)
     text: str = ""
-    """The file's text, stored in the run file."""
+    """The file's text; `hil train` keeps it in the run file (root attribute
+    ``station_files``, JSON path → text)."""
 
     def where(self, table: str, key: str | None = None) -> str:
         """``file:line`` of a table or key, for messages."""

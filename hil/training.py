@@ -152,7 +152,7 @@ class Trainer:
                 seed=cfg.seed,
                 overwrite=self.overwrite,
                 device_table=net.layout.device_table() if inner is not None else None,
-                prepare=lambda f: checkpoint.declare(f, template),
+                prepare=lambda f: (checkpoint.declare(f, template), _store_stations(f, inner)),
             )
         backend = None
         if inner is not None:
@@ -356,3 +356,11 @@ def _counts(backend) -> dict[str, int]:
     if isinstance(backend, LoggedBackend):
         return {op.name: int(c) for op, c in backend.counts.items()}
     return {}
+
+
+def _store_stations(f, inner) -> None:
+    """Keep the text of every station file the run uses in the run file (for audit)."""
+    parts = getattr(inner, "parts", [inner])
+    texts = [(str(p.station.path), p.station.text) for p in parts if hasattr(p, "station")]
+    if texts:
+        f.attrs["station_files"] = json.dumps(dict(texts))

@@ -3,6 +3,7 @@ rest emulated; faults mid-run leave the run file resumable. Real subprocesses fo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 
 from hil.config import TrainConfig
@@ -58,6 +60,8 @@ def test_training_through_the_station_learns_like_the_emulator(mnist, tmp_path):
     # Only the output layer is on the station; every one of its pulses reached one device.
     with PulseLogReader(tmp_path / "s.h5") as log:
         on_station = log.column("device") >= 2 * Layout(LAYERS).offsets[-2]
+    with h5py.File(tmp_path / "s.h5", "r") as f:  # the station file is kept with the run
+        assert json.loads(f.attrs["station_files"]) == {str(path): path.read_text()}
     applied = [h for h in vs.wafer.history if h.device_ids]
     assert all(len(h.device_ids) == 1 for h in applied)
     assert len(applied) == int(on_station.sum())
