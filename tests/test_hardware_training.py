@@ -70,14 +70,27 @@ def test_training_through_the_station_learns_like_the_emulator(mnist, tmp_path):
     assert s["test_accuracy"][-1] > 0.7
 
 
-def test_a_station_dying_mid_run_leaves_a_resumable_run_file(mnist, tmp_path):
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("die", match="TI", after=2500),  # the server killed mid-transfer
+        Fault("drop", match="TI", after=2500, times=-1),  # replies stop: timeouts
+        Fault("garble", match="TI", after=2500, times=-1),  # replies no driver can parse
+    ],
+    ids=["killed", "timeout", "garbled"],
+)
+def test_a_station_fault_mid_run_leaves_it_safe_and_the_run_resumable(mnist, tmp_path, fault):
     path, vs = _station(tmp_path)
     out = tmp_path / "run.h5"
-    # The tester dies during the second transfer (the first checkpoint came after ~1,600
+    # The fault starts during the second transfer (the first checkpoint came after ~1,600
     # spot-current reads: the initial programming).
-    vs.tester.fault = Fault("die", match="TI", after=2500)
+    vs.tester.fault = fault
     with pytest.raises(StationAbort, match="matrix relays open: done; chuck separated: done"):
         Trainer(_cfg(f"station:{path}", images=1500), mnist, out, progress=False).run()
+    if fault.kind != "die":
+        vs.tester.fault = None
+        vs.tester.handle("*IDN?")
+        assert not vs.tester.outputs_on
     vs.stop()
     assert not vs.matrix.closed and not vs.prober.in_contact
     with PulseLogReader(out) as log:  # the file is readable and holds the flushed pulses
