@@ -41,7 +41,7 @@ from pymeasure.instruments.agilent.agilentB1500 import (
 from hil.errors import BackendError, ConfigError
 from hil.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
 from hil.waveforms import DEFAULT_EDGE_S
-from instruments.tester import Tester
+from instruments.tester import Tester, scalar_field
 
 SMU_CHANNELS = range(1, 11)
 """SMU channel numbers: the module's slot, 1-10 [FLEX reference; pymeasure ``SMU``]."""
@@ -373,13 +373,6 @@ class B1500A(AgilentB1500):
         return reply == "0"
 
 
-def _scalar(name: str, value) -> float:
-    arr = np.asarray(value)
-    if arr.ndim:
-        raise ConfigError(f"B1500A tester needs scalar pulse fields; {name} is an array")
-    return float(arr)
-
-
 class B1500ATester(Tester):
     """Pulse/read tester: B1525A SPGU for program pulses, an SMU for reads, one 16440A
     selector output switching the device between them.
@@ -479,10 +472,10 @@ class B1500ATester(Tester):
 
     def timings(self, pulse: Pulse) -> tuple[float, float, float, float]:
         """``(delay, width, lead, trail)`` of the SPT command for one program pulse."""
-        width = _scalar("width_s", pulse.width_s)
+        width = scalar_field("B1500A", "width_s", pulse.width_s)
         trail = self.edge_s
         if isinstance(pulse, RampSetPulse):
-            steps = int(_scalar("steps", pulse.steps))
+            steps = int(scalar_field("B1500A", "steps", pulse.steps))
             if steps < 1:
                 raise ConfigError(f"B1500A ramp needs >= 1 step, got {steps}")
             trail = (steps - 1) * width + self.edge_s
@@ -522,7 +515,10 @@ class B1500ATester(Tester):
                 f"B1500A visit: program pulses only (reads go in `read`), got {pulse!r}"
             )
         amp = _check_float(
-            "pulse amplitude", _scalar("amplitude_V", pulse.amplitude_V), -SPGU_MAX_V, SPGU_MAX_V
+            "pulse amplitude",
+            scalar_field("B1500A", "amplitude_V", pulse.amplitude_V),
+            -SPGU_MAX_V,
+            SPGU_MAX_V,
         )
         timings = self.timings(pulse)
         for name, v in zip(("width", "trailing edge"), timings[1::2], strict=True):
@@ -556,7 +552,7 @@ class B1500ATester(Tester):
     def _read_args(self, read: ReadPulse) -> tuple[float, float]:
         if not isinstance(read, ReadPulse):
             raise ConfigError(f"B1500A visit: `read` must be a ReadPulse, got {read!r}")
-        volts = _scalar("read amplitude_V", read.amplitude_V)
+        volts = scalar_field("B1500A", "read amplitude_V", read.amplitude_V)
         volts = _check_float("read voltage", volts, -SMU_MAX_V, SMU_MAX_V)
         comp = _check_float("read compliance", read.compliance_A, 1e-12, SMU_MAX_COMPLIANCE_A)
         return volts, comp

@@ -44,7 +44,7 @@ from pymeasure.instruments.keithley.keithley4200 import SMU, Keithley4200
 from hil.errors import BackendError, ConfigError
 from hil.pulses import Pulse, PulseTiming, ReadPulse
 from hil.waveforms import Segment, waveform
-from instruments.tester import Tester
+from instruments.tester import Tester, check_visit
 
 ACK = "ACK"
 """Reply of every accepted KXCI command [instruments.md; pymeasure ``check_set_errors``]."""
@@ -430,13 +430,6 @@ class K4200A(Keithley4200):
 
 
 # -- tester -----------------------------------------------------------------------------------
-def _scalar(name: str, value) -> float:
-    a = np.asarray(value)
-    if a.size != 1:
-        raise ConfigError(f"4200A visit: {name} must be a scalar, got shape {a.shape}")
-    return float(a.reshape(()))
-
-
 class K4200ATester(Tester):
     """4200A-SCS + 4225-PMU tester: each visit is one segment-ARB execution.
 
@@ -527,17 +520,7 @@ class K4200ATester(Tester):
 
     def segments(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> tuple[Segment, ...]:
         """The visit's waveform, validated against the PMU limits (nothing is sent)."""
-        for p in pulses:
-            if not isinstance(p, Pulse) or isinstance(p, ReadPulse):
-                raise ConfigError(
-                    f"4200A visit: program pulses only (reads go in `read`), got {p!r}"
-                )
-        if read is not None and not isinstance(read, ReadPulse):
-            raise ConfigError(f"4200A visit: `read` must be a ReadPulse, got {read!r}")
-        visit = [*pulses] + ([read] if read is not None else [])
-        for p in visit:
-            for name in ("amplitude_V", "width_s", "n_steps"):
-                _scalar(name, getattr(p, name))
+        visit = check_visit("4200A", pulses, read)
         segs = tuple(waveform(visit, self.edge_s))
         _array("segment times", [s.duration_s for s in segs], check_segment_time)
         _array("start voltages", [s.start_V for s in segs], check_voltage)

@@ -9,8 +9,12 @@ own command sequence, as few round trips as the instrument allows.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 
+import numpy as np
+
+from hil.errors import ConfigError
 from hil.pulses import Pulse, PulseTiming, ReadPulse
 
 
@@ -59,3 +63,32 @@ class Tester(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Close the connection (after :meth:`outputs_off`)."""
+
+
+def scalar_field(instrument: str, name: str, value) -> float:
+    """A pulse field that must be one finite number (testers send one device at a time)."""
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ConfigError(f"{instrument} visit: {name} must be a scalar, got shape {arr.shape}")
+    x = float(arr.reshape(()))
+    if not math.isfinite(x):
+        raise ConfigError(f"{instrument} visit: {name} must be finite, got {x!r}")
+    return x
+
+
+def check_visit(instrument: str, pulses: Sequence[Pulse], read: ReadPulse | None) -> list[Pulse]:
+    """The visit's pulses in order (program pulses, then the read), each of the right kind
+    with scalar fields; raises :class:`ConfigError` before anything is sent."""
+    program = list(pulses)
+    for p in program:
+        if not isinstance(p, Pulse) or isinstance(p, ReadPulse):
+            raise ConfigError(
+                f"{instrument} visit: program pulses only (reads go in `read`), got {p!r}"
+            )
+    if read is not None and not isinstance(read, ReadPulse):
+        raise ConfigError(f"{instrument} visit: `read` must be a ReadPulse, got {read!r}")
+    visit = program + ([read] if read is not None else [])
+    for p in visit:
+        for name in ("amplitude_V", "width_s", "n_steps"):
+            scalar_field(instrument, name, getattr(p, name))
+    return visit

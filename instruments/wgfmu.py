@@ -37,7 +37,7 @@ import numpy as np
 from hil.errors import BackendError, ConfigError
 from hil.pulses import Pulse, PulseTiming, ReadPulse
 from hil.waveforms import DEFAULT_EDGE_S, Segment, waveform
-from instruments.tester import Tester
+from instruments.tester import Tester, check_visit
 
 # -- constants of wgfmu.h ------------------------------------------------------------------------
 
@@ -413,16 +413,6 @@ def _lookup(kind: str, value: object, table: dict[str, int]) -> int:
     raise ConfigError(f"WGFMU {kind} {value!r} is not valid; allowed: {allowed}")
 
 
-def _scalar(name: str, value) -> float:
-    arr = np.asarray(value)
-    if arr.ndim:
-        raise ConfigError(f"WGFMU tester needs scalar pulse fields; {name} is an array")
-    x = float(arr)
-    if not math.isfinite(x):
-        raise ConfigError(f"WGFMU tester: {name} must be finite, got {x!r}")
-    return x
-
-
 def _t(x: float) -> float:
     """A time without float noise from summing (10 ns resolution in the instrument)."""
     return round(float(x), 12)
@@ -602,19 +592,7 @@ class WGFMUTester(Tester):
 
         Raises :class:`ConfigError` for a visit the WGFMU cannot output.
         """
-        program = list(pulses)
-        for p in program:
-            if not isinstance(p, Pulse) or isinstance(p, ReadPulse):
-                raise ConfigError(
-                    f"WGFMU visit: program pulses only (reads go in `read`), got {p!r}"
-                )
-        if read is not None and not isinstance(read, ReadPulse):
-            raise ConfigError(f"WGFMU visit: `read` must be a ReadPulse, got {read!r}")
-        allp = program + ([read] if read is not None else [])
-        for p in allp:
-            for name in ("amplitude_V", "width_s"):
-                _scalar(name, getattr(p, name))
-            _scalar("steps", p.n_steps)
+        allp = check_visit("WGFMU", pulses, read)
         segs: list[Segment] = waveform(allp, self.edge_s)
         lo, hi = FORCE_VOLTAGE_LIMITS[self.voltage_range]
         vectors: list[tuple[float, float]] = []
