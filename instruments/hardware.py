@@ -100,14 +100,20 @@ class HardwareBackend(DeviceBackend):
         self.stats = StationStats()
         self.inst: Instruments = instruments or connect(station)
         self._t0 = time.monotonic()
-        self._guard("setting up the station", self._setup)
+        st = station
+        for role, step in (
+            ("matrix", lambda: self.inst.matrix.open_card(st.card)),
+            ("prober", self.inst.prober.separate),
+            ("tester", self.inst.tester.setup),
+        ):
+            spec = getattr(st, role)
+            self._guard(
+                f"setting up the {role} at {spec.resource} ({st.where(role, 'resource')}; is it "
+                "on and reachable?)",
+                step,
+            )
 
     # -- set-up and safe state ---------------------------------------------------------------
-    def _setup(self) -> None:
-        self.inst.matrix.open_card(self.station.card)
-        self.inst.prober.separate()
-        self.inst.tester.setup()
-
     def _safe_state(self) -> list[tuple[str, str]]:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("tester outputs off", self.inst.tester.outputs_off),

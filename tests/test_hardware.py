@@ -185,3 +185,18 @@ def test_the_4200a_and_velox_station_works_the_same(tmp_path):
         assert result.converged.sum() >= 7
         assert {h.device_ids for h in vs.wafer.history} == {(d,) for d in range(8)}
         assert not vs.tester.outputs_on and not vs.matrix.closed
+
+
+def test_an_unreachable_instrument_is_named_with_its_line(virtual):
+    import socket
+
+    vs, st = virtual
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"TCPIP::127.0.0.1::{s.getsockname()[1]}::SOCKET"
+    text = st.with_resources({"prober": dead}, "@py")
+    bad = parse_station(text, "bad.toml")
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if dead in t)
+    with pytest.raises(StationAbort, match=rf"prober at {dead} \(bad.toml:{line}; is it on"):
+        HardwareBackend(bad)
+    assert not vs.matrix.closed
