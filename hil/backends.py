@@ -75,25 +75,17 @@ def _station_backend(path, n_devices, seed, layer_devices) -> DeviceBackend:
             f"{station.where('placement', 'hardware_layers')}: the station layers must be "
             "adjacent (e.g. [-2, -1])"
         )
-    on_station = sum(sizes[k] for k in chosen)
+    before = sum(sizes[: ks[0]])
+    on_station = sum(sizes[ks[0] : ks[-1] + 1])
+    after = n_devices - before - on_station
     hardware = HardwareBackend(station, on_station)
-    parts, emulated = [], 0
     from sim_backends.emulator import EmulatorBackend
 
-    # Consecutive layers on the same side share one part; station ids follow layer order.
-    for k, size in enumerate(sizes):
-        side = "station" if k in chosen else "emulator"
-        if parts and parts[-1][0] == side:
-            parts[-1][1] += size
-        else:
-            parts.append([side, size])
-    built = []
-    for side, size in parts:
-        if side == "station":
-            built.append((hardware, size))
-        else:
-            built.append(
-                (EmulatorBackend(size, params=station.emulator, seed=seed + emulated), size)
-            )
-            emulated += 1
-    return CompositeBackend(built)
+    # Emulated layers before and after the station's block, one emulator each, seeded in order.
+    parts, seeds = [], iter(range(seed, seed + 2))
+    for k, size in enumerate((before, on_station, after)):
+        if k == 1:
+            parts.append((hardware, size))
+        elif size:
+            parts.append((EmulatorBackend(size, params=station.emulator, seed=next(seeds)), size))
+    return CompositeBackend(parts)

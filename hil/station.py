@@ -104,8 +104,10 @@ class InstrumentSpec:
 class DeviceMap:
     """Station device ``i`` → its die and the matrix pins of its pads."""
 
-    die_column: np.ndarray
-    die_row: np.ndarray
+    die: np.ndarray
+    """Index of each device's die in :attr:`dies` (the file's die order)."""
+    dies: tuple[tuple[int, int], ...]
+    """Prober ``(column, row)`` of the dies the devices are on, in the file's order."""
     top_pin: np.ndarray
     bottom_pin: np.ndarray
 
@@ -113,9 +115,13 @@ class DeviceMap:
     def n_devices(self) -> int:
         return int(self.top_pin.size)
 
-    def die_key(self) -> np.ndarray:
-        """One integer per device that identifies its die."""
-        return self.die_column.astype(np.int64) * 1_000_003 + self.die_row.astype(np.int64)
+    @property
+    def die_column(self) -> np.ndarray:
+        return np.array([c for c, _ in self.dies], dtype=np.int64)[self.die]
+
+    @property
+    def die_row(self) -> np.ndarray:
+        return np.array([r for _, r in self.dies], dtype=np.int64)[self.die]
 
 
 @dataclass(frozen=True)
@@ -304,11 +310,8 @@ def _device_map(r: _Reader) -> DeviceMap:
     if not 1 <= count <= total:
         raise r.error("devices", "count", f"must be 1..{total} (dies × top_pins), got {count}")
     die = np.repeat(np.arange(len(dies)), per_die)[:count]
-    cols = np.array([d[0] for d in dies], dtype=np.int64)[die]
-    rows = np.array([d[1] for d in dies], dtype=np.int64)[die]
-    return DeviceMap(
-        cols, rows, np.tile(top, len(dies))[:count], np.tile(bottom, len(dies))[:count]
-    )
+    used = tuple((c, r) for c, r in dies[: int(die[-1]) + 1])
+    return DeviceMap(die, used, np.tile(top, len(dies))[:count], np.tile(bottom, len(dies))[:count])
 
 
 def _dataclass_from(r: _Reader, table: str, cls, base=None):

@@ -153,7 +153,7 @@ def check_station(station: Station, walk_dies: bool = False) -> list[CheckRow]:
         identity, problem = _identify(station, p, inst.prober.identify)
         if not problem:
             problem = _walk(station, inst.prober, walk_dies)
-        dies = f"{len(set(zip(station.devices.die_column, station.devices.die_row, strict=True)))}"
+        dies = len(station.devices.dies)
         rows.append(
             CheckRow(
                 "prober",
@@ -171,12 +171,8 @@ def check_station(station: Station, walk_dies: bool = False) -> list[CheckRow]:
 
 
 def _walk(station: Station, prober: Prober, all_dies: bool) -> str:
-    cols, rws = station.devices.die_column, station.devices.die_row
-    seen: list[tuple[int, int]] = []
-    for c, r in zip(cols.tolist(), rws.tolist(), strict=True):
-        if (c, r) not in seen:
-            seen.append((c, r))
-    targets = seen if all_dies else seen[:1]
+    dies = station.devices.dies
+    targets = dies if all_dies else dies[:1]
     try:
         prober.separate()
         for c, r in targets:

@@ -80,12 +80,7 @@ class HardwareBackend(DeviceBackend):
             )
         super().__init__(n, station.envelope)
         self.station = station
-        key = dm.die_key()[:n]
-        _, first = np.unique(key, return_index=True)
-        rank = np.empty(first.size, dtype=np.int64)
-        rank[np.argsort(first)] = np.arange(first.size)
-        self._die = rank[np.unique(key, return_inverse=True)[1]]
-        self._col, self._row = dm.die_column[:n], dm.die_row[:n]
+        self._die = dm.die[:n]  # visiting order of dies: the station file's
         base = station.card * 10000
         self._top = base + station.force_port * 100 + dm.top_pin[:n]
         self._bottom = base + station.ground_port * 100 + dm.bottom_pin[:n]
@@ -187,7 +182,7 @@ class HardwareBackend(DeviceBackend):
             prober = self.inst.prober
             nothing = lambda: None  # noqa: E731 - probers answer every command
             self._retry("separating the chuck", prober.separate, nothing)
-            col, row = int(self._col[d]), int(self._row[d])
+            col, row = self.station.devices.dies[die]
             self._retry(
                 f"stepping to die ({col}, {row})", lambda: prober.step_to(col, row), nothing
             )

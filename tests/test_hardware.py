@@ -200,3 +200,25 @@ def test_an_unreachable_instrument_is_named_with_its_line(virtual):
     with pytest.raises(StationAbort, match=rf"prober at {dead} \(bad.toml:{line}; is it on"):
         HardwareBackend(bad)
     assert not vs.matrix.closed
+
+
+def test_placement_puts_the_chosen_layers_on_the_station(virtual, tmp_path):
+    from hil.backends import make_backend
+    from hil.errors import ConfigError
+    from sim_backends.emulator import EmulatorBackend
+
+    _, st = virtual
+    path = tmp_path / "placed.toml"
+    path.write_text(st.text + "\n[placement]\nhardware_layers = [1]\n")
+    both = make_backend(f"station:{path}", 36, seed=3, layer_devices=[20, 10, 6])
+    try:
+        kinds = [(type(p).__name__, p.n_devices) for p in both.parts]
+        assert kinds == [("EmulatorBackend", 20), ("HardwareBackend", 10), ("EmulatorBackend", 6)]
+        # The emulated parts are seeded in order, as two separate emulators would be.
+        first = EmulatorBackend(20, seed=3).true_conductance(np.arange(20))
+        np.testing.assert_array_equal(both.parts[0].true_conductance(np.arange(20)), first)
+    finally:
+        both.close()
+    path.write_text(st.text + "\n[placement]\nhardware_layers = [0, 2]\n")
+    with pytest.raises(ConfigError, match="must be adjacent"):
+        make_backend(f"station:{path}", 36, seed=3, layer_devices=[20, 10, 6])

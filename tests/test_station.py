@@ -65,9 +65,9 @@ def test_example_device_map(example):
     # the single bottom pin is shared by every device
     assert np.all(dev.bottom_pin == 48)
     # every (die, top pin) pair appears exactly once
-    pairs = set(zip(dev.die_key().tolist(), dev.top_pin.tolist(), strict=True))
+    pairs = set(zip(dev.die.tolist(), dev.top_pin.tolist(), strict=True))
     assert len(pairs) == 240
-    assert np.unique(dev.die_key()).size == len(DIES)
+    assert np.unique(dev.die).size == len(DIES)
 
 
 def test_example_settings(example):
