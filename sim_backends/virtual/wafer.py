@@ -98,7 +98,8 @@ class VirtualWafer:
         """Ids of the devices the tester's force and ground ports currently reach."""
         if not self.prober.in_contact or self.prober.index < 0:
             return np.empty(0, dtype=np.int64)
-        closed = np.fromiter(self.matrix.closed, dtype=np.int64)
+        with self.matrix.lock:  # the matrix's server thread may be switching relays
+            closed = np.fromiter(self.matrix.closed, dtype=np.int64)
         on_die = self.die == self.prober.index
         hit = on_die & np.isin(self.top_channel, closed) & np.isin(self.bottom_channel, closed)
         return np.flatnonzero(hit)
