@@ -41,7 +41,7 @@ from pymeasure.instruments.agilent.agilentB1500 import (
 from hil.errors import BackendError, ConfigError
 from hil.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
 from hil.waveforms import DEFAULT_EDGE_S
-from instruments.tester import Tester, scalar_field
+from instruments.tester import Tester, check_visit, scalar_field
 
 SMU_CHANNELS = range(1, 11)
 """SMU channel numbers: the module's slot, 1-10 [FLEX reference; pymeasure ``SMU``]."""
@@ -483,6 +483,7 @@ class B1500ATester(Tester):
 
     def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
         # Validate the whole visit before the first write.
+        check_visit("B1500A", pulses, read)
         plan = [self._plan(pulse) for pulse in pulses]
         if read is not None:
             read_args = self._read_args(read)
@@ -510,10 +511,6 @@ class B1500ATester(Tester):
             self._selector = status
 
     def _plan(self, pulse: Pulse) -> tuple[float, tuple[float, float, float, float]]:
-        if not isinstance(pulse, Pulse) or isinstance(pulse, ReadPulse):
-            raise ConfigError(
-                f"B1500A visit: program pulses only (reads go in `read`), got {pulse!r}"
-            )
         amp = _check_float(
             "pulse amplitude",
             scalar_field("B1500A", "amplitude_V", pulse.amplitude_V),
@@ -550,8 +547,6 @@ class B1500ATester(Tester):
             time.sleep(self.poll_interval_s)
 
     def _read_args(self, read: ReadPulse) -> tuple[float, float]:
-        if not isinstance(read, ReadPulse):
-            raise ConfigError(f"B1500A visit: `read` must be a ReadPulse, got {read!r}")
         volts = scalar_field("B1500A", "read amplitude_V", read.amplitude_V)
         volts = _check_float("read voltage", volts, -SMU_MAX_V, SMU_MAX_V)
         comp = _check_float("read compliance", read.compliance_A, 1e-12, SMU_MAX_COMPLIANCE_A)
