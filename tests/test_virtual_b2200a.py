@@ -81,3 +81,17 @@ def test_driver_through_pyvisa_sockets_and_the_virtual_matrix():
             assert drv.next_error[0] == -113
         finally:
             drv.adapter.close()
+
+
+def test_a_failure_inside_the_instrument_is_queued_not_a_crash(matrix, monkeypatch):
+    inst, res, _ = matrix
+
+    def broken(channels, close):
+        raise RuntimeError("relay driver fault")
+
+    monkeypatch.setattr(inst, "_switch", broken)
+    res.write(":ROUT:CLOS (@10102)")
+    assert (
+        res.query(":SYST:ERR?") == '-300,"Device-specific error: RuntimeError: relay driver fault"'
+    )
+    assert res.query("*IDN?").startswith("Agilent")  # still serving

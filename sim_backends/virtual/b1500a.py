@@ -141,14 +141,12 @@ class VirtualB1500A(VirtualInstrument):
         handler = getattr(self, "_cmd_" + _name(head), None)
         if handler is None:
             raise _err(E_UNDEFINED, head)
-        try:
-            return handler(args)
-        except CommandError:
-            raise
-        except HilError as exc:  # the emulator refused (e.g. outside its limits)
-            raise _err(E_RANGE, str(exc)) from None
-        except Exception as exc:  # never let a command kill the server thread
-            raise _err(E_STATE, f"{type(exc).__name__}: {exc}") from None
+        return handler(args)
+
+    def internal_error(self, exc: Exception) -> CommandError:
+        if isinstance(exc, HilError):  # the emulator refused (e.g. outside its limits)
+            return _err(E_RANGE, str(exc))
+        return _err(E_STATE, f"{type(exc).__name__}: {exc}")
 
     def _cmd_IDN_Q(self, args):
         return self.idn

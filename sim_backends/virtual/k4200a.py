@@ -125,17 +125,12 @@ class VirtualK4200A(VirtualInstrument):
         return any(self.output.values()) or bool(self.smu_forced)
 
     # -- interpreter -----------------------------------------------------------------------
-    def execute(self, command: str) -> str | None:
-        try:
-            return self._dispatch(command)
-        except CommandError:
-            raise
-        except HilError as exc:  # e.g. decode() refused the waveform
-            raise _err(E_STATE, str(exc)) from None
-        except Exception as exc:  # never let a command kill the server thread
-            raise _err(E_STATE, f"{type(exc).__name__}: {exc}") from None
+    def internal_error(self, exc: Exception) -> CommandError:
+        if isinstance(exc, HilError):  # e.g. decode() refused the waveform
+            return _err(E_STATE, str(exc))
+        return _err(E_STATE, f"{type(exc).__name__}: {exc}")
 
-    def _dispatch(self, command: str) -> str | None:
+    def execute(self, command: str) -> str | None:
         text = command.strip()
         if text.upper().startswith("US;"):
             text = text[3:].strip()

@@ -97,10 +97,20 @@ class VirtualInstrument:
         with self.lock:
             self.received.append(line)
             try:
-                return self.execute(line.strip())
+                try:
+                    return self.execute(line.strip())
+                except CommandError:
+                    raise
+                except Exception as exc:  # never let a command kill the server thread
+                    raise self.internal_error(exc) from None
             except CommandError as exc:
                 self.errors.append((exc.code, exc.message))
                 return exc.reply
+
+    def internal_error(self, exc: Exception) -> CommandError:
+        """What a command that failed inside the instrument leaves in the error queue
+        (SCPI -300, device-specific error); instruments with their own codes override it."""
+        return CommandError(-300, f"Device-specific error: {type(exc).__name__}: {exc}")
 
     def execute(self, command: str) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
