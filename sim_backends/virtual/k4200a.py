@@ -50,6 +50,7 @@ RESOLUTION_S = 10e-9
 MAX_SEGMENTS = 2048
 MAX_V = 10.0
 SEQ_FIELDS = ("TIME", "STARTV", "STOPV", "MEAS:TYPE", "MEAS:START", "MEAS:STOP")
+_SEQ = ":PMU:SARB:SEQ:"
 
 
 def _err(error: tuple[int, str], detail: str = "") -> CommandError:
@@ -151,6 +152,8 @@ class VirtualK4200A(VirtualInstrument):
             return self._dv(head[2:], args)
         if head.startswith("TI"):
             return self._ti(head[2:], args)
+        if head.startswith(_SEQ) and head[len(_SEQ) :] in SEQ_FIELDS:
+            return self._seq_field(head[len(_SEQ) :], args)
         handler = getattr(self, "_pmu_" + head.replace(":", "_").replace("?", "_Q"), None)
         if handler is None:
             raise _err(E_UNDEFINED, head or command)
@@ -247,24 +250,6 @@ class VirtualK4200A(VirtualInstrument):
             raise _err(E_RANGE, "measure window")
         self.sequences.setdefault((ch, seq), {})[field] = values
         return "ACK"
-
-    def _pmu__PMU_SARB_SEQ_TIME(self, args):
-        return self._seq_field("TIME", args)
-
-    def _pmu__PMU_SARB_SEQ_STARTV(self, args):
-        return self._seq_field("STARTV", args)
-
-    def _pmu__PMU_SARB_SEQ_STOPV(self, args):
-        return self._seq_field("STOPV", args)
-
-    def _pmu__PMU_SARB_SEQ_MEAS_TYPE(self, args):
-        return self._seq_field("MEAS:TYPE", args)
-
-    def _pmu__PMU_SARB_SEQ_MEAS_START(self, args):
-        return self._seq_field("MEAS:START", args)
-
-    def _pmu__PMU_SARB_SEQ_MEAS_STOP(self, args):
-        return self._seq_field("MEAS:STOP", args)
 
     def _pmu__PMU_SARB_WFM_SEQ_LIST(self, args):
         if len(args) < 3 or len(args) % 2 == 0:
