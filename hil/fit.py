@@ -940,8 +940,8 @@ def _devices(log, high, low, has_reset, has_strong, r_g, r_idx, ramp, rp_idx, rp
     n_reset, n_strong = int(has_reset.sum()), int(has_strong.sum())
     f_high = high.sum() / n_prog if n_prog else 0.0
     f_low = low.sum() / n_prog if n_prog else 0.0
-    stuck_reads = log.g_uS[np.flatnonzero(log.op == READ)]
-    dev_reads = log.dev[log.op == READ]
+    reads = np.flatnonzero(log.op == READ)
+    stuck_reads, dev_reads = log.g_uS[reads], log.dev[reads]
     hi_g = stuck_reads[high[dev_reads]]
     lo_g = stuck_reads[low[dev_reads]]
     out = {

@@ -36,7 +36,7 @@ import numpy as np
 
 from hil.backend import DeviceBackend, as_ids
 from hil.errors import BackendError, ConfigError
-from hil.fit import HISTORY_BINS, FittedModel
+from hil.fit import HISTORY_BINS, FittedModel, interp_clamped
 from hil.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 
 __all__ = ["FittedBackend"]
@@ -240,7 +240,8 @@ class FittedBackend(DeviceBackend):
     def _read(self, ids: np.ndarray, pulse: ReadPulse) -> np.ndarray:
         g = self._drifted(ids)
         if self._has_read:
-            g = g + interp(self._rn_g, self._rn_sigma, g) * self._rng.standard_normal(ids.size)
+            sigma = interp_clamped(self._rn_g, self._rn_sigma, g)
+            g = g + sigma * self._rng.standard_normal(ids.size)
         return g * 1e-6
 
     # -- kernels -----------------------------------------------------------------------------
@@ -255,10 +256,10 @@ class FittedBackend(DeviceBackend):
 
     def _ramp(self, ids: np.ndarray, width_s: np.ndarray) -> None:
         x = np.log10(width_s)
-        mu = interp(self._ramp_x, self._ramp_mu, x)
+        mu = interp_clamped(self._ramp_x, self._ramp_mu, x)
         lo = self._ramp_mu[0]
         g = lo + self._m[ids] * (mu - lo)
-        g += interp(self._ramp_x, self._ramp_sigma, x) * self._rng.standard_normal(ids.size)
+        g += interp_clamped(self._ramp_x, self._ramp_sigma, x) * self._rng.standard_normal(ids.size)
         self._program(ids, g, HISTORY_BINS - 1)
 
     def _partial(self, ids: np.ndarray, amplitude_V: np.ndarray, width_s: np.ndarray) -> None:
@@ -288,16 +289,13 @@ class FittedBackend(DeviceBackend):
         ratio = np.maximum((self._now - self._tp[ids]) / self._t0, 1.0)
         if not (ratio > 1.0).any():
             return g.copy()
-        nu = np.abs(
-            interp(self._nu_g, self._nu_mu, g) + interp(self._nu_g, self._nu_sd, g) * self._z[ids]
+        mu, sd = (
+            interp_clamped(self._nu_g, self._nu_mu, g),
+            interp_clamped(self._nu_g, self._nu_sd, g),
         )
+        nu = np.abs(mu + sd * self._z[ids])
         nu[self._stuck[ids]] = 0.0
         return g * ratio**-nu
-
-
-def interp(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Linear interpolation in a fitted table, flat outside it."""
-    return np.interp(at, x, y) if x.size else np.zeros(np.shape(at))
 
 
 def _rounds(ids: np.ndarray, keys: np.ndarray | None = None):
