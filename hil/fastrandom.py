@@ -7,6 +7,7 @@ which are cut at 5.77 σ (the smallest float32 uniform is 2^-24).
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
@@ -137,3 +138,14 @@ class RandomPool:
                     q.get_nowait()
             self._thread.join()
             self._thread = None
+
+
+def rng_state_array(state) -> np.ndarray:
+    """A generator state (any JSON-able bit-generator state, or a list of them) as a uint8
+    array, so that it can sit in a checkpoint next to the device arrays."""
+    return np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy()
+
+
+def rng_state_from_array(arr) -> object:
+    """The state stored by :func:`rng_state_array`; ``ValueError`` if it is not one."""
+    return json.loads(bytes(np.asarray(arr, dtype=np.uint8)))

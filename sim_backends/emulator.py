@@ -35,7 +35,6 @@ Semantics a caller may need to know:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from hil.backend import DeviceBackend, as_ids
 from hil.errors import ConfigError
 from hil.fastrandom import Workspace as _Workspace
 from hil.fastrandom import normals_f32 as _normals
+from hil.fastrandom import rng_state_array, rng_state_from_array
 from hil.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 from sim_backends.pcm_models import PCMParams, resolve_params
 
@@ -231,13 +231,12 @@ class EmulatorBackend(DeviceBackend):
     def snapshot(self) -> dict[str, np.ndarray]:
         """Every mutable part of the device state, random streams included; with the same
         constructor arguments, :meth:`restore` continues exactly where this left off."""
-        rng = json.dumps([s.bit_generator.state for s in self._streams])
         snap = {
             "g_uS": self._g.copy(),
             "history_p": self._p.copy(),
             "t_programmed_s": self._tp.copy(),
             "now_s": np.array(self._now),
-            "rng_state_json": np.frombuffer(rng.encode(), dtype=np.uint8).copy(),
+            "rng_state_json": rng_state_array([s.bit_generator.state for s in self._streams]),
         }
         if self._nu_z is not None:
             snap["nu_z"] = self._nu_z.copy()
@@ -251,7 +250,7 @@ class EmulatorBackend(DeviceBackend):
             if self._nu_z is not None:
                 self._nu_z[...] = state["nu_z"]
             self._now = float(state["now_s"])
-            rng = json.loads(bytes(np.asarray(state["rng_state_json"], dtype=np.uint8)))
+            rng = rng_state_from_array(state["rng_state_json"])
         except (KeyError, ValueError) as exc:
             raise ConfigError(
                 f"emulator snapshot does not fit this emulator ({exc}); was it made with "

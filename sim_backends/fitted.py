@@ -29,13 +29,13 @@ programmed now, with a settled history.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from hil.backend import DeviceBackend, as_ids
 from hil.errors import BackendError, ConfigError
+from hil.fastrandom import rng_state_array, rng_state_from_array
 from hil.fit import HISTORY_BINS, FittedModel, interp_clamped
 from hil.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 
@@ -185,14 +185,13 @@ class FittedBackend(DeviceBackend):
         self._z[ids] = self._rng.standard_normal(ids.size)
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        rng = json.dumps(self._rng.bit_generator.state)
         return {
             "g_uS": self._g.copy(),
             "t_programmed_s": self._tp.copy(),
             "history_k": self._k.copy(),
             "nu_z": self._z.copy(),
             "now_s": np.array(self._now),
-            "rng_state_json": np.frombuffer(rng.encode(), dtype=np.uint8).copy(),
+            "rng_state_json": rng_state_array(self._rng.bit_generator.state),
         }
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
@@ -202,7 +201,7 @@ class FittedBackend(DeviceBackend):
             self._k[...] = state["history_k"]
             self._z[...] = state["nu_z"]
             self._now = float(state["now_s"])
-            rng = json.loads(bytes(np.asarray(state["rng_state_json"], dtype=np.uint8)))
+            rng = rng_state_from_array(state["rng_state_json"])
         except (KeyError, ValueError) as exc:
             raise ConfigError(
                 f"fitted-backend snapshot does not fit this backend ({exc}); was it made with "
