@@ -34,7 +34,7 @@ def train(name: str, config: str, out_dir: Path, epochs: int | None) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "hil.cli",
+        "hil.app.cli.main",
         "train",
         "--config",
         str(ROOT / config),
@@ -56,8 +56,8 @@ def train(name: str, config: str, out_dir: Path, epochs: int | None) -> dict:
 
 
 def collect(out_dir: Path) -> dict:
-    from hil.checkpoint import read_summary
-    from hil.runfile import open_run_file
+    from hil.runfile.checkpoint import read_summary
+    from hil.runfile.container import open_run_file
 
     results = {}
     for name in RUNS:

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from hil.backend import as_ids
-from hil.pulses import PartialSetPulse, RampSetPulse, ReadPulse
+from hil.core.backend import as_ids
+from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse
 from sim_backends.emulator import EmulatorBackend
 
 TARGET_PULSES_PER_S = 50e6

@@ -34,8 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hil.backend import DeviceBackend  # noqa: E402
-from hil.pulselog import (  # noqa: E402
+from hil.core.backend import DeviceBackend  # noqa: E402
+from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
+from hil.runfile.pulselog import (  # noqa: E402
     COLUMNS,
     LoggedBackend,
     Phase,
@@ -43,7 +44,6 @@ from hil.pulselog import (  # noqa: E402
     PulseLogWriter,
     _codec_attr,
 )
-from hil.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
 
 LAYER_SIZES = (400_000, 150_000, 50_000)
 ROUNDS = 3

@@ -39,8 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hil.pulselog import Phase, PulseLogReader, PulseLogWriter  # noqa: E402
-from hil.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
+from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
+from hil.runfile.pulselog import Phase, PulseLogReader, PulseLogWriter  # noqa: E402
 
 LAYER_SIZES = (392_000, 62_500, 2_500)
 ROUNDS = 3
@@ -193,7 +193,7 @@ def serve(path: str, seed: int, pool_size: int, n_transfers: int, impl: str) -> 
 def fit(path: str) -> dict:
     """Child process: peak RSS of hil.fit.fit_log on the same log (if it exists)."""
     try:
-        from hil.fit import fit_log
+        from hil.fit.fitting import fit_log
     except ImportError as exc:
         return {"skipped": f"hil.fit.fit_log not importable: {exc}"}
     rss_before = _rss_gb()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.station import parse_station
+from hil.station.parser import parse_station
 from instruments.hardware import HardwareBackend
 from protocols.program_verify import program_and_verify
 from sim_backends.virtual.station import VirtualStation, station_text
@@ -75,9 +75,9 @@ def transfer(n: int, latency_s: float, relay_s: float, die_step_s: float, seed: 
 
 
 def accuracy(seeds, data_dir: str | None) -> dict:
-    from hil.config import TrainConfig
-    from hil.datasets import get_dataset
-    from hil.training import Trainer
+    from hil.app.training import Trainer
+    from hil.data.datasets import get_dataset
+    from hil.nn.config import TrainConfig
 
     data = get_dataset("mnist", data_dir)
     layers = (784, 250, 125, 10)

@@ -38,9 +38,9 @@ from pymeasure.instruments.agilent.agilentB1500 import (
     SPGUOutputMode,
 )
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
-from hil.waveforms import DEFAULT_EDGE_S
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
+from hil.core.waveforms import DEFAULT_EDGE_S
 from instruments.tester import Tester, check_visit, scalar_field
 
 SMU_CHANNELS = range(1, 11)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from pymeasure.instruments import Instrument
 
-from hil.errors import BackendError, ConfigError
+from hil.core.errors import BackendError, ConfigError
 
 CARDS = range(0, 5)
 """Valid card numbers: 1-4 address one card, 0 all cards in auto-config mode."""

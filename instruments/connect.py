@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hil.errors import BackendError, ConfigError
-from hil.station import InstrumentSpec, Station
+from hil.core.errors import BackendError, ConfigError
+from hil.station.parser import InstrumentSpec, Station
 from instruments.b2200a import B2200A
 from instruments.probers import Prober, SentioProber, VeloxProber
 from instruments.tester import Tester

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hil.errors import BackendError
+from hil.core.errors import BackendError
 
 
 class ProberError(BackendError):

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyvisa
 
-from hil.backend import DeviceBackend
-from hil.errors import BackendClosedError, BackendError
-from hil.pulses import Pulse, ReadPulse, ResetPulse
-from hil.station import Station
-from hil.waveforms import scalar_pulse
+from hil.core.backend import DeviceBackend
+from hil.core.errors import BackendClosedError, BackendError
+from hil.core.pulses import Pulse, ReadPulse, ResetPulse
+from hil.core.waveforms import scalar_pulse
+from hil.station.parser import Station
 from instruments.connect import Instruments, connect
 
 

@@ -41,9 +41,9 @@ import numpy as np
 from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.keithley.keithley4200 import SMU, Keithley4200
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import Pulse, PulseTiming, ReadPulse
-from hil.waveforms import Segment, waveform
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import Pulse, PulseTiming, ReadPulse
+from hil.core.waveforms import Segment, waveform
 from instruments.tester import Tester, check_visit
 
 ACK = "ACK"

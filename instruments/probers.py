@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 
-from hil.errors import BackendError
+from hil.core.errors import BackendError
 
 
 class Prober(abc.ABC):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pymeasure.instruments import Instrument
 
-from hil.errors import ConfigError
+from hil.core.errors import ConfigError
 from instruments.errors import ProberError
 
 PORT = 35555

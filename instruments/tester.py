@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hil.errors import ConfigError
-from hil.pulses import Pulse, PulseTiming, ReadPulse
+from hil.core.errors import ConfigError
+from hil.core.pulses import Pulse, PulseTiming, ReadPulse
 
 
 class Tester(abc.ABC):

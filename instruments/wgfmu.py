@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import Pulse, PulseTiming, ReadPulse
-from hil.waveforms import DEFAULT_EDGE_S, Segment, waveform
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import Pulse, PulseTiming, ReadPulse
+from hil.core.waveforms import DEFAULT_EDGE_S, Segment, waveform
 from instruments.tester import Tester, check_visit
 
 # -- constants of wgfmu.h ------------------------------------------------------------------------

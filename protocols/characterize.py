@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.errors import ConfigError
+from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import ConfigError
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 
 Progress = Callable[[int], None] | None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hil.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.errors import ConfigError
+from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

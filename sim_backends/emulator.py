@@ -41,12 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hil.backend import DeviceBackend, as_ids
-from hil.errors import ConfigError
-from hil.fastrandom import Workspace as _Workspace
-from hil.fastrandom import normals_f32 as _normals
-from hil.fastrandom import rng_state_array, rng_state_from_array
-from hil.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
+from hil.core.backend import DeviceBackend, as_ids
+from hil.core.errors import ConfigError
+from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
+from hil.core.rng import Workspace as _Workspace
+from hil.core.rng import normals_f32 as _normals
+from hil.core.rng import rng_state_array, rng_state_from_array
 from sim_backends.pcm_models import PCMParams, resolve_params
 
 __all__ = ["EmulatorBackend"]

@@ -33,11 +33,11 @@ import os
 
 import numpy as np
 
-from hil.backend import DeviceBackend, as_ids
-from hil.errors import BackendError, ConfigError
-from hil.fastrandom import rng_state_array, rng_state_from_array
-from hil.fit import HISTORY_BINS, FittedModel, interp_clamped
-from hil.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
+from hil.core.backend import DeviceBackend, as_ids
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
+from hil.core.rng import rng_state_array, rng_state_from_array
+from hil.devicemodel.model import HISTORY_BINS, FittedModel, interp_clamped
 
 __all__ = ["FittedBackend"]
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.errors import ConfigError
+from hil.core.errors import ConfigError
 
 __all__ = ["READ_NOISE_MODELS", "PCMParams", "preset", "preset_names", "resolve_params"]
 

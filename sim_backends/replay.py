@@ -26,10 +26,10 @@ import logging
 
 import numpy as np
 
-from hil.backend import DeviceBackend
-from hil.errors import BackendError, HilError
-from hil.pulselog import PulseLogReader
-from hil.pulses import Operation, Pulse
+from hil.core.backend import DeviceBackend
+from hil.core.errors import BackendError, HilError
+from hil.core.pulses import Operation, Pulse
+from hil.runfile.pulselog import PulseLogReader
 
 __all__ = ["DivergenceError", "ReplayBackend"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hil.backend import (
+from hil.core.backend import (
     CompositeBackend,
     DeviceBackend,
     PartialSetPulse,
@@ -12,7 +12,7 @@ from hil.backend import (
     ResetPulse,
     SafetyEnvelope,
 )
-from hil.errors import BackendClosedError, ConfigError, DeviceIdError, EnvelopeError
+from hil.core.errors import BackendClosedError, ConfigError, DeviceIdError, EnvelopeError
 
 
 class RecordingBackend(DeviceBackend):
@@ -167,8 +167,8 @@ def test_composite_rejects_part_larger_than_backend():
 
 
 def test_pulse_timing_quantizes_per_part_of_a_composite():
-    from hil.backend import CompositeBackend
-    from hil.pulses import PulseTiming
+    from hil.core.backend import CompositeBackend
+    from hil.core.pulses import PulseTiming
     from sim_backends.emulator import EmulatorBackend
 
     class Tester(EmulatorBackend):

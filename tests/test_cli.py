@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from hil.pulselog import PulseLogReader, read_summary
+from hil.runfile.pulselog import PulseLogReader, read_summary
 
-HIL = [sys.executable, "-m", "hil.cli"]
+HIL = [sys.executable, "-m", "hil"]
 
 
 def run(*args, **kw):

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil import datasets
-from hil.datasets import (
+from hil.core.errors import ConfigError, HilError
+from hil.data import datasets
+from hil.data.datasets import (
     MNIST_FILES,
     Dataset,
     DatasetCorruptError,
@@ -36,7 +37,6 @@ from hil.datasets import (
     parse_idx,
     read_idx,
 )
-from hil.errors import ConfigError, HilError
 
 # --------------------------------------------------------------------------------------------
 # Fixtures and helpers

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from hil.backend import PartialSetPulse, RampSetPulse, ReadPulse
-from hil.errors import BackendClosedError, ConfigError
+from hil.core.backend import PartialSetPulse, RampSetPulse, ReadPulse
+from hil.core.errors import BackendClosedError, ConfigError
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.pcm_models import PCMParams, preset, preset_names
 

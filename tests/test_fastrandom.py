@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from hil.fastrandom import RandomPool, normals_f32
+from hil.core.rng import RandomPool, normals_f32
 
 
 def test_pool_streams_do_not_depend_on_request_sizes_or_timing():

@@ -16,17 +16,17 @@ import h5py
 import numpy as np
 import pytest
 
-from hil.backends import make_backend
-from hil.errors import BackendError, LogError
-from hil.fit import FittedModel, fit_log, ks_by_bin, normal_cdf
-from hil.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.app.registry import make_backend
+from hil.core.errors import BackendError, LogError
+from hil.fit.fitting import FittedModel, fit_log, ks_by_bin, normal_cdf
+from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.fitted import FittedBackend
 from sim_backends.pcm_models import preset
 
 US = 1e6
-HIL = [sys.executable, "-m", "hil.cli"]
+HIL = [sys.executable, "-m", "hil"]
 
 # Nandakumar 2018 increments and read noise, Joshi 2020's G-dependent drift exponent
 # (t0 = 20 s); no device-to-device step spreads, so the increment σ is the formula's.

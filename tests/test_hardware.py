@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil.errors import BackendClosedError, EnvelopeError
-from hil.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
-from hil.pulses import Operation, ReadPulse, ResetPulse
-from hil.station import parse_station
+from hil.core.errors import BackendClosedError, EnvelopeError
+from hil.core.pulses import Operation, ReadPulse, ResetPulse
+from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
+from hil.station.parser import parse_station
 from instruments.hardware import HardwareBackend, StationAbort
 from protocols.program_verify import program_and_verify
 from sim_backends.virtual.server import Fault
@@ -203,8 +203,8 @@ def test_an_unreachable_instrument_is_named_with_its_line(virtual):
 
 
 def test_placement_puts_the_chosen_layers_on_the_station(virtual, tmp_path):
-    from hil.backends import make_backend
-    from hil.errors import ConfigError
+    from hil.app.registry import make_backend
+    from hil.core.errors import ConfigError
     from sim_backends.emulator import EmulatorBackend
 
     _, st = virtual

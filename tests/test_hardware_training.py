@@ -14,12 +14,12 @@ from pathlib import Path
 import h5py
 import pytest
 
-from hil.config import TrainConfig
-from hil.errors import HilError
-from hil.pulselog import PulseLogReader
-from hil.station import parse_station
-from hil.synapse import Layout
-from hil.training import Trainer
+from hil.app.training import Trainer
+from hil.core.errors import HilError
+from hil.nn.config import TrainConfig
+from hil.nn.synapse import Layout
+from hil.runfile.pulselog import PulseLogReader
+from hil.station.parser import parse_station
 from instruments.hardware import StationAbort
 from sim_backends.virtual.server import Fault
 from sim_backends.virtual.station import VirtualStation, station_text
@@ -114,7 +114,7 @@ KILL_AFTER_S = 4.0
 
 def _hil(*args, **kw):
     return subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", *args],
+        [sys.executable, "-m", "hil", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,7 +144,7 @@ def test_cli_check_train_kill_and_resume_through_real_processes(mnist_dir, tmp_p
     server = _serve(station, virtual)
     try:
         check = subprocess.run(
-            [sys.executable, "-m", "hil.cli", "station", "check", str(virtual)],
+            [sys.executable, "-m", "hil", "station", "check", str(virtual)],
             capture_output=True,
             text=True,
             env=env,
@@ -173,7 +173,7 @@ def test_cli_check_train_kill_and_resume_through_real_processes(mnist_dir, tmp_p
     server = _serve(station, virtual)
     try:
         resumed = subprocess.run(
-            [sys.executable, "-m", "hil.cli", "train", "--resume", str(out), "--quiet", "--json"],
+            [sys.executable, "-m", "hil", "train", "--resume", str(out), "--quiet", "--json"],
             capture_output=True,
             text=True,
             env=env,

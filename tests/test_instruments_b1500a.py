@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pymeasure.test import expected_protocol
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from instruments.b1500a import B1500A, B1500ATester, parse_spot_current
 from instruments.tester import Tester
 

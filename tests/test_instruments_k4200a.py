@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from pymeasure.test import expected_protocol
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.waveforms import Segment
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.waveforms import Segment
 from instruments.k4200a import (
     K4200A,
     K4200SMU,

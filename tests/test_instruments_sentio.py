@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymeasure.test import expected_protocol
 
-from hil.errors import BackendError, ConfigError
+from hil.core.errors import BackendError, ConfigError
 from instruments.errors import ProberError
 from instruments.sentio import (
     CMD_CURRENT_DIE,

@@ -1,5 +1,5 @@
 """Tests of the B1530A WGFMU tester against a fake of Keysight's WGFMU library (no hardware,
-no wgfmu.dll): call sequences, vectors from hil.waveforms, measured current, error text."""
+no wgfmu.dll): call sequences, vectors from hil.core.waveforms, measured current, error text."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import ctypes.util
 import numpy as np
 import pytest
 
-from hil.errors import BackendError, ConfigError
-from hil.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.waveforms import waveform
+from hil.core.errors import BackendError, ConfigError
+from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.waveforms import waveform
 from instruments.tester import Tester
 from instruments.wgfmu import (
     FORCE_VOLTAGE_RANGES,
@@ -272,7 +272,7 @@ def ready(**kwargs):
 
 
 def expected_vectors(pulses, edge_s):
-    """The documented mapping of hil.waveforms segments to WGFMU vectors."""
+    """The documented mapping of hil.core.waveforms segments to WGFMU vectors."""
     out, level = [], 0.0
     for seg in waveform(pulses, edge_s):
         if seg.start_V != level:

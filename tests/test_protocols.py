@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hil.errors import ConfigError
+from hil.core.errors import ConfigError
 from protocols import characterize as ch
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 from sim_backends.emulator import EmulatorBackend

@@ -15,9 +15,11 @@ import hdf5plugin  # noqa: F401 - plain h5py needs the Blosc2 filter registered
 import numpy as np
 import pytest
 
-from hil.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.errors import BackendError, ConfigError, DeviceIdError, EnvelopeError, LogError
-from hil.pulselog import (
+from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import BackendError, ConfigError, DeviceIdError, EnvelopeError, LogError
+from hil.core.pulses import Operation
+from hil.runfile.container import SCHEMA_VERSION
+from hil.runfile.pulselog import (
     COLUMN_NAMES,
     LoggedBackend,
     Phase,
@@ -28,8 +30,6 @@ from hil.pulselog import (
     read_summary,
     write_summary,
 )
-from hil.pulses import Operation
-from hil.runfile import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(chunk_records=1024, buffer_records=3000)  # many chunks and buffer spills
@@ -626,8 +626,8 @@ def test_live_swmr_reader_in_another_process_sees_flushed_records(tmp_path):
     reader = _python(
         f"""
         import sys
-        from hil.errors import LogError
-        from hil.pulselog import PulseLogReader, write_summary
+        from hil.core.errors import LogError
+        from hil.runfile.pulselog import PulseLogReader, write_summary
         try:  # a live file takes no new objects
             write_summary({str(path)!r}, "x", {{"a": 1.0}})
         except LogError as exc:
@@ -671,7 +671,7 @@ def test_writer_killed_after_flush_leaves_every_flushed_record(tmp_path):
     child = _python(
         f"""
         import numpy as np
-        from hil.pulselog import PulseLogWriter
+        from hil.runfile.pulselog import PulseLogWriter
         w = PulseLogWriter(
             {str(path)!r}, chunk_records=1024, buffer_records=4096,
             device_table=dict(layer=np.arange(97) // 50),

@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from hil.config import TrainConfig
-from hil.pulselog import LoggedBackend, PulseLogWriter
-from hil.pulses import PartialSetPulse
-from hil.replay import replay
-from hil.training import Trainer
+from hil.app.replay import replay
+from hil.app.training import Trainer
+from hil.core.pulses import PartialSetPulse
+from hil.nn.config import TrainConfig
+from hil.runfile.pulselog import LoggedBackend, PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 
@@ -48,7 +48,7 @@ def test_changed_learning_rate_stops_with_a_divergence_message(logged_run, mnist
 
 
 def test_changed_learning_rate_goes_on_with_a_fitted_fallback(logged_run, mnist_dir, tmp_path):
-    from hil.replay import fitted_fallback
+    from hil.app.replay import fitted_fallback
 
     out, summary = logged_run
     factory = fitted_fallback("fitted", out, tmp_path / "fb.h5")
@@ -74,7 +74,7 @@ def test_cli_replay_reports_identical(logged_run, mnist_dir, tmp_path):
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "hil.app.cli.main",
             "replay",
             str(out),
             "--out",

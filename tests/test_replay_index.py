@@ -5,9 +5,9 @@ import logging
 import numpy as np
 import pytest
 
-from hil.errors import BackendError
-from hil.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
-from hil.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import BackendError
+from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 
@@ -206,9 +206,9 @@ class AdoptingEmulator(EmulatorBackend):
 
 
 def test_replay_with_a_fallback_trains_on_after_a_divergence(mnist, mnist_dir, tmp_path):
-    from hil.config import TrainConfig
-    from hil.replay import replay
-    from hil.training import Trainer
+    from hil.app.replay import replay
+    from hil.app.training import Trainer
+    from hil.nn.config import TrainConfig
 
     cfg = TrainConfig(
         cell="2pcm3t1c",

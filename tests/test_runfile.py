@@ -4,9 +4,9 @@ import h5py
 import numpy as np
 import pytest
 
-from hil.errors import LogError
-from hil.pulselog import PulseLogReader, PulseLogWriter
-from hil.runfile import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, open_run_file
+from hil.core.errors import LogError
+from hil.runfile.container import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, open_run_file
+from hil.runfile.pulselog import PulseLogReader, PulseLogWriter
 
 WRITTEN_SO_FAR = (1,)
 """Every schema version any hil release has written (append when SCHEMA_VERSION is bumped)."""
@@ -63,7 +63,7 @@ def test_missing_or_invalid_version_is_refused_saying_what_to_do(tmp_path, versi
 
 # -- fitted-model files (hil/fit.py), when present ----------------------------------------
 def _model(tmp_path, version="keep"):
-    fit = pytest.importorskip("hil.fit")
+    fit = pytest.importorskip("hil.fit.fitting")
     path = fit.FittedModel({}, {"note": "test"}).save(tmp_path / "model.h5")
     if version != "keep":
         with h5py.File(path, "r+") as f:

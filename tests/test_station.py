@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.errors import ConfigError
-from hil.pulses import SafetyEnvelope
-from hil.station import load_station, parse_station
+from hil.core.errors import ConfigError
+from hil.core.pulses import SafetyEnvelope
+from hil.station.parser import load_station, parse_station
 
 EXAMPLE = (Path(__file__).parents[1] / "examples" / "station.toml").read_text()
 PATH = Path("site") / "station.toml"

@@ -11,12 +11,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hil.config import SynapseConfig, TrainConfig, apply_overrides
-from hil.errors import ConfigError
-from hil.periphery import CapacitorArray, CapacitorConfig
-from hil.pulselog import PulseLogReader
-from hil.synapse import Ambrogio2PCM3T1C, Layout
-from hil.training import Trainer
+from hil.app.training import Trainer
+from hil.core.errors import ConfigError
+from hil.nn.config import SynapseConfig, TrainConfig, apply_overrides
+from hil.nn.periphery import CapacitorArray, CapacitorConfig
+from hil.nn.synapse import Ambrogio2PCM3T1C, Layout
+from hil.runfile.pulselog import PulseLogReader
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.pcm_models import preset
 
@@ -189,7 +189,7 @@ def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
     args += ["--config", str(cfg_file)]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    hil = [sys.executable, "-m", "hil.cli", "train"]
+    hil = [sys.executable, "-m", "hil", "train"]
     subprocess.run(
         [*hil, *args, "--out", str(full), "--json"], check=True, env=env, capture_output=True
     )
@@ -213,8 +213,8 @@ def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import json,sys;from hil.runfile import open_run_file;"
-                "from hil.checkpoint import read_summary;"
+                "import json,sys;from hil.runfile.container import open_run_file;"
+                "from hil.runfile.checkpoint import read_summary;"
                 f"f=open_run_file({str(full)!r});print(json.dumps(read_summary(f)))",
             ],
             check=True,
@@ -228,8 +228,8 @@ def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
         assert a.n_records == b.n_records
         for col in ("device", "op", "g_S", "time_s", "width_s", "transfer", "epoch"):
             np.testing.assert_array_equal(a.column(col), b.column(col), err_msg=col)
-    from hil import checkpoint
-    from hil.runfile import open_run_file
+    from hil.runfile import checkpoint
+    from hil.runfile.container import open_run_file
 
     with open_run_file(full) as fa, open_run_file(part) as fb:
         wa, _ = checkpoint.latest(fa)
@@ -274,7 +274,7 @@ def test_cli_reports_config_error_without_traceback(tmp_path, mnist_dir):
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "hil.app.cli.main",
             "train",
             "--cell",
             "fp",

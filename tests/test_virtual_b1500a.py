@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import pyvisa
 
-from hil.errors import BackendError
-from hil.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import BackendError
+from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from instruments.b1500a import B1500ATester
 from sim_backends.virtual.b1500a import VirtualB1500A
 from sim_backends.virtual.server import InstrumentServer

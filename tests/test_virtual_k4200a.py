@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import pyvisa
 
-from hil.errors import BackendError
-from hil.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import BackendError
+from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from instruments.k4200a import K4200ATester
 from sim_backends.virtual.k4200a import VirtualK4200A
 from sim_backends.virtual.server import InstrumentServer

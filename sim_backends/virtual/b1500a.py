@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 
-from hil.errors import HilError
-from hil.pulses import PartialSetPulse, Pulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.errors import HilError
+from hil.core.pulses import PartialSetPulse, Pulse, RampSetPulse, ReadPulse, ResetPulse
 from sim_backends.virtual.server import CommandError, VirtualInstrument
 from sim_backends.virtual.wafer import VirtualWafer
 

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import math
 
-from hil.errors import HilError
-from hil.pulses import ReadPulse
-from hil.waveforms import Segment, decode
+from hil.core.errors import HilError
+from hil.core.pulses import ReadPulse
+from hil.core.waveforms import Segment, decode
 from sim_backends.virtual.server import CommandError, VirtualInstrument
 from sim_backends.virtual.wafer import VirtualWafer
 

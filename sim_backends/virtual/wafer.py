@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.pulses import Operation, Pulse, ReadPulse, SafetyEnvelope
+from hil.core.pulses import Operation, Pulse, ReadPulse, SafetyEnvelope
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.server import VirtualProber

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hil.backend import DeviceBackend, PartialSetPulse
-from hil.config import SynapseConfig, TrainConfig
-from hil.fastrandom import RandomPool
-from hil.periphery import CapacitorArray
+from hil.core.backend import DeviceBackend, PartialSetPulse
+from hil.core.rng import RandomPool
+from hil.nn.config import SynapseConfig, TrainConfig
+from hil.nn.periphery import CapacitorArray
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 
 _F32 = np.float32

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.errors import ConfigError
-from hil.periphery import CapacitorConfig, ConverterConfig
+from hil.core.errors import ConfigError
+from hil.nn.periphery import CapacitorConfig, ConverterConfig
 
 CELLS = ("2pcm3t1c", "2pcm", "fp")
 UPDATE_MODES = ("stochastic", "expected")

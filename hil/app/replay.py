@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import checkpoint
-from hil.config import TrainConfig
-from hil.errors import ConfigError
-from hil.pulselog import COLUMN_NAMES, PulseLogReader
-from hil.runfile import open_run_file, read_root_attrs
+from hil.core.errors import ConfigError
+from hil.nn.config import TrainConfig
+from hil.runfile import checkpoint
+from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.pulselog import COLUMN_NAMES, PulseLogReader
 
 _CHUNK = 1 << 20
 
@@ -46,8 +46,8 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     replay continues on it instead of raising; the report's ``fallback`` entry then gives
     the divergence.
     """
-    from hil.datasets import get_dataset
-    from hil.training import Trainer
+    from hil.app.training import Trainer
+    from hil.data.datasets import get_dataset
     from sim_backends.replay import ReplayBackend
 
     run_file, out = Path(run_file), Path(out)
@@ -103,7 +103,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
 def fitted_fallback(spec: str, run_file, out):
     """The ``--fallback`` factory: ``fitted`` (fit ``run_file``'s own log, saved next to
     ``out``) or ``fitted:MODEL.h5``."""
-    from hil.fit import FittedModel, fit_log
+    from hil.fit.fitting import FittedModel, fit_log
     from sim_backends.fitted import FittedBackend
 
     kind, _, arg = spec.partition(":")

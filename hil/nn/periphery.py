@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.errors import ConfigError
+from hil.core.errors import ConfigError
 
 _F32 = np.float32
 

@@ -2,7 +2,7 @@
 
 One run writes one HDF5 run file: configuration and seed (root attributes), the device
 table, every PCM pulse (through :class:`~hil.pulselog.LoggedBackend`, with the training
-context), and checkpoints at every transfer and epoch end (:mod:`hil.checkpoint`). A run
+context), and checkpoints at every transfer and epoch end (:mod:`hil.runfile.checkpoint`). A run
 killed at any point resumes from its newest checkpoint: the pulse log is cut back to what
 the checkpoint had seen, and the rest replays exactly — the same seed gives the same run
 bit for bit.
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import checkpoint
-from hil.backend import DeviceBackend
-from hil.config import TrainConfig
-from hil.datasets import Dataset
-from hil.errors import ConfigError, LogError
-from hil.fastrandom import RandomPool
-from hil.network import Network
-from hil.pulselog import LoggedBackend, Phase, PulseLogWriter
-from hil.pulses import Operation
-from hil.runfile import open_run_file, read_root_attrs
+from hil.core.backend import DeviceBackend
+from hil.core.errors import ConfigError, LogError
+from hil.core.pulses import Operation
+from hil.core.rng import RandomPool
+from hil.data.datasets import Dataset
+from hil.nn.config import TrainConfig
+from hil.nn.network import Network
+from hil.runfile import checkpoint
+from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
 
@@ -105,8 +105,8 @@ class Trainer:
     def _make_backend(self, n_devices: int) -> DeviceBackend:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
-        from hil.backends import make_backend
-        from hil.synapse import Layout
+        from hil.app.registry import make_backend
+        from hil.nn.synapse import Layout
 
         layout = Layout(self.cfg.layers)
         per_layer = (2 * np.diff(layout.offsets)).tolist()
@@ -119,7 +119,7 @@ class Trainer:
         rng = _rng_for(cfg.seed, _NET)
         inner = None
         if cfg.cell != "fp":
-            from hil.network import n_devices_for
+            from hil.nn.network import n_devices_for
 
             inner = self._make_backend(n_devices_for(cfg.layers))
         # Pulse-train and noise numbers restart from a new key at every checkpoint, so a

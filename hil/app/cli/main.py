@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hil.errors import HilError
+from hil.core.errors import HilError
 
 PROTOCOLS = ("staircase", "reset", "drift", "read-noise")
 
@@ -94,9 +94,9 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
     from tqdm import tqdm
 
-    from hil import report
-    from hil.backends import make_backend
-    from hil.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
+    from hil.app import report
+    from hil.app.registry import make_backend
+    from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
     from protocols import characterize as ch
 
     if out.exists() and not force:
@@ -234,10 +234,10 @@ def train(
     quiet,
 ):
     """Train a network on MNIST with PCM synapses (or the floating-point reference)."""
-    from hil.config import TrainConfig, apply_overrides
-    from hil.datasets import get_dataset
-    from hil.runfile import open_run_file, read_root_attrs
-    from hil.training import Trainer
+    from hil.app.training import Trainer
+    from hil.data.datasets import get_dataset
+    from hil.nn.config import TrainConfig, apply_overrides
+    from hil.runfile.container import open_run_file, read_root_attrs
 
     if resume:
         if (
@@ -326,8 +326,8 @@ def fit(run_files, out, max_records, report, as_json, force):
     """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
     from tqdm import tqdm
 
-    from hil.fit import fit_log
-    from hil.pulselog import PulseLogReader
+    from hil.fit.fitting import fit_log
+    from hil.runfile.pulselog import PulseLogReader
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
@@ -340,7 +340,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     model.save(out)
     plots = []
     if report:
-        from hil import report as rep
+        from hil.app import report as rep
 
         plots = [str(p) for p in rep.plot_fitted_model(model, out)]
     rows = model.summary_rows()
@@ -377,8 +377,8 @@ def fit(run_files, out, max_records, report, as_json, force):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay(run_file, out, data_dir, fallback, quiet):
     """Re-run RUN_FILE's experiment on its own logged device responses; report if identical."""
-    from hil.replay import fitted_fallback
-    from hil.replay import replay as do_replay
+    from hil.app.replay import fitted_fallback
+    from hil.app.replay import replay as do_replay
 
     factory = fitted_fallback(fallback, run_file, out) if fallback else None
     report = do_replay(run_file, out, data_dir=data_dir, progress=not quiet, fallback=factory)
@@ -388,7 +388,7 @@ def replay(run_file, out, data_dir, fallback, quiet):
 
 
 def _register_station_commands() -> None:
-    from hil.cli_station import station, virtual_station
+    from hil.app.cli.station import station, virtual_station
 
     main.add_command(station)
     main.add_command(virtual_station)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from hil.errors import ConfigError
+from hil.core.errors import ConfigError
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -24,7 +24,7 @@ def station():
 def check(station_file, walk_dies):
     """Connect to every instrument of STATION_FILE, identify it, check the tester's modules
     and the die map; prints a table. Nothing is pulsed. Exit status 1 on a problem."""
-    from hil.station import load_station
+    from hil.station.parser import load_station
     from instruments.connect import check_station, format_check
 
     st = load_station(station_file)
@@ -57,7 +57,7 @@ def check(station_file, walk_dies):
 def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed, host):
     """Serve virtual instruments for STATION_FILE (one emulated wafer behind its tester,
     matrix and prober) on 127.0.0.1 until Ctrl-C; prints the VISA resources to use."""
-    from hil.station import load_station
+    from hil.station.parser import load_station
     from sim_backends.virtual.station import VirtualStation
 
     st = load_station(station_file)

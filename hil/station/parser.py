@@ -53,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.errors import ConfigError, EnvelopeError
-from hil.pulses import ReadPulse, SafetyEnvelope
+from hil.core.errors import ConfigError, EnvelopeError
+from hil.core.pulses import ReadPulse, SafetyEnvelope
 
 TESTER_DRIVERS = ("b1500a", "k4200a", "wgfmu")
 MATRIX_DRIVERS = ("b2200a",)

@@ -4,7 +4,7 @@ tanh hidden neurons, softmax output, cross-entropy loss, per-image backpropagati
 [paper: fully connected networks trained one image at a time]. Every layer has a bias
 input (a constant 1 appended to its inputs), so a layer of ``n_in → n_out`` neurons has
 ``(n_in + 1) × n_out`` synapses. For the analog cells the forward pass goes through the
-DAC (inputs) and ADC (outputs) of :mod:`hil.periphery`; the backward pass is computed
+DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`; the backward pass is computed
 digitally from the same weights [ours].
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil.backend import DeviceBackend
-from hil.config import TrainConfig
-from hil.periphery import quantize
-from hil.synapse import CellArray, Layout, make_cells
+from hil.core.backend import DeviceBackend
+from hil.nn.config import TrainConfig
+from hil.nn.periphery import quantize
+from hil.nn.synapse import CellArray, Layout, make_cells
 
 _F32 = np.float32
 

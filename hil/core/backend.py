@@ -17,14 +17,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hil.errors import (
+from hil.core.errors import (
     BackendClosedError,
     BackendError,
     ConfigError,
     DeviceIdError,
     EnvelopeError,
 )
-from hil.pulses import (
+from hil.core.pulses import (
     Operation,
     PartialSetPulse,
     Pulse,

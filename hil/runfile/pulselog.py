@@ -8,7 +8,7 @@ file is written in SWMR mode so another process can read it while it grows.
 File layout, schema version 1
 =============================
 
-Root attributes: see :mod:`hil.runfile` (``hil_kind = "hil-run"``, ``schema_version``,
+Root attributes: see :mod:`hil.runfile.container` (``hil_kind = "hil-run"``, ``schema_version``,
 ``created_utc``, ``config_text``, ``seed``, ``version_*``).
 
 ``/pulses`` — the pulse log, one record per pulse, in call order (= backend-time order).
@@ -93,9 +93,9 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from hil.backend import DeviceBackend, as_ids
-from hil.errors import ConfigError, LogError
-from hil.pulses import (
+from hil.core.backend import DeviceBackend, as_ids
+from hil.core.errors import ConfigError, LogError
+from hil.core.pulses import (
     Operation,
     PartialSetPulse,
     Pulse,
@@ -103,7 +103,7 @@ from hil.pulses import (
     ResetPulse,
     SetPulse,
 )
-from hil.runfile import create_run_file, open_run_file, read_root_attrs
+from hil.runfile.container import create_run_file, open_run_file, read_root_attrs
 
 __all__ = [
     "COLUMNS",

@@ -60,7 +60,7 @@ from typing import Literal
 
 import numpy as np
 
-from hil.errors import ConfigError, HilError
+from hil.core.errors import ConfigError, HilError
 
 __all__ = [
     "BACKRAND_SEED",

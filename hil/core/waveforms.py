@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.errors import BackendError
-from hil.pulses import (
+from hil.core.errors import BackendError
+from hil.core.pulses import (
     Operation,
     PartialSetPulse,
     Pulse,

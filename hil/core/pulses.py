@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hil.errors import ConfigError, EnvelopeError
+from hil.core.errors import ConfigError, EnvelopeError
 
 
 class Operation(enum.IntEnum):

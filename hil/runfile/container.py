@@ -32,7 +32,7 @@ import hdf5plugin  # noqa: F401 - registers the Blosc2 HDF5 filter the log's dat
 import numpy as np
 
 import hil
-from hil.errors import ConfigError, LogError
+from hil.core.errors import ConfigError, LogError
 
 __all__ = [
     "HIL_KIND",

@@ -18,7 +18,7 @@ import zlib
 import h5py
 import numpy as np
 
-from hil.errors import LogError
+from hil.core.errors import LogError
 
 GROUP = "checkpoint"
 SUMMARY = "summary_json"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hil.backend import CompositeBackend, DeviceBackend
-from hil.errors import ConfigError
+from hil.core.backend import CompositeBackend, DeviceBackend
+from hil.core.errors import ConfigError
 
 KINDS = ("emulator", "station", "fitted")
 
@@ -52,7 +52,7 @@ def make_backend(
 
 
 def _station_backend(path, n_devices, seed, layer_devices) -> DeviceBackend:
-    from hil.station import load_station
+    from hil.station.parser import load_station
     from instruments.hardware import HardwareBackend
 
     station = load_station(path)

@@ -1,0 +1,1 @@
+"""Top layer: backend registry and placement, training, replay, reports, the CLI."""

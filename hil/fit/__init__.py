@@ -1,0 +1,1 @@
+"""Fit a device model to pulse logs (``hil fit``)."""

@@ -1,0 +1,1 @@
+"""The simulated network: configuration, CMOS periphery, synapse cells, the MLP."""

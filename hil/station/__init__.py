@@ -1,0 +1,1 @@
+"""The station file (TOML) and the station model it describes. Imports only :mod:`hil.core`."""
