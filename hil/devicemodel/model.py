@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from hil.core.errors import ConfigError, LogError
-from hil.runfile.container import software_versions
+from hil.core.versions import software_versions
 
 __all__ = [
     "FITTED_KIND",

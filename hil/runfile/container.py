@@ -22,17 +22,16 @@ attribute           type      meaning
 from __future__ import annotations
 
 import os
-import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-import blosc2
 import h5py
 import hdf5plugin  # noqa: F401 - registers the Blosc2 HDF5 filter the log's datasets use
 import numpy as np
 
 import hil
 from hil.core.errors import ConfigError, LogError
+from hil.core.versions import software_versions
 
 __all__ = [
     "HIL_KIND",
@@ -41,7 +40,6 @@ __all__ = [
     "create_run_file",
     "open_run_file",
     "read_root_attrs",
-    "software_versions",
 ]
 
 HIL_KIND = "hil-run"
@@ -57,19 +55,6 @@ reader for its layout, unless old files are deliberately given up."""
 
 # The 8-byte signature at the start of every HDF5 file (or at 512, 1024, ... with a user block).
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the software that writes a run file (stored as ``version_<name>``)."""
-    return {
-        "hil": hil.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "hdf5": h5py.version.hdf5_version,
-        "hdf5plugin": str(hdf5plugin.version),
-        "blosc2": blosc2.__version__,
-    }
 
 
 def create_run_file(
