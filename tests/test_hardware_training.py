@@ -17,7 +17,7 @@ import pytest
 from hil.app.training import Trainer
 from hil.core.errors import HilError
 from hil.nn.config import TrainConfig
-from hil.nn.synapse import Layout
+from hil.nn.layout import Layout
 from hil.runfile.pulselog import PulseLogReader
 from hil.station.parser import parse_station
 from instruments.hardware import StationAbort

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.core.errors import ConfigError
+from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
@@ -57,7 +58,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
         cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
         original = checkpoint.read_summary(f)
         weights_a = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
-    if cfg.cell == "fp":
+    if not cell_kind(cfg.cell).uses_devices:
         raise ConfigError(f"{run_file} is a floating-point run: it sent no pulses to replay")
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
