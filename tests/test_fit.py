@@ -18,7 +18,9 @@ import pytest
 
 from hil.app.registry import make_backend
 from hil.core.errors import BackendError, LogError
-from hil.fit.fitting import FittedModel, fit_log, ks_by_bin, normal_cdf
+from hil.devicemodel.model import FittedModel
+from hil.fit import fit_log
+from hil.fit.stats import ks_by_bin, normal_cdf
 from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend

@@ -146,7 +146,7 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def interp_clamped(x_grid: np.ndarray, y_grid: np.ndarray, x: np.ndarray) -> np.ndarray:
+def interp_clamped(x_grid: np.ndarray, y_grid: np.ndarray, x: np.ndarray | float) -> np.ndarray:
     """Linear interpolation in a table over NaN-free, increasing ``x_grid``; flat outside."""
     if x_grid.size == 0:
         return np.zeros_like(np.asarray(x, dtype=np.float64))

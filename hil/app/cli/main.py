@@ -326,7 +326,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
     from tqdm import tqdm
 
-    from hil.fit.fitting import fit_log
+    from hil.fit import fit_log
     from hil.runfile.pulselog import PulseLogReader
 
     if out.exists() and not force:
