@@ -15,12 +15,13 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from scipy import stats
 
 from hil.app.registry import make_backend
 from hil.core.errors import BackendError, LogError
 from hil.devicemodel.model import FittedModel
 from hil.fit import fit_log
-from hil.fit.stats import ks_by_bin, normal_cdf
+from hil.fit.stats import ks_by_bin, ks_pooled
 from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend
@@ -85,15 +86,19 @@ def within(fitted, true, se, rel=0.10):
 
 
 # -- statistics helpers ---------------------------------------------------------------------
-def test_normal_cdf_and_ks():
-    z = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
-    expect = [0.0013498980, 0.1586552539, 0.5, 0.6914624613, 0.9772498681]
-    np.testing.assert_allclose(normal_cdf(z), expect, atol=2e-7)
+def test_ks_by_bin_matches_scipy_per_bin():
     rng = np.random.default_rng(0)
-    bins = np.repeat([0, 1], 4000)
-    vals = np.r_[rng.standard_normal(4000), rng.standard_normal(4000) + 1.0]
-    ks = ks_by_bin(bins, vals, 3)
-    assert ks[0] < 1.36 / np.sqrt(4000) * 1.5 and 0.3 < ks[1] < 0.45 and np.isnan(ks[2])
+    bins = np.repeat([0, 1, 3], [4000, 4000, 1])
+    vals = np.r_[rng.standard_normal(4000), rng.standard_normal(4000) + 1.0, 0.0]
+    shuffle = rng.permutation(bins.size)  # bins need not be contiguous
+    ks = ks_by_bin(bins[shuffle], vals[shuffle], 4)
+    for b in (0, 1):
+        expect = stats.ks_1samp(vals[bins == b], stats.norm.cdf).statistic
+        assert ks[b] == pytest.approx(expect, rel=1e-12)
+    assert ks[0] < 1.36 / np.sqrt(4000) * 1.5 and 0.3 < ks[1] < 0.45
+    assert np.isnan(ks[2]) and np.isnan(ks[3])  # empty, and a single sample
+    d, n = ks_pooled(np.r_[vals[:4000], np.nan])
+    assert n == 4000 and d == pytest.approx(ks[0], rel=1e-12)
 
 
 # -- recovery of the emulator's parameters ---------------------------------------------------

@@ -3,26 +3,19 @@
 Goodness of fit: per bin, the Kolmogorov–Smirnov distance ``ks`` of the standardised
 residuals to N(0, 1) (parameters estimated from the same data, so it is optimistic; for
 n samples the 95 % band of a known-parameter test is ≈ 1.36/√n), and a pooled KS over
-all bins (``ks_pooled``, with ``ks_n``).
+all bins (``ks_pooled``, with ``ks_n``). The per-bin distances are one vectorised pass
+(sort by bin then value, one ``maximum.reduceat``): scipy's KS functions take one sample at
+a time, and a Python loop over thousands of bins would dominate the fit.
+
+Binned moments use ``np.bincount``: ``scipy.stats.binned_statistic`` gives the same values
+but took 35× as long on 2·10⁷ samples in 2000 bins (0.3 s against 11 s), and its ``std`` is
+the population σ where the tables need the sample σ.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-
-def normal_cdf(z: np.ndarray) -> np.ndarray:
-    """Φ(z) of the standard normal, |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26)."""
-    z = np.asarray(z, dtype=np.float64)
-    x = np.abs(z) / math.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    erf = 1.0 - poly * np.exp(-x * x)
-    return 0.5 * (1.0 + np.sign(z) * erf)
+from scipy import special, stats
 
 
 def ks_by_bin(bins: np.ndarray, z: np.ndarray, n_bins: int) -> np.ndarray:
@@ -38,7 +31,7 @@ def ks_by_bin(bins: np.ndarray, z: np.ndarray, n_bins: int) -> np.ndarray:
     sizes = np.diff(np.r_[starts, b.size])
     rank = np.arange(b.size) - np.repeat(starts, sizes)
     n = np.repeat(sizes, sizes).astype(np.float64)
-    cdf = normal_cdf(zs)
+    cdf = special.ndtr(zs)
     d = np.maximum((rank + 1) / n - cdf, cdf - rank / n)
     dmax = np.maximum.reduceat(d, starts)
     keep = sizes >= 2
@@ -51,7 +44,8 @@ def ks_pooled(z: np.ndarray) -> tuple[float, int]:
     z = z[np.isfinite(z)]
     if z.size < 2:
         return float("nan"), int(z.size)
-    return float(ks_by_bin(np.zeros(z.size, dtype=np.int64), z, 1)[0]), int(z.size)
+    # The statistic only: the asymptotic p-value that comes with it is the cheap one.
+    return float(stats.ks_1samp(z, special.ndtr, method="asymp").statistic), int(z.size)
 
 
 def moments(
