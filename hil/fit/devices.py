@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from hil.devicemodel.model import interp_clamped
+from hil.devicemodel.tables import DeviceTable, IncrementTable, RampTable
+from hil.fit.estimators import IncrementEvents
 from hil.fit.load import READ, Log
 from hil.fit.stats import valid_curve
 
@@ -35,15 +37,17 @@ def stuck_high(
     return high, has_reset, level
 
 
-def _ramp_width_bin(log: Log, ramp_idx: np.ndarray, ramp_table: dict):
+def _ramp_width_bin(
+    log: Log, ramp_idx: np.ndarray, ramp_table: RampTable
+) -> tuple[np.ndarray, np.ndarray]:
     """log10 step length of each ramp SET and its bin in the ramp table."""
     x = np.log10(log.w[ramp_idx].astype(np.float64))
-    edges = ramp_table["log10_width_edges"]
+    edges = ramp_table.log10_width_edges
     return x, np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
 
 
 def _ramp_strong_sets(
-    log: Log, level: float, ramp_idx: np.ndarray, ramp_g: np.ndarray, ramp_table: dict, span_uS
+    log: Log, level: float, ramp_idx: np.ndarray, ramp_g: np.ndarray, ramp_table: RampTable, span_uS
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(devices, outcomes [µS]) of the ramp SETs that count as strong: those in width bins
     whose population mean lies well above RESET, and all of the devices whose ramp outcomes
@@ -51,12 +55,12 @@ def _ramp_strong_sets(
     programming retries them many times): Stouffer z < -6."""
     n = int(log.dev.max()) + 1
     x, b = _ramp_width_bin(log, ramp_idx, ramp_table)
-    strong = np.nan_to_num(ramp_table["g_mean_uS"][b]) > level + 3 * span_uS
+    strong = np.nan_to_num(ramp_table.g_mean_uS[b]) > level + 3 * span_uS
     devs, gs = [log.dev[ramp_idx[strong]]], [ramp_g[strong]]
     # The expected outcome at each event's own step length (a bin spans a range).
-    count = ramp_table["count"]
-    xm, gm = valid_curve(ramp_table["log10_width_mean"], ramp_table["g_mean_uS"], count, 5)
-    xs, sm = valid_curve(ramp_table["log10_width_mean"], ramp_table["sigma_meas_uS"], count, 5)
+    x_mean, count = ramp_table.log10_width_mean, ramp_table.count
+    xm, gm = valid_curve(x_mean, ramp_table.g_mean_uS, count, 5)
+    xs, sm = valid_curve(x_mean, ramp_table.sigma_meas_uS, count, 5)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (ramp_g - interp_clamped(xm, gm, x)) / interp_clamped(xs, sm, x)
     ok = np.isfinite(z)
@@ -76,7 +80,7 @@ def stuck_low(
     high: np.ndarray,
     ramp_idx: np.ndarray,
     ramp_g: np.ndarray,
-    ramp_table: dict | None,
+    ramp_table: RampTable | None,
     strong_partial: np.ndarray,
     span_uS: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,13 +122,13 @@ def _relative_spread(dev, resid, scale, var_meas) -> tuple[float, int]:
 
 
 def ramp_spread(
-    log: Log, ramp: dict, rp_idx: np.ndarray, rp_g: np.ndarray
+    log: Log, ramp: RampTable, rp_idx: np.ndarray, rp_g: np.ndarray
 ) -> tuple[float, int] | None:
     """Relative device spread of the ramp-SET range above the shortest step's outcome, and
     the devices it came from (None without a usable ramp curve)."""
     x = np.log10(log.w[rp_idx].astype(np.float64))
-    xm, gm = valid_curve(ramp["log10_width_mean"], ramp["g_mean_uS"], ramp["count"], 5)
-    xs, ss = valid_curve(ramp["log10_width_mean"], ramp["sigma_meas_uS"], ramp["count"], 5)
+    xm, gm = valid_curve(ramp.log10_width_mean, ramp.g_mean_uS, ramp.count, 5)
+    xs, ss = valid_curve(ramp.log10_width_mean, ramp.sigma_meas_uS, ramp.count, 5)
     if not xm.size:
         return None
     mu = interp_clamped(xm, gm, x)
@@ -132,16 +136,17 @@ def ramp_spread(
     return _relative_spread(log.dev[rp_idx], rp_g - mu, mu - gm[0], var)
 
 
-def increment_spread(inc: dict, ev: dict) -> tuple[float, int]:
+def increment_spread(inc: IncrementTable, ev: IncrementEvents) -> tuple[float, int]:
     """Relative device spread of the partial-SET step size, and the devices it came from."""
-    mean = inc["mean_uS"].reshape(-1)[ev["bin"]]
-    var = inc["sigma_meas_uS"].reshape(-1)[ev["bin"]] ** 2
+    mean = inc.mean_uS.reshape(-1)[ev.bin]
+    var = inc.sigma_meas_uS.reshape(-1)[ev.bin] ** 2
     ok = np.isfinite(mean) & np.isfinite(var)
-    return _relative_spread(ev["dev"][ok], (ev["dg"] - mean)[ok], mean[ok], var[ok])
+    return _relative_spread(ev.dev[ok], (ev.dg_uS - mean)[ok], mean[ok], var[ok])
 
 
-def stuck_table(log: Log, high: np.ndarray, low: np.ndarray) -> dict[str, float]:
-    """Stuck fraction, share high and the conductances [µS] stuck devices read at."""
+def stuck_table(log: Log, high: np.ndarray, low: np.ndarray) -> DeviceTable:
+    """Stuck fraction, share high and the conductances [µS] stuck devices read at (the
+    other fields of the table at their defaults)."""
     # Denominator: every device of the subset (closed-loop programming retries stuck
     # devices, so counting only programmed devices would inflate the fraction; a stuck
     # device that was never driven hard enough goes unnoticed).
@@ -152,12 +157,13 @@ def stuck_table(log: Log, high: np.ndarray, low: np.ndarray) -> dict[str, float]
     stuck_reads, dev_reads = log.g_uS[reads], log.dev[reads]
     hi_g = stuck_reads[high[dev_reads]]
     lo_g = stuck_reads[low[dev_reads]]
-    return {
-        "stuck_fraction": float(f_high + f_low),
-        "stuck_high_share": float(f_high / (f_high + f_low)) if f_high + f_low > 0 else 0.5,
-        "stuck_high_g_uS": float(np.nanmean(hi_g)) if hi_g.size else float("nan"),
-        "stuck_low_g_uS": float(np.nanmean(lo_g)) if lo_g.size else 0.0,
-        "n_stuck_high": float(high.sum()),
-        "n_stuck_low": float(low.sum()),
-        "n_devices": float(n_prog),
-    }
+    return DeviceTable(
+        stuck_fraction=float(f_high + f_low),
+        stuck_high_share=float(f_high / (f_high + f_low)) if f_high + f_low > 0 else 0.5,
+        stuck_high_g_uS=float(np.nanmean(hi_g)) if hi_g.size else float("nan"),
+        stuck_low_g_uS=float(np.nanmean(lo_g)) if lo_g.size else 0.0,
+        n_stuck_high=float(high.sum()),
+        n_stuck_low=float(low.sum()),
+        n_devices=float(n_prog),
+        n_events=float(n_prog),
+    )

@@ -13,10 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hil.devicemodel.tables import DriftTable
 from hil.fit.events import verify_read
 from hil.fit.load import READ, Log
 from hil.fit.options import FitOptions
 from hil.fit.stats import bin_mean, deconvolve, g_bin, g_edges, ks_by_bin, ks_pooled, moments
+
+
+@dataclass
+class DriftResiduals:
+    """Residual scatter of the drift fits, per fitted segment: a read-noise estimate when
+    no bursts of reads exist."""
+
+    g_uS: np.ndarray
+    """Programmed G of the segment [µS]."""
+    var_uS2: np.ndarray
+    """Residual variance of G [µS²]."""
+    dof: np.ndarray
+    """Degrees of freedom (reads − 2)."""
 
 
 @dataclass
@@ -85,12 +99,11 @@ def _segment_fits(log, seg, tp, stuck_dev, opt: FitOptions) -> tuple[_SegmentFit
 
 def drift(
     log: Log, seg: np.ndarray, tp: np.ndarray, stuck_dev: np.ndarray, opt: FitOptions
-) -> tuple[dict | None, dict | None]:
-    """The drift table, and the residual scatter of the fits (a read-noise estimate when
-    no bursts exist): G, variance [µS²] and degrees of freedom per segment."""
+) -> tuple[DriftTable, DriftResiduals] | None:
+    """The drift table and the residual scatter of its fits (None without drift reads)."""
     found = _segment_fits(log, seg, tp, stuck_dev, opt)
     if found is None:
-        return None, None
+        return None
     f, dt_min = found
     # G at programming: the verify read right after the programming op where there is one
     # (ν depends on the programmed G), else the geometric mean of the drift reads.
@@ -105,21 +118,20 @@ def drift(
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (f.nu - nu_mean[b]) / nu_std[b]
     ks_p, ks_n = ks_pooled(z)
-    table = {
-        "g_edges_uS": edges,
-        "g_mean_uS": g_mean,
-        "nu_mean": nu_mean,
-        "nu_sigma": deconvolve(nu_std, se2_mean),
-        "nu_sigma_meas": nu_std,
-        "count": count,
-        "ks": ks_by_bin(b, z, nb),
-        "t0_s": _drift_t0(g0, f.nu, f.icpt, dt_min),
-        "n_events": float(f.nu.size),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-    }
-    resid = {"g_uS": g_seg, "var_uS2": f.resid_var * g_seg**2, "dof": f.n - 2}
-    return table, resid
+    table = DriftTable(
+        g_edges_uS=edges,
+        g_mean_uS=g_mean,
+        nu_mean=nu_mean,
+        nu_sigma=deconvolve(nu_std, se2_mean),
+        nu_sigma_meas=nu_std,
+        count=count,
+        ks=ks_by_bin(b, z, nb),
+        t0_s=_drift_t0(g0, f.nu, f.icpt, dt_min),
+        n_events=float(f.nu.size),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+    )
+    return table, DriftResiduals(g_uS=g_seg, var_uS2=f.resid_var * g_seg**2, dof=f.n - 2)
 
 
 def _drift_t0(g0: np.ndarray, nu: np.ndarray, icpt: np.ndarray, dt_min: float) -> float:

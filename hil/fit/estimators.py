@@ -14,15 +14,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from hil.devicemodel.model import HISTORY_BINS
+from hil.devicemodel.tables import HISTORY_BINS, IncrementTable, RampTable, ResetTable
 from hil.fit.load import READ, SET_PARTIAL, Log
 from hil.fit.readnoise import SigmaRead
 from hil.fit.stats import bin_mean, deconvolve, g_bin, g_edges, ks_by_bin, ks_pooled, moments
 
 MAX_PULSE_GROUPS = 8
 """Pulse shapes (amplitude, width) of the increment table: the most frequent ones."""
+
+
+@dataclass
+class IncrementEvents:
+    """The partial SETs of the increment table (for the device-spread estimate)."""
+
+    dev: np.ndarray
+    """Device of each event."""
+    bin: np.ndarray
+    """Flat index of its bin in the table's (group, history, G) arrays."""
+    dg_uS: np.ndarray
+    """Its increment ΔG [µS]."""
 
 
 def ramp(
@@ -32,7 +46,7 @@ def ramp(
     stuck_dev: np.ndarray,
     sigma_read: SigmaRead,
     n_bins: int,
-) -> tuple[dict | None, np.ndarray, np.ndarray]:
+) -> tuple[RampTable | None, np.ndarray, np.ndarray]:
     """The ramp table from the ramp SETs ``idx`` with outcomes ``g_out`` [µS], and the
     events used (healthy devices, finite outcomes)."""
     ok = ~stuck_dev[log.dev[idx]] & np.isfinite(g_out)
@@ -50,24 +64,24 @@ def ramp(
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (g_out - mean[b]) / std[b]
     ks_p, ks_n = ks_pooled(z)
-    table = {
-        "log10_width_edges": edges,
-        "log10_width_mean": x_mean,
-        "g_mean_uS": mean,
-        "sigma_meas_uS": std,
-        "sigma_uS": sigma,
-        "count": count,
-        "ks": ks_by_bin(b, z, nb),
-        "n_events": float(idx.size),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-    }
+    table = RampTable(
+        log10_width_edges=edges,
+        log10_width_mean=x_mean,
+        g_mean_uS=mean,
+        sigma_meas_uS=std,
+        sigma_uS=sigma,
+        count=count,
+        ks=ks_by_bin(b, z, nb),
+        n_events=float(idx.size),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+    )
     return table, idx, g_out
 
 
 def reset(
     log: Log, idx: np.ndarray, g_out: np.ndarray, stuck_dev: np.ndarray, sigma_read: SigmaRead
-) -> dict | None:
+) -> ResetTable | None:
     """The RESET table from the RESETs ``idx`` with outcomes ``g_out`` [µS] (None below 2)."""
     ok = ~stuck_dev[log.dev[idx]] & np.isfinite(g_out)
     g = g_out[ok]
@@ -77,16 +91,16 @@ def reset(
     ks_p, ks_n = ks_pooled((g - mean) / std if std > 0 else g * np.nan)
     lo, hi = np.percentile(g, [0.1, 99.9])
     hist, edges = np.histogram(g, bins=50, range=(lo, hi if hi > lo else lo + 1e-3))
-    return {
-        "g_mean_uS": mean,
-        "sigma_meas_uS": std,
-        "sigma_uS": float(deconvolve(np.float64(std), float(sigma_read(mean)) ** 2)),
-        "hist_edges_uS": edges,
-        "hist_count": hist.astype(np.float64),
-        "n_events": float(g.size),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-    }
+    return ResetTable(
+        g_mean_uS=mean,
+        sigma_meas_uS=std,
+        sigma_uS=float(deconvolve(np.float64(std), float(sigma_read(mean)) ** 2)),
+        hist_edges_uS=edges,
+        hist_count=hist.astype(np.float64),
+        n_events=float(g.size),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+    )
 
 
 def _increment_events(log: Log, k_rec: np.ndarray, stuck_dev: np.ndarray) -> np.ndarray:
@@ -115,12 +129,11 @@ def increment(
     stuck_dev: np.ndarray,
     sigma_read: SigmaRead,
     g_bin_uS: float,
-) -> tuple[dict | None, dict | None]:
-    """The increment table, and its events (device, flat bin, ΔG, G before) for the
-    device-spread estimate."""
+) -> tuple[IncrementTable, IncrementEvents] | None:
+    """The increment table and its events (None without any)."""
     i = _increment_events(log, k_rec, stuck_dev)
     if i.size == 0:
-        return None, None
+        return None
     shapes, grp = _pulse_groups(log, i)
     i, grp = i[grp >= 0], grp[grp >= 0]
     g0, g1 = log.g_uS[i - 1], log.g_uS[i + 1]
@@ -134,19 +147,18 @@ def increment(
     with np.errstate(invalid="ignore", divide="ignore"):
         z = (dg - mean[b]) / std[b]
     ks_p, ks_n = ks_pooled(z)
-    table = {
-        "group_amplitude_V": shapes.real,
-        "group_width_s": shapes.imag,
-        "g_edges_uS": edges,
-        "g_mean_uS": g_mean.reshape(shape),
-        "mean_uS": mean.reshape(shape),
-        "sigma_meas_uS": std.reshape(shape),
-        "sigma_uS": deconvolve(std, read_sq).reshape(shape),
-        "count": count.reshape(shape),
-        "ks": ks_by_bin(b, z, int(np.prod(shape))).reshape(shape),
-        "n_events": float(i.size),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-    }
-    events = {"dev": log.dev[i], "bin": b, "dg": dg, "g0": g0}
-    return table, events
+    table = IncrementTable(
+        group_amplitude_V=shapes.real,
+        group_width_s=shapes.imag,
+        g_edges_uS=edges,
+        g_mean_uS=g_mean.reshape(shape),
+        mean_uS=mean.reshape(shape),
+        sigma_meas_uS=std.reshape(shape),
+        sigma_uS=deconvolve(std, read_sq).reshape(shape),
+        count=count.reshape(shape),
+        ks=ks_by_bin(b, z, int(np.prod(shape))).reshape(shape),
+        n_events=float(i.size),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+    )
+    return table, IncrementEvents(dev=log.dev[i], bin=b, dg_uS=dg)

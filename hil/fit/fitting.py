@@ -16,14 +16,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hil.core.errors import ConfigError
-from hil.devicemodel.model import HISTORY_BINS, FittedModel
+from hil.devicemodel.model import FittedModel
+from hil.devicemodel.tables import HISTORY_BINS, DeviceTable, IncrementTable, RampTable
 from hil.fit import devices as dv
 from hil.fit.drift import drift
-from hil.fit.estimators import increment, ramp, reset
+from hil.fit.estimators import IncrementEvents, increment, ramp, reset
 from hil.fit.events import history, outcome, segments, strong_partial_sets
 from hil.fit.load import RESET, SET_RAMP, Log, Progress, load_log
 from hil.fit.options import FitOptions
@@ -95,49 +97,54 @@ def _find_stuck(log: Log, k_rec: np.ndarray, out: _Outcomes, opt: FitOptions) ->
     return _Stuck(high, low, has_reset, has_strong)
 
 
-def _devices_table(log: Log, stuck: _Stuck, ramp_fit, inc_fit) -> dict:
+def _devices_table(
+    log: Log,
+    stuck: _Stuck,
+    ramp_fit: tuple[RampTable | None, np.ndarray, np.ndarray],
+    inc_fit: tuple[IncrementTable, IncrementEvents] | None,
+) -> DeviceTable:
     """Stuck fraction and value, device-to-device spreads, and the healthy G ceiling."""
-    table: dict = dv.stuck_table(log, stuck.high, stuck.low)
-    table.update(
-        n_reset_read=float(stuck.has_reset.sum()),
-        n_strong_set=float(stuck.has_strong.sum()),
-        increment_d2d_rel_std=0.0,
-        ramp_d2d_rel_std=0.0,
-    )
+    spreads: dict[str, Any] = {}
     ramp_table, rp_idx, rp_g = ramp_fit
     if ramp_table is not None and rp_idx.size:
         spread = dv.ramp_spread(log, ramp_table, rp_idx, rp_g)
         if spread is not None:
-            table["ramp_d2d_rel_std"], table["ramp_d2d_devices"] = spread[0], float(spread[1])
-    inc, ev = inc_fit
-    if inc is not None:
-        rel, n = dv.increment_spread(inc, ev)
-        table["increment_d2d_rel_std"], table["increment_d2d_devices"] = rel, float(n)
-    table["n_events"] = table["n_devices"]
+            spreads.update(ramp_d2d_rel_std=spread[0], ramp_d2d_devices=float(spread[1]))
+    if inc_fit is not None:
+        rel, n = dv.increment_spread(*inc_fit)
+        spreads.update(increment_d2d_rel_std=rel, increment_d2d_devices=float(n))
     healthy_g = log.g_uS[~stuck.any[log.dev]]
-    table["g_ceiling_uS"] = float(np.nanmax(healthy_g)) if np.isfinite(healthy_g).any() else 0.0
-    return table
+    return replace(
+        dv.stuck_table(log, stuck.high, stuck.low),
+        **spreads,
+        n_reset_read=float(stuck.has_reset.sum()),
+        n_strong_set=float(stuck.has_strong.sum()),
+        g_ceiling_uS=float(np.nanmax(healthy_g)) if np.isfinite(healthy_g).any() else 0.0,
+    )
 
 
-def _fit_healthy(log: Log, k_rec: np.ndarray, out: _Outcomes, stuck: _Stuck, opt: FitOptions):
-    """Pass 2 (healthy devices): every statistic's table, by name (None: no data)."""
+def _fit_healthy(
+    log: Log, k_rec: np.ndarray, out: _Outcomes, stuck: _Stuck, opt: FitOptions, meta: dict
+) -> FittedModel:
+    """Pass 2 (healthy devices): every statistic's table (None: no data)."""
     seg, tp = segments(log)
     bad = stuck.any
     rn = read_noise(log, seg, tp, bad, opt)
-    drift_table, resid = drift(log, seg, tp, bad, opt)
-    if rn is None and resid is not None:
-        rn = read_noise_from_residuals(resid, opt.g_bin_uS)
+    drift_fit = drift(log, seg, tp, bad, opt)
+    if rn is None and drift_fit is not None:
+        rn = read_noise_from_residuals(drift_fit[1], opt.g_bin_uS)
     sigma_read = sigma_read_fn(rn, opt.min_count)
     ramp_fit = ramp(log, out.ramp_idx, out.ramp_g, bad, sigma_read, opt.ramp_bins)
     inc_fit = increment(log, k_rec, bad, sigma_read, opt.g_bin_uS)
-    return {
-        "devices": _devices_table(log, stuck, ramp_fit, inc_fit),
-        "increment": inc_fit[0],
-        "ramp": ramp_fit[0],
-        "reset": reset(log, out.reset_idx, out.reset_g, bad, sigma_read),
-        "drift": drift_table,
-        "read_noise": rn,
-    }
+    return FittedModel(
+        increment=None if inc_fit is None else inc_fit[0],
+        ramp=ramp_fit[0],
+        reset=reset(log, out.reset_idx, out.reset_g, bad, sigma_read),
+        drift=None if drift_fit is None else drift_fit[0],
+        read_noise=rn,
+        devices=_devices_table(log, stuck, ramp_fit, inc_fit),
+        meta=meta,
+    )
 
 
 def fit_log(
@@ -161,11 +168,6 @@ def fit_log(
     rp_idx, rp_g = outcome(log, SET_RAMP, opt.read_gap_s, prev_op=RESET)
     out = _Outcomes(r_idx, r_g, rp_idx, rp_g)
     stuck = _find_stuck(log, k_rec, out, opt)
-    tables = _fit_healthy(log, k_rec, out, stuck, opt)
-    tables = {name: t if t is not None else {"n_events": 0.0} for name, t in tables.items()}
-    for t in tables.values():
-        t.setdefault("ks_pooled", float("nan"))
-        t.setdefault("ks_n", 0)
     meta["fit_options"] = json.dumps(opt.recorded())
     meta["history_bins"] = HISTORY_BINS
-    return FittedModel(tables, meta)
+    return _fit_healthy(log, k_rec, out, stuck, opt, meta)

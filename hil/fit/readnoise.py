@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from hil.devicemodel.model import interp_clamped
+from hil.devicemodel.tables import ReadNoiseTable
+from hil.fit.drift import DriftResiduals
 from hil.fit.load import READ, Log
 from hil.fit.options import FitOptions
 from hil.fit.stats import (
@@ -44,7 +46,7 @@ def _reads_and_predecessors(
 
 def read_noise(
     log: Log, seg: np.ndarray, tp: np.ndarray, stuck_dev: np.ndarray, opt: FitOptions
-) -> dict | None:
+) -> ReadNoiseTable | None:
     """The read-noise table from bursts of ≥ 2 reads without programming (consecutive
     reads closer than max(burst_abs_s, burst_rel × age)), else from read pairs; None
     without either."""
@@ -64,7 +66,9 @@ def read_noise(
     return _burst_table(burst, n, log.g_uS[r], opt)
 
 
-def _burst_table(burst: np.ndarray, n: np.ndarray, g: np.ndarray, opt: FitOptions) -> dict:
+def _burst_table(
+    burst: np.ndarray, n: np.ndarray, g: np.ndarray, opt: FitOptions
+) -> ReadNoiseTable:
     """Pooled σ per G bin of the bursts (``burst``: burst id per read, ``n``: reads per
     burst, ``g``: the reads [µS])."""
     _, mean, std = moments(burst, g, n.size)
@@ -85,24 +89,24 @@ def _burst_table(burst: np.ndarray, n: np.ndarray, g: np.ndarray, opt: FitOption
     slope, offset = (
         linear_fit(x, y, w=np.sqrt(dof[np.isin(g_mean, x)])) if x.size >= 2 else (0.0, 0.0)
     )
-    return {
-        "g_edges_uS": edges,
-        "g_mean_uS": g_mean,
-        "sigma_uS": sigma,
-        "count": dof,
-        "ks": ks_by_bin(rb, z, nb),
-        "n_events": float(dof.sum()),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-        "slope": slope,
-        "offset_uS": offset,
-        "source": "bursts",
-    }
+    return ReadNoiseTable(
+        g_edges_uS=edges,
+        g_mean_uS=g_mean,
+        sigma_uS=sigma,
+        count=dof,
+        ks=ks_by_bin(rb, z, nb),
+        n_events=float(dof.sum()),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+        slope=slope,
+        offset_uS=offset,
+        source="bursts",
+    )
 
 
 def _read_noise_pairs(
     log: Log, r: np.ndarray, prev: np.ndarray, seg: np.ndarray, tp: np.ndarray, opt: FitOptions
-) -> dict | None:
+) -> ReadNoiseTable | None:
     """σ² = Var(G₂ − G₁)/2 of consecutive reads of a device, no programming in between,
     at ages (time since programming) within a factor ``pair_ratio`` of each other."""
     p = np.maximum(prev, 0)
@@ -123,47 +127,47 @@ def _read_noise_pairs(
         z = (g2 - g1 - mean[b]) / std[b]
     ks_p, ks_n = ks_pooled(z)
     slope, offset = linear_fit(*valid_curve(g_mean, sigma, count, opt.min_count))
-    return {
-        "g_edges_uS": edges,
-        "g_mean_uS": g_mean,
-        "sigma_uS": sigma,
-        "count": count,
-        "ks": ks_by_bin(b, z, nb),
-        "n_events": float(count.sum()),
-        "ks_pooled": ks_p,
-        "ks_n": ks_n,
-        "slope": slope,
-        "offset_uS": offset,
-        "source": "read pairs",
-    }
+    return ReadNoiseTable(
+        g_edges_uS=edges,
+        g_mean_uS=g_mean,
+        sigma_uS=sigma,
+        count=count,
+        ks=ks_by_bin(b, z, nb),
+        n_events=float(count.sum()),
+        ks_pooled=ks_p,
+        ks_n=ks_n,
+        slope=slope,
+        offset_uS=offset,
+        source="read pairs",
+    )
 
 
-def read_noise_from_residuals(resid: dict, g_bin_uS: float) -> dict:
+def read_noise_from_residuals(resid: DriftResiduals, g_bin_uS: float) -> ReadNoiseTable:
     """The read-noise table from the residual scatter of the drift fits (``resid``: G,
     residual variance and degrees of freedom per fitted segment)."""
-    edges = g_edges(resid["g_uS"], g_bin_uS)
+    edges = g_edges(resid.g_uS, g_bin_uS)
     nb = edges.size - 1
-    b = g_bin(resid["g_uS"], edges)
-    dof, sigma, g_mean = pooled_sigma(b, resid["g_uS"], resid["var_uS2"], resid["dof"], nb)
+    b = g_bin(resid.g_uS, edges)
+    dof, sigma, g_mean = pooled_sigma(b, resid.g_uS, resid.var_uS2, resid.dof, nb)
     slope, offset = linear_fit(g_mean[dof > 0], sigma[dof > 0])
-    return {
-        "g_edges_uS": edges,
-        "g_mean_uS": g_mean,
-        "sigma_uS": sigma,
-        "count": dof,
-        "ks": np.full(nb, np.nan),
-        "n_events": float(dof.sum()),
-        "ks_pooled": float("nan"),
-        "ks_n": 0,
-        "slope": slope,
-        "offset_uS": offset,
-        "source": "drift residuals",
-    }
+    return ReadNoiseTable(
+        g_edges_uS=edges,
+        g_mean_uS=g_mean,
+        sigma_uS=sigma,
+        count=dof,
+        ks=np.full(nb, np.nan),
+        n_events=float(dof.sum()),
+        ks_pooled=float("nan"),
+        ks_n=0,
+        slope=slope,
+        offset_uS=offset,
+        source="drift residuals",
+    )
 
 
-def sigma_read_fn(table: dict | None, min_count: int) -> SigmaRead:
+def sigma_read_fn(table: ReadNoiseTable | None, min_count: int) -> SigmaRead:
     """G [µS] → σ of one read [µS] from the read-noise table (zeros without one)."""
     if table is None:
         return lambda g: np.zeros_like(np.asarray(g, dtype=np.float64))
-    x, y = valid_curve(table["g_mean_uS"], table["sigma_uS"], table["count"], min_count)
+    x, y = valid_curve(table.g_mean_uS, table.sigma_uS, table.count, min_count)
     return lambda g: interp_clamped(x, y, g)

@@ -352,9 +352,8 @@ def fit(run_files, out, max_records, report, as_json, force):
     for r in rows:
         ks = "-" if not np.isfinite(r["ks"]) else f"{r['ks']:.4f}"
         click.echo(f"{r['statistic']:<12} {r['bins']:>5} {r['events']:>13,} {ks:>12}")
-    dev = model.tables["devices"]
     click.echo(
-        f"stuck fraction {dev['stuck_fraction']:.4%}; {model.meta['n_records_used']:,} of "
+        f"stuck fraction {model.devices.stuck_fraction:.4%}; {model.meta['n_records_used']:,} of "
         f"{model.meta['n_records_total']:,} records used; model {out}"
         + (f"; plots {', '.join(plots)}" if plots else "")
     )
