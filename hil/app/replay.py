@@ -47,7 +47,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     the divergence.
     """
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from sim_backends.replay import ReplayBackend
 
     run_file, out = Path(run_file), Path(out)

@@ -235,7 +235,7 @@ def train(
 ):
     """Train a network on MNIST with PCM synapses (or the floating-point reference)."""
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from hil.nn.config import TrainConfig, apply_overrides
     from hil.runfile.container import open_run_file, read_root_attrs
 
