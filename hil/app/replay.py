@@ -47,7 +47,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     the divergence.
     """
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from sim_backends.replay import ReplayBackend
 
     run_file, out = Path(run_file), Path(out)
@@ -103,7 +103,8 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
 def fitted_fallback(spec: str, run_file, out):
     """The ``--fallback`` factory: ``fitted`` (fit ``run_file``'s own log, saved next to
     ``out``) or ``fitted:MODEL.h5``."""
-    from hil.fit.fitting import FittedModel, fit_log
+    from hil.devicemodel.model import FittedModel
+    from hil.fit import fit_log
     from sim_backends.fitted import FittedBackend
 
     kind, _, arg = spec.partition(":")
