@@ -18,8 +18,9 @@ from hil.app.training import Trainer
 from hil.core.backend import DeviceBackend
 from hil.core.capabilities import Adopting
 from hil.core.errors import ConfigError
-from hil.data.datasets import get_dataset
-from hil.fit.fitting import FittedModel, fit_log
+from hil.data import get_dataset
+from hil.devicemodel.model import FittedModel
+from hil.fit import fit_log
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint

@@ -125,7 +125,7 @@ def plot_fitted_model(model, model_path: Path) -> list[Path]:
         if not model.has(name):
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        plot(model.tables[name], ax)
+        plot(model.groups()[name], ax)
         fig.suptitle(f"{Path(model_path).name}: {name}", fontsize=9)
         out.append(save_figure(fig, Path(model_path).with_suffix(f".{name}.png")))
     return out

@@ -30,7 +30,7 @@ from hil.core.backend import DeviceBackend
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
 from hil.core.rng import RandomPool
-from hil.data.datasets import Dataset
+from hil.data import Dataset
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.nn.network import Network

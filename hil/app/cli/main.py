@@ -221,7 +221,7 @@ def train(
 ):
     """Train a network on MNIST with PCM synapses (or the floating-point reference)."""
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from hil.nn.config import TrainConfig, apply_overrides
     from hil.runfile.container import open_run_file, read_root_attrs
 
@@ -312,7 +312,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
     from tqdm import tqdm
 
-    from hil.fit.fitting import fit_log
+    from hil.fit import fit_log
     from hil.runfile.pulselog import PulseLogReader
 
     if out.exists() and not force:
@@ -338,9 +338,8 @@ def fit(run_files, out, max_records, report, as_json, force):
     for r in rows:
         ks = "-" if not np.isfinite(r["ks"]) else f"{r['ks']:.4f}"
         click.echo(f"{r['statistic']:<12} {r['bins']:>5} {r['events']:>13,} {ks:>12}")
-    dev = model.tables["devices"]
     click.echo(
-        f"stuck fraction {dev['stuck_fraction']:.4%}; {model.meta['n_records_used']:,} of "
+        f"stuck fraction {model.devices.stuck_fraction:.4%}; {model.meta['n_records_used']:,} of "
         f"{model.meta['n_records_total']:,} records used; model {out}"
         + (f"; plots {', '.join(plots)}" if plots else "")
     )
