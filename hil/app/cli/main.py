@@ -113,14 +113,13 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     ids = np.arange(devices)
     chosen = get_protocol(protocol)
     options = CharacterizeOptions(pulses=pulses, cycles=cycles, reads=reads)
+    steps = chosen.steps(options)
     started = time.perf_counter()
     inner = make_backend(backend_spec, devices, seed=seed)
     writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=force)
     with (
         LoggedBackend(inner, writer) as backend,
-        tqdm(
-            total=chosen.steps(options), desc=protocol, unit="step", disable=None, file=sys.stderr
-        ) as bar,
+        tqdm(total=steps, desc=protocol, unit="step", disable=None, file=sys.stderr) as bar,
     ):
         backend.set_context(phase=Phase.CHARACTERIZE)
         result = chosen.run(backend, ids, options, bar.update)
