@@ -36,14 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hil.core.backend import DeviceBackend  # noqa: E402
 from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
-from hil.runfile.pulselog import (  # noqa: E402
-    COLUMNS,
-    LoggedBackend,
-    Phase,
-    PulseLogReader,
-    PulseLogWriter,
-    _codec_attr,
-)
+from hil.runfile.codec import codec_attr  # noqa: E402
+from hil.runfile.reader import PulseLogReader  # noqa: E402
+from hil.runfile.recorder import LoggedBackend  # noqa: E402
+from hil.runfile.schema import COLUMNS, Phase  # noqa: E402
+from hil.runfile.writer import PulseLogWriter  # noqa: E402
 
 LAYER_SIZES = (400_000, 150_000, 50_000)
 ROUNDS = 3
@@ -280,7 +277,7 @@ def main(argv=None) -> dict:
         "filtered_scan_hits": n_sel,
         "chunk_records": args.chunk_records
         or PulseLogWriter.__init__.__kwdefaults__["chunk_records"],
-        "compression": {c.name: _codec_attr(c) for c in COLUMNS},
+        "compression": {c.name: codec_attr(c) for c in COLUMNS},
         "column_bytes_per_record": {k: round(v, 3) for k, v in col_bytes.items()},
         "targets_met": {
             "records_per_s>=8e6": n / write_s >= 8e6,

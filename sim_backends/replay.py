@@ -29,7 +29,7 @@ import numpy as np
 from hil.core.backend import DeviceBackend
 from hil.core.errors import BackendError, HilError
 from hil.core.pulses import Operation, Pulse
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 
 __all__ = ["DivergenceError", "ReplayBackend"]
 

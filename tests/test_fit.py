@@ -19,7 +19,9 @@ import pytest
 from hil.app.registry import make_backend
 from hil.core.errors import BackendError, LogError
 from hil.fit.fitting import FittedModel, fit_log, ks_by_bin, normal_cdf
-from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.schema import Phase
+from hil.runfile.writer import PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.fitted import FittedBackend

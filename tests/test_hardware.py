@@ -9,7 +9,9 @@ import pytest
 
 from hil.core.errors import BackendClosedError, EnvelopeError
 from hil.core.pulses import Operation, ReadPulse, ResetPulse
-from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.writer import PulseLogWriter
 from hil.station.parser import parse_station
 from instruments.hardware import HardwareBackend, StationAbort
 from protocols.program_verify import program_and_verify

@@ -18,7 +18,7 @@ from hil.app.training import Trainer
 from hil.core.errors import HilError
 from hil.nn.config import TrainConfig
 from hil.nn.synapse import Layout
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 from hil.station.parser import parse_station
 from instruments.hardware import StationAbort
 from sim_backends.virtual.server import Fault

@@ -18,18 +18,11 @@ import pytest
 from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.errors import BackendError, ConfigError, DeviceIdError, EnvelopeError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.container import SCHEMA_VERSION
-from hil.runfile.pulselog import (
-    COLUMN_NAMES,
-    LoggedBackend,
-    Phase,
-    PulseLog,
-    PulseLogReader,
-    PulseLogWriter,
-    Role,
-    read_summary,
-    write_summary,
-)
+from hil.runfile.container import read_summary, write_summary
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.schema import COLUMN_NAMES, SCHEMA_VERSION, Phase, Role
+from hil.runfile.writer import PulseLogWriter
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(chunk_records=1024, buffer_records=3000)  # many chunks and buffer spills
@@ -313,12 +306,12 @@ def test_root_attributes_and_device_table(tmp_path):
     big_seed = 2**100 + 3  # SeedSequence entropy can exceed int64
     table = dict(device=np.arange(4), layer=[0, 0, 1, 1], row=[0, 0, 0, 0],
                  column=[0, 1, 0, 1], role=[Role.G_PLUS, Role.G_MINUS] * 2)  # fmt: skip
-    w = PulseLog.create(tmp_path / "t.h5", config_text="lr = 0.1\n", seed=big_seed)
+    w = PulseLogWriter.create(tmp_path / "t.h5", config_text="lr = 0.1\n", seed=big_seed)
     w.set_device_table(**table)
     with pytest.raises(ConfigError, match="already set"):
         w.set_device_table(device=[9])
     w.close()
-    with PulseLog.open(tmp_path / "t.h5") as r:
+    with PulseLogReader(tmp_path / "t.h5") as r:
         assert r.seed == big_seed and r.config_text == "lr = 0.1\n"
         assert r.attrs["schema_version"] == SCHEMA_VERSION
         assert r.attrs["created_utc"].endswith("+00:00")
@@ -627,7 +620,8 @@ def test_live_swmr_reader_in_another_process_sees_flushed_records(tmp_path):
         f"""
         import sys
         from hil.core.errors import LogError
-        from hil.runfile.pulselog import PulseLogReader, write_summary
+        from hil.runfile.container import write_summary
+        from hil.runfile.reader import PulseLogReader
         try:  # a live file takes no new objects
             write_summary({str(path)!r}, "x", {{"a": 1.0}})
         except LogError as exc:
@@ -671,7 +665,7 @@ def test_writer_killed_after_flush_leaves_every_flushed_record(tmp_path):
     child = _python(
         f"""
         import numpy as np
-        from hil.runfile.pulselog import PulseLogWriter
+        from hil.runfile.writer import PulseLogWriter
         w = PulseLogWriter(
             {str(path)!r}, chunk_records=1024, buffer_records=4096,
             device_table=dict(layer=np.arange(97) // 50),

@@ -11,7 +11,8 @@ from hil.app.replay import replay
 from hil.app.training import Trainer
 from hil.core.pulses import PartialSetPulse
 from hil.nn.config import TrainConfig
-from hil.runfile.pulselog import LoggedBackend, PulseLogWriter
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.writer import PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 

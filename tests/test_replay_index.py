@@ -7,7 +7,9 @@ import pytest
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.writer import PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 

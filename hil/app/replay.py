@@ -18,7 +18,8 @@ from hil.core.errors import ConfigError
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
-from hil.runfile.pulselog import COLUMN_NAMES, PulseLogReader
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import COLUMN_NAMES
 
 _CHUNK = 1 << 20
 

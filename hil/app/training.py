@@ -1,7 +1,7 @@
 """The training loop: epochs, transfers, evaluation, checkpoints, resume.
 
 One run writes one HDF5 run file: configuration and seed (root attributes), the device
-table, every PCM pulse (through :class:`~hil.pulselog.LoggedBackend`, with the training
+table, every PCM pulse (through :class:`~hil.runfile.recorder.LoggedBackend`, with the training
 context), and checkpoints at every transfer and epoch end (:mod:`hil.runfile.checkpoint`). A run
 killed at any point resumes from its newest checkpoint: the pulse log is cut back to what
 the checkpoint had seen, and the rest replays exactly — the same seed gives the same run
@@ -35,7 +35,9 @@ from hil.nn.config import TrainConfig
 from hil.nn.network import Network
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
-from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.runfile.recorder import LoggedBackend
+from hil.runfile.schema import Phase
+from hil.runfile.writer import PulseLogWriter
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
 

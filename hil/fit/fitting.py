@@ -207,7 +207,7 @@ class _Log:
 
 
 def _load(paths: Sequence[Path], max_records: int, step: int, progress: Progress):
-    from hil.runfile.pulselog import PulseLogReader
+    from hil.runfile.reader import PulseLogReader
 
     readers = [PulseLogReader(p) for p in paths]
     try:

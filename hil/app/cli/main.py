@@ -96,7 +96,10 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
 
     from hil.app import report
     from hil.app.registry import make_backend
-    from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
+    from hil.runfile.container import write_summary
+    from hil.runfile.recorder import LoggedBackend
+    from hil.runfile.schema import Phase
+    from hil.runfile.writer import PulseLogWriter
     from protocols import characterize as ch
 
     if out.exists() and not force:
@@ -327,7 +330,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     from tqdm import tqdm
 
     from hil.fit.fitting import fit_log
-    from hil.runfile.pulselog import PulseLogReader
+    from hil.runfile.reader import PulseLogReader
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
