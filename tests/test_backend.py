@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from hil.core.backend import (
-    CompositeBackend,
     DeviceBackend,
     PartialSetPulse,
     RampSetPulse,
@@ -12,6 +11,7 @@ from hil.core.backend import (
     ResetPulse,
     SafetyEnvelope,
 )
+from hil.core.composite import CompositeBackend
 from hil.core.errors import BackendClosedError, ConfigError, DeviceIdError, EnvelopeError
 
 
@@ -167,7 +167,6 @@ def test_composite_rejects_part_larger_than_backend():
 
 
 def test_pulse_timing_quantizes_per_part_of_a_composite():
-    from hil.core.backend import CompositeBackend
     from hil.core.pulses import PulseTiming
     from sim_backends.emulator import EmulatorBackend
 

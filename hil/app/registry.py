@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hil.core.backend import CompositeBackend, DeviceBackend
+from hil.core.backend import DeviceBackend
+from hil.core.composite import CompositeBackend
 from hil.core.errors import ConfigError
 
 KINDS = ("emulator", "station", "fitted")

@@ -7,7 +7,7 @@ inside the project imports from the module that defines a name.
 
 from hil.runfile.container import open_run_file, read_summary, write_summary
 from hil.runfile.reader import PulseLogReader, Records
-from hil.runfile.recorder import LogContext, LoggedBackend
+from hil.runfile.recorder import LogContext, Recorder
 from hil.runfile.schema import COLUMN_NAMES, COLUMNS, SCHEMA_VERSION, Phase, Role
 from hil.runfile.writer import PulseLogWriter
 
@@ -16,10 +16,10 @@ __all__ = [
     "COLUMN_NAMES",
     "SCHEMA_VERSION",
     "LogContext",
-    "LoggedBackend",
     "Phase",
     "PulseLogReader",
     "PulseLogWriter",
+    "Recorder",
     "Records",
     "Role",
     "open_run_file",

@@ -97,7 +97,7 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     from hil.app import report
     from hil.app.registry import make_backend
     from hil.runfile.container import write_summary
-    from hil.runfile.recorder import LoggedBackend
+    from hil.runfile.recorder import Recorder
     from hil.runfile.schema import Phase
     from hil.runfile.writer import PulseLogWriter
     from protocols import characterize as ch
@@ -121,11 +121,13 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     started = time.perf_counter()
     inner = make_backend(backend_spec, devices, seed=seed)
     writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=force)
+    # Closed in reverse order: the backend first, so that what it sends on closing is logged.
     with (
-        LoggedBackend(inner, writer) as backend,
+        Recorder(inner, writer) as recorder,
+        inner as backend,
         tqdm(total=steps, desc=protocol, unit="step", disable=None, file=sys.stderr) as bar,
     ):
-        backend.set_context(phase=Phase.CHARACTERIZE)
+        recorder.set_context(phase=Phase.CHARACTERIZE)
         if protocol == "staircase":
             result = ch.staircase(backend, ids, n_pulses=pulses, progress=bar.update)
         elif protocol == "reset":
@@ -134,7 +136,7 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
             result = ch.drift(backend, ids, progress=bar.update)
         else:
             result = ch.read_noise(backend, ids, n_reads=reads, progress=bar.update)
-        counts = {op.name: n for op, n in backend.counts.items()}
+    counts = {op.name: n for op, n in recorder.counts.items()}
     summary = result.summary()
     write_summary(out, protocol, summary)
     png = out.with_suffix(".png")
