@@ -18,7 +18,7 @@ moments (:attr:`DeviceBackend.reports_own_events`), by the backend itself when i
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -80,6 +80,21 @@ def as_ids(ids, n_devices: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+_RESET_KINDS: tuple[type[Pulse], ...] = (ResetPulse,)
+_SET_KINDS: tuple[type[Pulse], ...] = (PartialSetPulse, RampSetPulse)
+_READ_KINDS: tuple[type[Pulse], ...] = (ReadPulse,)
+
+
+def _check_kind(pulse, kinds: tuple[type[Pulse], ...], what: str) -> None:
+    """:class:`EnvelopeError` unless ``pulse`` is of one of ``kinds`` (nothing is sent)."""
+    if not isinstance(pulse, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise EnvelopeError(
+            f"{what} takes a {names}, got {type(pulse).__name__}; pass a {names} "
+            "(or None for the default pulse); nothing was sent"
+        )
+
+
 class DeviceBackend(abc.ABC):
     """Vectorised access to ``n_devices`` PCM devices.
 
@@ -128,7 +143,7 @@ class DeviceBackend(abc.ABC):
     def reset(self, ids, pulse: ResetPulse | None = None) -> None:
         """Apply one RESET pulse to each device in ``ids``."""
         pulse = ResetPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.RESET,))
+        ids = self._prepare(ids, pulse, _RESET_KINDS, "reset()")
         if ids.size:
             t = self._call_time()
             self._reset(ids, pulse)
@@ -137,7 +152,7 @@ class DeviceBackend(abc.ABC):
     def set(self, ids, pulse: SetPulse | None = None) -> None:
         """Apply one SET pulse (rectangular partial SET or ramp) to each device in ``ids``."""
         pulse = PartialSetPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.SET_PARTIAL, Operation.SET_RAMP))
+        ids = self._prepare(ids, pulse, _SET_KINDS, "set()")
         if ids.size:
             t = self._call_time()
             self._set(ids, pulse)
@@ -146,7 +161,7 @@ class DeviceBackend(abc.ABC):
     def read(self, ids, pulse: ReadPulse | None = None) -> np.ndarray:
         """Read each device once; returns conductance in siemens, in request order."""
         pulse = ReadPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.READ,))
+        ids = self._prepare(ids, pulse, _READ_KINDS, "read()")
         if not ids.size:
             return np.empty(0)
         t = self._call_time()
@@ -160,7 +175,8 @@ class DeviceBackend(abc.ABC):
         """SET then read each device in one visit (hardware saves a route); returns G [S]."""
         pulse = PartialSetPulse() if pulse is None else pulse
         read_pulse = ReadPulse() if read_pulse is None else read_pulse
-        ids = self._prepare(ids, pulse, (Operation.SET_PARTIAL, Operation.SET_RAMP))
+        _check_kind(read_pulse, _READ_KINDS, "set_and_read()'s read_pulse")
+        ids = self._prepare(ids, pulse, _SET_KINDS, "set_and_read()'s pulse")
         self.envelope.check(read_pulse, ids.size)
         if not ids.size:
             return np.empty(0)
@@ -235,11 +251,9 @@ class DeviceBackend(abc.ABC):
         if self._closed:
             raise BackendClosedError(f"{type(self).__name__} is closed; open a new backend")
 
-    def _prepare(self, ids, pulse: Pulse, allowed: Sequence[Operation]) -> np.ndarray:
+    def _prepare(self, ids, pulse, kinds: tuple[type[Pulse], ...], what: str) -> np.ndarray:
         self._check_open()
-        if not isinstance(pulse, Pulse) or pulse.op not in allowed:
-            names = "/".join(op.name for op in allowed)
-            raise EnvelopeError(f"expected a {names} pulse, got {type(pulse).__name__}")
+        _check_kind(pulse, kinds, what)
         ids = as_ids(ids, self.n_devices)
         self.envelope.check(pulse, ids.size)
         self._subscribers.check_ready()
