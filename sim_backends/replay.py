@@ -28,6 +28,7 @@ import numpy as np
 
 from hil.core.backend import DeviceBackend
 from hil.core.errors import BackendError, HilError
+from hil.core.ids import occurrence
 from hil.core.pulses import Operation, Pulse
 from hil.runfile.reader import PulseLogReader
 
@@ -373,14 +374,8 @@ class ReplayBackend(DeviceBackend):
 
         Returns the occurrence number of each id within the call (0 for its first).
         """
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        new_run = np.ones(ids.size, dtype=bool)
-        new_run[1:] = sorted_ids[1:] != sorted_ids[:-1]
         # The k-th occurrence of an id in this call gets that device's k-th next pulse.
-        run_start = np.maximum.accumulate(np.where(new_run, np.arange(ids.size), 0))
-        nth = np.empty(ids.size, dtype=np.int64)
-        nth[order] = np.arange(ids.size) - run_start
+        nth = occurrence(ids)
         pos = self._cursor[ids] + nth
         self._check(ids, pos, pulse)
         np.add.at(self._cursor, ids, 1)

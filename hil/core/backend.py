@@ -27,10 +27,10 @@ from hil.core.errors import (
     BackendClosedError,
     BackendError,
     ConfigError,
-    DeviceIdError,
     EnvelopeError,
 )
 from hil.core.events import PulseEvent, PulseListener, Subscribers, reported_conductance
+from hil.core.ids import as_ids
 from hil.core.pulses import (
     Operation,
     PartialSetPulse,
@@ -53,31 +53,7 @@ __all__ = [
     "ResetPulse",
     "SafetyEnvelope",
     "SetPulse",
-    "as_ids",
 ]
-
-
-def as_ids(ids, n_devices: int) -> np.ndarray:
-    """``ids`` as a 1-D int64 array, or :class:`DeviceIdError` if any is not a valid id."""
-    arr = np.asarray(ids)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise DeviceIdError(f"device ids must be a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        return np.empty(0, dtype=np.int64)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise DeviceIdError(f"device ids must be integers, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= n_devices:
-        raise DeviceIdError(
-            f"device id out of range: ids span {lo}..{hi}, the backend has devices "
-            f"0..{n_devices - 1}"
-        )
-    return arr.astype(np.int64, copy=False)
 
 
 _RESET_KINDS: tuple[type[Pulse], ...] = (ResetPulse,)
