@@ -132,7 +132,7 @@ class ReplayBackend(DeviceBackend):
         chunk_records: int = INDEX_CHUNK_RECORDS,
     ):
         with PulseLogReader(run_file) as log:
-            counts, read_counts = self._count(log, chunk_records)
+            counts, read_counts = self._count_records(log, chunk_records)
             logged = counts.size if log.n_records else 1
             n_devices = max(logged, n_devices or 0)
             counts = np.concatenate([counts, np.zeros(n_devices - counts.size, np.int64)])
@@ -155,7 +155,7 @@ class ReplayBackend(DeviceBackend):
 
     # -- indexing ------------------------------------------------------------------------
     @staticmethod
-    def _count(log: PulseLogReader, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    def _count_records(log: PulseLogReader, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         """Pass 1: records and reads per device."""
         counts = np.zeros(0, dtype=np.int64)
         reads = np.zeros(0, dtype=np.int64)

@@ -5,8 +5,9 @@ re-reports its parts' pulse events with global ids: when every part answered its
 a call in one event per pulse (emulators, fitted, replay), as one event per pulse of the
 call in request order, stamped with the composite's clock at the call's start (the order
 and times a log of the whole call would have); otherwise (a station reports device by
-device, and sends deferred RESETs when it visits) the parts' events as they came, their
-times moved onto the composite's clock.
+device, and sends deferred RESETs when it visits) the parts' events as they came, each
+stamped with the composite's clock when it was sent (the latest of the part's time and the
+other parts' clocks).
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ class _Call:
     """The pulses each device of the call gets, in order."""
     t0: float
     """The composite's clock when the call started."""
-    offsets: list[float]
-    """Per part: the composite's clock minus the part's, when the call started."""
     shares: dict[int, np.ndarray] = field(default_factory=dict)
     """Per part routed to: the positions of its devices in the call."""
     events: list[tuple[int, PulseEvent]] = field(default_factory=list)
+    """(part, its event with global ids and times), in arrival order."""
 
 
 class CompositeBackend(DeviceBackend):
@@ -172,10 +172,8 @@ class CompositeBackend(DeviceBackend):
         if not self._listened or self._call is not None:
             yield
             return
-        clocks = [b.clock() for b in self.parts]
-        t0 = max(clocks)
         ids = np.empty(0, dtype=np.int64) if ids is None else ids
-        self._call = call = _Call(ids, steps, t0, [t0 - c for c in clocks])
+        self._call = call = _Call(ids, steps, self._clock())
         try:
             yield
         finally:
@@ -185,13 +183,18 @@ class CompositeBackend(DeviceBackend):
     def _on_part_event(self, k: int, event: PulseEvent) -> None:
         if not self._listened:
             return
+        event = self._global(k, event)
         if self._call is not None:
             self._call.events.append((k, event))
         else:  # a part used directly: its pulses still reached devices of ours
-            self._emit(self._global(k, event, self._clock() - self.parts[k].clock()))
+            self._emit(event)
 
-    def _global(self, k: int, event: PulseEvent, offset: float) -> PulseEvent:
-        time_s = event.time_s + offset if offset else event.time_s
+    def _global(self, k: int, event: PulseEvent) -> PulseEvent:
+        """``event`` with global ids, on the composite's clock (the latest of the parts')."""
+        others = [b.clock() for j, b in enumerate(self.parts) if j != k]
+        time_s = event.time_s
+        if others and max(others) > np.min(time_s):
+            time_s = np.maximum(time_s, max(others))
         return PulseEvent(event.ids + self._starts[k], event.pulse, time_s, event.g_S)
 
     def _report_call(self, call: _Call) -> None:
@@ -204,8 +207,8 @@ class CompositeBackend(DeviceBackend):
                         g[call.shares[k]] = events[i].g_S
                 self._emit(PulseEvent(call.ids, pulse, call.t0, g))
             return
-        for k, event in call.events:
-            self._emit(self._global(k, event, call.offsets[k]))
+        for _, event in call.events:
+            self._emit(event)
 
     @staticmethod
     def _by_part(call: _Call) -> dict[int, list[PulseEvent]]:
@@ -221,8 +224,8 @@ class CompositeBackend(DeviceBackend):
         for k, events in self._by_part(call).items():
             if k not in call.shares or len(events) != len(call.steps):
                 return False
-            local = call.ids[call.shares[k]] - self._starts[k]
+            mine = call.ids[call.shares[k]]
             for event, pulse in zip(events, call.steps, strict=True):
-                if event.op is not pulse.op or not np.array_equal(event.ids, local):
+                if event.op is not pulse.op or not np.array_equal(event.ids, mine):
                     return False
         return True
