@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyvisa
@@ -42,6 +43,7 @@ from hil.core.pulses import Pulse, ReadPulse, ResetPulse
 from hil.core.waveforms import scalar_pulse
 from hil.station.parser import Station
 from instruments.connect import Instruments, connect
+from instruments.visa import drain
 
 
 class StationAbort(BackendError):
@@ -215,8 +217,6 @@ class HardwareBackend(DeviceBackend):
             )
 
     def _drain_matrix(self) -> None:
-        from instruments.visa import drain
-
         drain(self.inst.matrix)
 
     # -- visits ------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class HardwareBackend(DeviceBackend):
                     pulses.append(ResetPulse(self._pend_amp[d], self._pend_width[d]))
                 if pulse is not None:
                     pulses.append(scalar_pulse(pulse, k))
-                rp = scalar_pulse(read, k) if read is not None else None
+                rp = None if read is None else cast(ReadPulse, scalar_pulse(read, k))
                 g = self._visit(d, pulses, rp)
                 if out is not None:
                     out[k] = g

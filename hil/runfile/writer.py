@@ -257,40 +257,11 @@ class PulseLogWriter:
         group = self._file["devices"]
         if group["device"].shape[0]:
             raise ConfigError(f"{self.path}: the device table is already set; it is written once")
-        if device is None:
-            sizes = {np.size(v) for v in (layer, row, column, role, die, site) if np.ndim(v)}
-            if len(sizes) != 1:
-                raise ConfigError(
-                    "device table: give 'device' ids, or columns that are all one length"
-                )
-            device = np.arange(sizes.pop())
-        device = np.asarray(device)
-        if device.ndim != 1 or device.size == 0:
-            raise ConfigError("device table: 'device' must be a non-empty 1-D array of ids")
-        if device.dtype.kind not in "iu" or device.min() < 0 or device.max() >= 2**32:
-            raise ConfigError("device table: 'device' must hold integer ids in 0 .. 2**32-1")
-        if np.unique(device).size != device.size:
-            raise ConfigError("device table: 'device' ids must be unique")
         values = dict(layer=layer, row=row, column=column, role=role, die=die, site=site)
-        n = device.size
-        cols = {"device": device}
-        for name, v in values.items():
-            arr = np.asarray(v)
-            if arr.ndim == 0:
-                arr = np.full(n, arr)
-            if arr.shape != (n,):
-                raise ConfigError(
-                    f"device table: {name!r} has shape {arr.shape}; expected a scalar or ({n},)"
-                )
-            cols[name] = arr
-        for name, dtype in DEVICE_TABLE_COLUMNS:
-            arr = cols[name]
-            info = np.iinfo(dtype)
-            if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                raise ConfigError(f"device table: {name!r} values do not fit {np.dtype(dtype)}")
+        cols = _device_table(device, values)
         for name, dtype in DEVICE_TABLE_COLUMNS:
             ds = group[name]
-            ds.resize((n,))
+            ds.resize((cols["device"].size,))
             ds[:] = cols[name].astype(dtype)
         self._file.flush()
 
@@ -325,46 +296,25 @@ class PulseLogWriter:
         n = device.size
         if n == 0:
             return
-        if device.dtype.kind not in "iu":
-            raise ConfigError(f"pulse log: device ids must be integers, got {device.dtype}")
-        if device.dtype != np.uint32 and (device.min() < 0 or device.max() >= 2**32):
-            raise ConfigError("pulse log: device ids must be in 0 .. 2**32-1")
-        values = {
-            "time_s": time_s,
-            "device": device,
-            "op": op,
-            "amplitude_V": amplitude_V,
-            "width_s": width_s,
-            "ramp_steps": ramp_steps,
-            "g_S": g_S,
-            "current_A": current_A,
-            "read_V": read_V,
-            "epoch": epoch,
-            "image": image,
-            "transfer": transfer,
-            "phase": phase,
-            "layer": layer,
-        }
-        for name, v in values.items():
-            if isinstance(v, np.ndarray) and v.ndim:
-                if v.shape != (n,):
-                    raise ConfigError(
-                        f"pulse log: column {name!r} has shape {v.shape}; expected a scalar "
-                        f"or ({n},), one value per device"
-                    )
-            elif np.ndim(v):
-                arr = np.asarray(v)
-                if arr.shape != (n,):
-                    raise ConfigError(
-                        f"pulse log: column {name!r} has shape {arr.shape}; expected a "
-                        f"scalar or ({n},), one value per device"
-                    )
-                values[name] = arr
-        op_v = values["op"]
-        op_lo, op_hi = (op_v.min(), op_v.max()) if np.ndim(op_v) else (op_v, op_v)
-        if not (0 <= int(op_lo) and int(op_hi) <= max(Operation)):
-            raise ConfigError(f"pulse log: op codes must be Operation values, got {op_lo}..{op_hi}")
-
+        values = _record_columns(
+            n,
+            {
+                "time_s": time_s,
+                "device": _checked_ids(device),
+                "op": op,
+                "amplitude_V": amplitude_V,
+                "width_s": width_s,
+                "ramp_steps": ramp_steps,
+                "g_S": g_S,
+                "current_A": current_A,
+                "read_V": read_V,
+                "epoch": epoch,
+                "image": image,
+                "transfer": transfer,
+                "phase": phase,
+                "layer": layer,
+            },
+        )
         pos = 0
         while pos < n:
             if self._fill == self._capacity:
@@ -463,3 +413,65 @@ class PulseLogWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _checked_ids(device: np.ndarray) -> np.ndarray:
+    """Device ids that fit the log's uint32 column, or :class:`ConfigError`."""
+    if device.dtype.kind not in "iu":
+        raise ConfigError(f"pulse log: device ids must be integers, got {device.dtype}")
+    if device.dtype != np.uint32 and (device.min() < 0 or device.max() >= 2**32):
+        raise ConfigError("pulse log: device ids must be in 0 .. 2**32-1")
+    return device
+
+
+def _record_columns(n: int, values: dict) -> dict:
+    """``values`` (column → scalar or one value per record) with sequences made arrays;
+    :class:`ConfigError` for a wrong length or an unknown operation code."""
+    for name, v in values.items():
+        if not np.ndim(v):
+            continue
+        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if arr.shape != (n,):
+            raise ConfigError(
+                f"pulse log: column {name!r} has shape {arr.shape}; expected a scalar "
+                f"or ({n},), one value per device"
+            )
+        values[name] = arr
+    op = values["op"]
+    op_lo, op_hi = (op.min(), op.max()) if np.ndim(op) else (op, op)
+    if not (0 <= int(op_lo) and int(op_hi) <= max(Operation)):
+        raise ConfigError(f"pulse log: op codes must be Operation values, got {op_lo}..{op_hi}")
+    return values
+
+
+def _device_table(device, values: dict) -> dict[str, np.ndarray]:
+    """The device table's columns, each one value per device, checked to fit their dtypes."""
+    if device is None:
+        sizes = {np.size(v) for v in values.values() if np.ndim(v)}
+        if len(sizes) != 1:
+            raise ConfigError("device table: give 'device' ids, or columns that are all one length")
+        device = np.arange(sizes.pop())
+    device = np.asarray(device)
+    if device.ndim != 1 or device.size == 0:
+        raise ConfigError("device table: 'device' must be a non-empty 1-D array of ids")
+    if device.dtype.kind not in "iu" or device.min() < 0 or device.max() >= 2**32:
+        raise ConfigError("device table: 'device' must hold integer ids in 0 .. 2**32-1")
+    if np.unique(device).size != device.size:
+        raise ConfigError("device table: 'device' ids must be unique")
+    n = device.size
+    cols = {"device": device}
+    for name, v in values.items():
+        arr = np.asarray(v)
+        if arr.ndim == 0:
+            arr = np.full(n, arr)
+        if arr.shape != (n,):
+            raise ConfigError(
+                f"device table: {name!r} has shape {arr.shape}; expected a scalar or ({n},)"
+            )
+        cols[name] = arr
+    for name, dtype in DEVICE_TABLE_COLUMNS:
+        info = np.iinfo(dtype)
+        arr = cols[name]
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ConfigError(f"device table: {name!r} values do not fit {np.dtype(dtype)}")
+    return cols
