@@ -253,15 +253,17 @@ class HardwareBackend(DeviceBackend):
             return None
         if current is None:
             raise BackendError(f"the tester returned no current for the read of device {d}")
-        g = reported_conductance([current / float(read.amplitude_V)])
-        self._emit(PulseEvent(np.array([d]), read, t, g))
-        return float(g[0])
+        g = current / float(read.amplitude_V)
+        if self._listened:
+            self._emit(PulseEvent(np.array([d]), read, t, reported_conductance([g])))
+        return g
 
     def _sent(self, d: int, t: float, pulses: list[Pulse]) -> None:
         """The tester has sent ``pulses`` to device ``d`` (a waiting RESET among them)."""
         self._pending[d] = False
-        for p in pulses:
-            self._emit(PulseEvent(np.array([d]), p, t))
+        if self._listened:
+            for p in pulses:
+                self._emit(PulseEvent(np.array([d]), p, t))
 
     def _visits(self, ids: np.ndarray, pulse: Pulse | None, read: ReadPulse | None):
         out = np.full(ids.size, np.nan) if read is not None else None
