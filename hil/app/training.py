@@ -39,6 +39,7 @@ from hil.nn.config import TrainConfig
 from hil.nn.layout import Layout
 from hil.nn.network import Network, n_devices_for
 from hil.runfile import checkpoint
+from hil.runfile.checkpoint import CheckpointState
 from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
@@ -146,7 +147,7 @@ class Trainer:
         """Train to the configured number of epochs; returns the summary dict."""
         net, inner = self._build()
         if resume:
-            arrays, meta = self._load_checkpoint()
+            state, meta = self._load_checkpoint()
             writer = PulseLogWriter.reopen(self.out, truncate_to=meta["pulse_records"])
         else:
             writer = self._create_run_file(net, inner)
@@ -155,7 +156,7 @@ class Trainer:
         started = time.perf_counter()
         try:
             if resume:
-                prog = self._restore(net, inner, arrays, meta)
+                prog = self._restore(net, inner, dict(state.paths()), meta)
             else:
                 prog = self._initialize(net, inner, writer)
             return self._train(net, inner, writer, prog, started)
@@ -163,7 +164,7 @@ class Trainer:
             self._close(inner, writer)
 
     def _create_run_file(self, net: Network, inner: DeviceBackend | None) -> PulseLogWriter:
-        template = self._state_arrays(net, inner)
+        template = _sections(self._state_arrays(net, inner))
 
         def prepare(f: h5py.File) -> None:
             # Datasets must exist before the file enters SWMR mode.
@@ -297,7 +298,7 @@ class Trainer:
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
         # The snapshot first: a station sends its waiting RESETs then, and they are logged
         # and counted before the checkpoint records how far the log has come.
-        arrays = self._state_arrays(net, inner)
+        state = _sections(self._state_arrays(net, inner))
         writer.flush()
         prog.checkpoints += 1
         self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
@@ -307,13 +308,13 @@ class Trainer:
             "pulse_records": writer.n_records,
             "pulse_counts": _counts(self._recorder),
         }
-        checkpoint.write(writer.file, arrays, json.loads(json.dumps(meta, default=int)))
+        checkpoint.write(writer.file, state, json.loads(json.dumps(meta, default=int)))
 
-    def _load_checkpoint(self):
+    def _load_checkpoint(self) -> tuple[CheckpointState, dict]:
         try:
             with open_run_file(self.out, "r") as f:
                 stored = read_root_attrs(f)["config_text"]
-                arrays, meta = checkpoint.latest(f)
+                state, meta = checkpoint.latest(f)
         except OSError as exc:
             raise LogError(f"cannot open {self.out} to resume: {exc}") from None
 
@@ -326,7 +327,7 @@ class Trainer:
                 f"{self.out} was written with a different configuration; resume it with "
                 "`hil train --resume RUN.h5` alone (the stored configuration is used)"
             )
-        return arrays, meta
+        return state, meta
 
     def _restore(self, net, inner, arrays, meta) -> Progress:
         net.cells.load_state(
@@ -379,6 +380,17 @@ class Trainer:
             "pulses_total": int(sum(counts.values())),
             "wall_s": round(wall_s, 3),
         }
+
+
+def _sections(arrays: dict[str, np.ndarray]) -> CheckpointState:
+    """``Trainer._state_arrays``' "cells/NAME" and "backend/NAME" arrays as checkpoint
+    sections."""
+    # Until _state_arrays returns sections itself (it is being changed in another branch).
+    by_section: dict[str, dict[str, np.ndarray]] = {"cells": {}, "backend": {}}
+    for path, arr in arrays.items():
+        section, _, name = path.partition("/")
+        by_section[section][name] = arr
+    return CheckpointState(**by_section)
 
 
 def _counts(recorder: Recorder | None) -> dict[str, int]:
