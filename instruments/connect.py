@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from hil.core.errors import BackendError, ConfigError
 from hil.station.parser import InstrumentSpec, Station
-from instruments.b2200a import B2200A
+from instruments.drivers.b2200a import B2200A
 from instruments.probers import Prober, SentioProber, VeloxProber
-from instruments.tester import Tester
+from instruments.testers.base import Tester
 from instruments.visa import no_delay, visa_kwargs
 
 _IDENTITY = {
@@ -55,14 +55,14 @@ def _open(station: Station, spec: InstrumentSpec, factory):
 def _tester(station: Station) -> Tester:
     spec = station.tester
     if spec.driver == "b1500a":
-        from instruments.b1500a import B1500ATester
+        from instruments.testers.b1500a import B1500ATester
 
         return _open(station, spec, lambda res, kw: B1500ATester(res, **spec.options, **kw))
     if spec.driver == "k4200a":
-        from instruments.k4200a import K4200ATester
+        from instruments.testers.k4200a import K4200ATester
 
         return _open(station, spec, lambda res, kw: K4200ATester(res, **spec.options, **kw))
-    from instruments.wgfmu import WGFMUTester
+    from instruments.testers.wgfmu import WGFMUTester
 
     return _open(station, spec, lambda res, kw: WGFMUTester(address=res, **spec.options))
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import abc
 
+from pymeasure.instruments.formfactor.velox import Velox
+
 from hil.core.errors import BackendError
+from instruments.drivers.sentio import Sentio
 
 
 class Prober(abc.ABC):
@@ -27,11 +30,9 @@ class Prober(abc.ABC):
 
 
 class SentioProber(Prober):
-    """MPI SENTIO through :class:`instruments.sentio.Sentio`."""
+    """MPI SENTIO through :class:`instruments.drivers.sentio.Sentio`."""
 
     def __init__(self, resource, **kwargs):
-        from instruments.sentio import Sentio
-
         self.inst = Sentio(resource, **kwargs)
 
     def identify(self) -> str:
@@ -52,8 +53,6 @@ class VeloxProber(Prober):
     (``pymeasure.instruments.formfactor.velox.Velox``)."""
 
     def __init__(self, resource, **kwargs):
-        from pymeasure.instruments.formfactor.velox import Velox
-
         kwargs.setdefault("read_termination", "\n")
         kwargs.setdefault("write_termination", "\n")
         self.inst = Velox(resource, **kwargs)

@@ -48,7 +48,7 @@ class WiredStation:
     def route(self, device: int) -> None:
         """Connect ``device``: its die in contact, top pin on the force port, bottom pin on
         the ground port (matrix channel = card*10000 + port*100 + pin)."""
-        from instruments.b2200a import channel
+        from instruments.drivers.b2200a import channel
 
         w = self.wafer
         col, row = w.prober.route[int(w.die[device])]
@@ -70,8 +70,8 @@ def wired_station():
     """``make(virtual_tester_factory(wafer), tester_factory(resource))`` → a WiredStation."""
     import contextlib
 
-    from instruments.b2200a import B2200A
-    from instruments.sentio import Sentio
+    from instruments.drivers.b2200a import B2200A
+    from instruments.drivers.sentio import Sentio
     from sim_backends.virtual.b2200a import VirtualB2200A
     from sim_backends.virtual.sentio import VirtualSentio
     from sim_backends.virtual.server import InstrumentServer

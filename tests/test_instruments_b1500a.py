@@ -11,8 +11,9 @@ from pymeasure.test import expected_protocol
 
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.b1500a import B1500A, B1500ATester, parse_spot_current
-from instruments.tester import Tester
+from instruments.drivers.b1500a import B1500A, parse_spot_current
+from instruments.testers.b1500a import B1500ATester
+from instruments.testers.base import Tester
 
 NO_ERROR = '0,"No Error."'
 

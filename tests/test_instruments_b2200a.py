@@ -6,7 +6,7 @@ import pytest
 from pymeasure.test import expected_protocol
 
 from hil.core.errors import BackendError, ConfigError
-from instruments.b2200a import B2200A, channel, parse_channel_list, split_channel
+from instruments.drivers.b2200a import B2200A, channel, parse_channel_list, split_channel
 
 
 def test_channel_builds_ciioo():

@@ -12,14 +12,14 @@ from pymeasure.test import expected_protocol
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.waveforms import Segment
-from instruments.k4200a import (
+from instruments.drivers.k4200a import (
     K4200A,
     K4200SMU,
-    K4200ATester,
     PmuSample,
     check_segment_time,
     parse_pmu_data,
 )
+from instruments.testers.k4200a import K4200ATester
 
 OPT = [("*OPT?", "SMU1,SMU2,PMU1")]
 ACK = "ACK"

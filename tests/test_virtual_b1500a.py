@@ -8,7 +8,7 @@ import pyvisa
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.b1500a import B1500ATester
+from instruments.testers.b1500a import B1500ATester
 from sim_backends.virtual.b1500a import VirtualB1500A
 from sim_backends.virtual.server import InstrumentServer
 from sim_backends.virtual.wafer import Applied

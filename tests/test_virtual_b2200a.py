@@ -65,7 +65,7 @@ def test_bad_commands_go_to_the_error_queue_not_a_crash(matrix, command, code):
 
 def test_driver_through_pyvisa_sockets_and_the_virtual_matrix():
     """The real driver, PyVISA @py, a real socket, the virtual instrument: end to end."""
-    from instruments.b2200a import B2200A, channel
+    from instruments.drivers.b2200a import B2200A, channel
 
     inst = VirtualB2200A()
     with InstrumentServer(inst) as server:

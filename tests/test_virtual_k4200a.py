@@ -8,7 +8,7 @@ import pyvisa
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.k4200a import K4200ATester
+from instruments.testers.k4200a import K4200ATester
 from sim_backends.virtual.k4200a import VirtualK4200A
 from sim_backends.virtual.server import InstrumentServer
 from sim_backends.virtual.wafer import Applied

@@ -1,5 +1,5 @@
 """Virtual Keysight B1500A (SMU + B1525A SPGU + 16440A selector): the FLEX subset of
-``/work/shared/reference/instruments.md`` that :mod:`instruments.b1500a` sends.
+``/work/shared/reference/instruments.md`` that :mod:`instruments.testers.b1500a` sends.
 
 Commands are ``HEADER arg,arg,...`` (case-insensitive, spaces after commas allowed), one per
 line, CR LF terminated; replies end in CR LF [B1500 Programming Guide; pymeasure
@@ -13,7 +13,7 @@ the pulse set by ``SPT``/``SPV`` + ``SPUPD`` to the wafer only if the selector i
 ``TI`` measures the wafer's current only if the selector is in SMU mode (``ERSSP port,1``)
 and the SMU is enabled and forcing a non-zero voltage, else it reads 0 A.
 
-Decoding a PG pulse (the inverse of :class:`instruments.b1500a.B1500ATester`): with lead
+Decoding a PG pulse (the inverse of :class:`instruments.testers.b1500a.B1500ATester`): with lead
 edge ``e`` = the leading time, width ``w``, trailing time ``t``, ``steps = round((t - e)/w)
 + 1``. ``steps >= 2`` (a trailing edge at least half a step longer than the leading one) is
 a :class:`RampSetPulse` of ``steps`` steps of ``w`` at ``peak``; otherwise a rectangular

@@ -1,5 +1,5 @@
 """Virtual Keithley 4200A-SCS (SMUs + 4225-PMU in segment-ARB mode): the KXCI subset that
-:mod:`instruments.k4200a` sends.
+:mod:`instruments.testers.k4200a` sends.
 
 Commands end in ``\\0`` and every one is answered, also terminated by ``\\0``: ``ACK`` for an
 accepted command, the data for a query [``/work/shared/reference/instruments.md``; pymeasure

@@ -1,4 +1,4 @@
-"""Virtual MPI SENTIO prober: the remote-command subset that `instruments.sentio` uses.
+"""Virtual MPI SENTIO prober: the remote-command subset that `instruments.drivers.sentio` uses.
 
 Replies are ``errorcode,taskid,message`` with status flags above the low 10 bits of the
 first field (bit 10: end of route), as MPI's own Python bindings parse them

@@ -16,6 +16,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError
 from hil.core.pulses import Pulse, PulseTiming, ReadPulse
+from instruments.visa import drain
 
 
 class Tester(abc.ABC):
@@ -57,8 +58,6 @@ class Tester(abc.ABC):
 
     def recover(self) -> None:
         """Put the conversation back in step after a timed-out or unparsable reply."""
-        from instruments.visa import drain
-
         drain(getattr(self, "inst", None))
 
     def close(self) -> None:  # noqa: B027 - optional hook
