@@ -153,14 +153,14 @@ def test_spgu_setup_commands():
     ) as inst:
         inst.set_pg_mode(2)
         inst.set_pulse_count(2, 1)
-        inst.set_pulse_period(1e-6)
+        inst.pulse_period_s = 1e-6
         inst.set_channel_pulse_mode(201)
         inst.set_pulse_timings(201, 0, 50e-9, 10e-9, 10e-9)
         inst.set_pulse_levels(201, 0, 4)
         inst.apply_pulse_setup(201)
         inst.start_pulses(2)
-        assert inst.pulses_done(2) is True
-        assert inst.pulses_done(2) is False
+        assert inst.pulses_stopped is True
+        assert inst.pulses_stopped is False
         inst.stop_pulses(2)
         inst.set_pulse_timings(102, 0, 100e-9, 10e-9, 7 * 100e-9 + 10e-9)  # float noise dropped
 
@@ -168,7 +168,7 @@ def test_spgu_setup_commands():
 def test_spst_unparsable():
     with expected_protocol(B1500A, [("SPST?", "maybe")]) as inst:
         with pytest.raises(BackendError, match="SPST"):
-            inst.pulses_done(2)
+            inst.pulses_stopped  # noqa: B018
 
 
 @pytest.mark.parametrize(
@@ -201,7 +201,7 @@ def test_spst_unparsable():
         lambda i: i.set_pulse_timings(201, 0, 1e-7, 0, 1e-8),
         lambda i: i.set_pulse_timings(201, -1, 1e-7, 1e-8, 1e-8),
         lambda i: i.set_pulse_timings(201, 0, 11.0, 1e-8, 1e-8),
-        lambda i: i.set_pulse_period(1e-9),
+        lambda i: setattr(i, "pulse_period_s", 1e-9),
         lambda i: i.set_pulse_count(2, 0),
         lambda i: i.set_output_format(7),
         lambda i: i.spgu(0),

@@ -159,7 +159,7 @@ def test_upload_sequence_sends_the_six_arrays():
         (0.0, "20 ns"),
         (25e-9, "10 ns"),
         (1.05e-7, "10 ns"),
-        (float("nan"), "out of range"),
+        (float("nan"), "finite number"),
     ],
 )
 def test_segment_time_limits_reject_not_round(t, limit):
@@ -188,7 +188,7 @@ def test_segment_time_limits_reject_not_round(t, limit):
         (lambda i: i.pmu_ch1.get_data(-1, 1), "data start"),
         (lambda i: i.pmu_channel(3), "PMU channel"),
         (lambda i: i.pmu_channel(0), "PMU channel"),
-        (lambda i: setattr(i, "pmu_mode", 2), "setting"),
+        (lambda i: setattr(i, "pmu_mode", 2), "PMU mode"),
         (lambda i: setattr(i.pmu_ch1, "output_enabled", 2), "output state"),
         (lambda i: i.configure_rpm("SMU1", 1), "PMU1..PMU9"),
         (lambda i: i.configure_rpm("PMU1", 3), "RPM channel"),

@@ -98,7 +98,7 @@ def test_selector_on_the_smu_keeps_the_pg_away_from_the_device(station):
     t.inst.set_pulse_levels(t.spgu_channel, 0, 4.0)
     t.inst.apply_pulse_setup(t.spgu_channel)
     t.inst.start_pulses(t.spgu_slot)  # selector still on the SMU (setup)
-    assert t.inst.pulses_done(t.spgu_slot)
+    assert t.inst.pulses_stopped
     assert len(b1500.pulses_sent) == 1 and wafer.history == []
     t.inst.disable_channels(t.smu_channel)
     assert t.visit([], ReadPulse()) == 0.0  # SMU off: nothing to measure
@@ -127,7 +127,7 @@ def test_outputs_off_leaves_everything_off(station):
     t.inst.force_voltage(t.smu_channel, 0.3, 1e-4)
     t.inst.write("SPRM 0")  # free run: the SPGU keeps running until SPP
     t.inst.start_pulses(t.spgu_slot)
-    assert not t.inst.pulses_done(t.spgu_slot)  # a query: every write before has run
+    assert not t.inst.pulses_stopped  # a query: every write before has run
     assert b1500.outputs_on and b1500.running
     t.outputs_off()
     assert t.inst.next_error == (0, "No Error.")  # writes need no round trip; sync here

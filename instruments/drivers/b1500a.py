@@ -19,10 +19,8 @@ The tester built on it is :class:`instruments.testers.b1500a.B1500ATester`.
 
 from __future__ import annotations
 
-import math
 import re
 
-import numpy as np
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.agilent.agilentB1500 import (
     SPGU,
@@ -33,12 +31,14 @@ from pymeasure.instruments.agilent.agilentB1500 import (
     SPGUOperationMode,
     SPGUOutputMode,
 )
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from hil.core.errors import BackendError, ConfigError
+from instruments.drivers.validators import check, validator
 
 SMU_CHANNELS = range(1, 11)
 """SMU channel numbers: the module's slot, 1-10 [FLEX reference; pymeasure ``SMU``]."""
-SPGU_CHANNELS = frozenset(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
+SPGU_CHANNELS = tuple(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
 """SPGU output channel numbers ``slot*100 + 1|2`` [pymeasure ``SPGU``: ``ch1``/``ch2``]."""
 SPGU_MAX_V = 40.0
 """Largest |base| or |peak| of the B1525A SPGU [pymeasure ``set_output_voltage``: ±40 V]."""
@@ -46,9 +46,9 @@ SMU_MAX_V = 100.0
 """Largest |DV| output accepted here (MPSMU/HRSMU 100 V range) [ours: a sane bound]."""
 SMU_MAX_COMPLIANCE_A = 1.0
 """Largest |Icomp| accepted here (HPSMU 1 A range) [ours: a sane bound]."""
-SMU_VOLTAGE_RANGES = frozenset({0, 2, 5, 11, 12, 13, 14, 15, 20, 50, 200, 400, 1000, 2000})
+SMU_VOLTAGE_RANGES = (0, 2, 5, 11, 12, 13, 14, 15, 20, 50, 200, 400, 1000, 2000)
 """``DV`` output range indices (0 = auto) [pymeasure ``SMUVoltageRanging``]."""
-SMU_CURRENT_RANGES = frozenset({0, *range(8, 21), *(-i for i in range(8, 21))})
+SMU_CURRENT_RANGES = (*(-i for i in range(20, 7, -1)), 0, *range(8, 21))
 """``TI`` measurement range indices: 0 auto, 8-20 (1 pA-1 A) limited auto, negative
 fixed [pymeasure ``SMUCurrentRanging``]."""
 SELECTOR_PORTS = range(0, 4)
@@ -56,6 +56,16 @@ SELECTOR_PORTS = range(0, 4)
 2/3 of the second."""
 SELECTOR_OPEN, SELECTOR_SMU, SELECTOR_PG = 0, 1, 2
 """``ERSSP`` connection status [pymeasure ``PgSelectorConnectionStatus``]."""
+SELECTOR_STATUSES = range(0, 4)
+"""``ERSSP`` status values (3 = PG open) [pymeasure ``PgSelectorConnectionStatus``]."""
+OUTPUT_FORMATS = (1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25)
+"""``FMT`` formats [B1500 Programming Guide, FMT; pymeasure ``data_format``]."""
+OUTPUT_MODES = range(0, 11)
+"""``FMT`` output modes [B1500 Programming Guide, FMT]."""
+MIN_PERIOD_S = 2e-8
+"""Shortest SPGU period [pymeasure ``SPGU.period``: 20 ns-10 s]."""
+MAX_PULSE_COUNT = 1_000_000
+"""Most pulses per ``SRP`` in count mode [pymeasure ``SPGU.set_output_mode``: 1-1,000,000]."""
 MAX_TIME_S = 10.0
 """Longest SPGU period/width accepted [pymeasure ``SPGU.period``: 20 ns-10 s]."""
 
@@ -74,32 +84,6 @@ _STATUS = {
 _SPOT = re.compile(r"^([A-Z])([A-Za-z])([A-Za-z])([+-]?\d+(?:\.\d*)?(?:[Ee][+-]?\d+)?)$")
 
 
-def _check_int(name: str, value: object, valid) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"B1500A {name} must be an integer, got {value!r}")
-    if int(value) not in valid:
-        raise ConfigError(f"B1500A {name} {value} is not valid (allowed: {_describe(valid)})")
-    return int(value)
-
-
-def _describe(valid) -> str:
-    if isinstance(valid, range):
-        return f"{valid.start}..{valid.stop - 1}"
-    return ", ".join(str(v) for v in sorted(valid))
-
-
-def _check_float(name: str, value: object, lo: float, hi: float) -> float:
-    if isinstance(value, bool | str | bytes):
-        raise ConfigError(f"B1500A {name} must be a number, got {value!r}")
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"B1500A {name} must be a number, got {value!r}") from None
-    if not (math.isfinite(x) and lo <= x <= hi):
-        raise ConfigError(f"B1500A {name} {value!r} is out of range {lo:g}..{hi:g}")
-    return x
-
-
 def _num(x: float) -> str:
     """A number as FLEX accepts it, without float noise: ``0.2``, ``0.0001``, ``1E-05``."""
     return format(float(x), ".6G")
@@ -112,17 +96,24 @@ def _t(x: float) -> float:
 
 def check_smu_channel(ch: object) -> int:
     """Validate an SMU channel number (1-10); raises :class:`ConfigError`."""
-    return _check_int("SMU channel", ch, SMU_CHANNELS)
+    return check("B1500A SMU channel", ch, SMU_CHANNELS, strict_range, int)
 
 
 def check_spgu_channel(ch: object) -> int:
     """Validate an SPGU channel number (``101``, ``102``, ... ``1002``)."""
-    return _check_int("SPGU channel", ch, SPGU_CHANNELS)
+    return check("B1500A SPGU channel", ch, SPGU_CHANNELS, strict_discrete_set, int)
 
 
 def check_channel(ch: object) -> int:
     """Validate an SMU or SPGU channel number."""
-    return _check_int("channel", ch, SPGU_CHANNELS | frozenset(SMU_CHANNELS))
+    return check("B1500A channel", ch, (*SMU_CHANNELS, *SPGU_CHANNELS), strict_discrete_set, int)
+
+
+def _parse_spst(value: object) -> bool:
+    reply = str(value).strip()
+    if reply not in ("0", "1"):
+        raise BackendError(f"B1500A sent an unparsable SPST? reply: {reply!r}")
+    return reply == "0"
 
 
 def parse_spot_current(reply: str, channel: int | None = None) -> float:
@@ -235,8 +226,8 @@ class B1500A(AgilentB1500):
         pymeasure's ``data_format`` also queries ``ERRX?`` and prints a note; this one only
         writes. :func:`parse_spot_current` expects format 1.
         """
-        _check_int("output format", fmt, {1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25})
-        _check_int("output mode", mode, range(0, 11))
+        fmt = check("B1500A output format", fmt, OUTPUT_FORMATS, strict_discrete_set, int)
+        mode = check("B1500A output mode", mode, OUTPUT_MODES, strict_range, int)
         self.write(f"FMT {fmt},{mode}")
 
     def enable_channels(self, *channels: int) -> None:
@@ -260,11 +251,10 @@ class B1500A(AgilentB1500):
         query ``ERRX?`` after the write, so it costs no round trip.
         """
         ch = check_smu_channel(channel)
-        rng = _check_int("DV range", v_range, SMU_VOLTAGE_RANGES)
-        v = _check_float("DV voltage", volts, -SMU_MAX_V, SMU_MAX_V)
-        comp = _check_float(
-            "DV compliance", compliance_A, -SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A
-        )
+        rng = check("B1500A DV range", v_range, SMU_VOLTAGE_RANGES, strict_discrete_set, int)
+        v = check("B1500A DV voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
+        limit = (-SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
+        comp = check("B1500A DV compliance", compliance_A, limit)
         if comp == 0:
             raise ConfigError("B1500A DV compliance must be non-zero")
         self.write(f"DV {ch},{rng},{_num(v)},{_num(comp)}")
@@ -275,20 +265,20 @@ class B1500A(AgilentB1500):
         The reply (FMT 1, e.g. ``NAI+1.23450E-06``) is parsed by :func:`parse_spot_current`.
         """
         ch = check_smu_channel(channel)
-        rng = _check_int("TI range", i_range, SMU_CURRENT_RANGES)
+        rng = check("B1500A TI range", i_range, SMU_CURRENT_RANGES, strict_discrete_set, int)
         return parse_spot_current(self.ask(f"TI {ch},{rng}"), ch)
 
     def set_selector(self, port: int, status: int) -> None:
         """Connect selector output ``port`` to the SMU (1), the PG (2), or open it (0)
         (``ERSSP port, status``; pymeasure :meth:`set_port_connection`)."""
-        p = PgSelectorPort(_check_int("selector port", port, SELECTOR_PORTS))
-        s = PgSelectorConnectionStatus(_check_int("selector status", status, range(0, 4)))
-        self.set_port_connection(p, s)
+        p = check("B1500A selector port", port, SELECTOR_PORTS, strict_range, int)
+        s = check("B1500A selector status", status, SELECTOR_STATUSES, strict_range, int)
+        self.set_port_connection(PgSelectorPort(p), PgSelectorConnectionStatus(s))
 
     # -- SPGU (pymeasure SPGU / SPGUChannel) ----------------------------------------------
     def spgu(self, slot: int) -> SPGU:
         """pymeasure's :class:`SPGU` child for the module in ``slot`` (created once)."""
-        slot = _check_int("SPGU slot", slot, SMU_CHANNELS)
+        slot = check("B1500A SPGU slot", slot, SMU_CHANNELS, strict_range, int)
         if slot not in self._spgus:
             self._spgus[slot] = self.add_child(SPGU, slot, collection="spgus", prefix="spgu")
         return self._spgus[slot]
@@ -305,16 +295,19 @@ class B1500A(AgilentB1500):
 
     def set_pulse_count(self, slot: int, count: int = 1) -> None:
         """Output ``count`` pulses per run (``SPRM 1, N``; pymeasure ``set_output_mode``)."""
-        count = _check_int("pulse count", count, range(1, 1_000_001))
+        count = check("B1500A pulse count", count, (1, MAX_PULSE_COUNT), strict_range, int)
         self.spgu(slot).set_output_mode(SPGUOutputMode.COUNT, count)
 
-    def set_pulse_period(self, period_s: float) -> None:
-        """Pulse period of all SPGUs (``SPPER 1E-06``).
+    pulse_period_s = Instrument.setting(
+        "SPPER %s",
+        """Set the pulse period of all SPGUs, 20 ns-10 s (``SPPER 1E-06``).
 
-        Own method: pymeasure's ``SPGU.period`` formats with ``%f``, which rounds 20 ns to 0.
-        """
-        p = _check_float("SPGU period", period_s, 2e-8, MAX_TIME_S)
-        self.write(f"SPPER {_num(p)}")
+        Declared here: pymeasure's ``SPGU.period`` formats with ``%f``, which rounds 20 ns
+        to 0.""",
+        validator=validator("B1500A SPGU period"),
+        values=(MIN_PERIOD_S, MAX_TIME_S),
+        set_process=_num,
+    )
 
     def set_channel_pulse_mode(self, channel: int) -> None:
         """2-level pulse output from signal source 1 (``SPM ch, 1``; pymeasure ``output_mode``)."""
@@ -326,10 +319,11 @@ class B1500A(AgilentB1500):
         """Timings of source 1 (``SPT ch, 1, delay, width, lead, trail``; pymeasure
         ``set_pulse_timings``), validated first: width 0-10 s, edges 0-10 s."""
         ch = self.spgu_channel(channel)
-        delay = _check_float("SPT delay", delay_s, 0.0, MAX_TIME_S)
-        width = _check_float("SPT width", width_s, 0.0, MAX_TIME_S)
-        lead = _check_float("SPT leading edge", lead_s, 0.0, MAX_TIME_S)
-        trail = _check_float("SPT trailing edge", trail_s, 0.0, MAX_TIME_S)
+        span = (0.0, MAX_TIME_S)
+        delay = check("B1500A SPT delay", delay_s, span)
+        width = check("B1500A SPT width", width_s, span)
+        lead = check("B1500A SPT leading edge", lead_s, span)
+        trail = check("B1500A SPT trailing edge", trail_s, span)
         if width <= 0 or lead <= 0 or trail <= 0:
             raise ConfigError("B1500A SPT width and edges must be > 0")
         ch.set_pulse_timings(1, _t(delay), _t(width), _t(lead), _t(trail))
@@ -338,8 +332,8 @@ class B1500A(AgilentB1500):
         """Levels of source 1 (``SPV ch, 1, base, peak``; pymeasure ``set_output_voltage``),
         validated first against the SPGU's ±40 V."""
         ch = self.spgu_channel(channel)
-        base = _check_float("SPV base", base_V, -SPGU_MAX_V, SPGU_MAX_V)
-        peak = _check_float("SPV peak", peak_V, -SPGU_MAX_V, SPGU_MAX_V)
+        base = check("B1500A SPV base", base_V, (-SPGU_MAX_V, SPGU_MAX_V))
+        peak = check("B1500A SPV peak", peak_V, (-SPGU_MAX_V, SPGU_MAX_V))
         ch.set_output_voltage(1, base, peak)
 
     def apply_pulse_setup(self, channel: int) -> None:
@@ -354,13 +348,13 @@ class B1500A(AgilentB1500):
         """Stop the SPGU output, channels at base voltage (``SPP``; ``SPGU.output = False``)."""
         self.spgu(slot).output = False
 
-    def pulses_done(self, slot: int) -> bool:
-        """Whether the SPGU output has stopped (``SPST?``: 0 stopped, 1 busy).
+    pulses_stopped = Instrument.measurement(
+        "SPST?",
+        """Get whether the SPGU output has stopped (``SPST?``: 0 stopped, 1 busy).
 
-        Own method rather than pymeasure's ``SPGU.complete``, to reject any other reply
-        with :class:`BackendError` instead of a bare :class:`ValueError`.
-        """
-        reply = self.ask("SPST?").strip()
-        if reply not in ("0", "1"):
-            raise BackendError(f"B1500A sent an unparsable SPST? reply: {reply!r}")
-        return reply == "0"
+        Declared here rather than pymeasure's ``SPGU.complete``, to reject any other reply
+        with :class:`BackendError` instead of a bare :class:`ValueError`.""",
+        cast=str,
+        maxsplit=0,
+        get_process=_parse_spst,
+    )

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pymeasure.instruments import Instrument
+from pymeasure.instruments.validators import strict_range
 
 from hil.core.errors import BackendError, ConfigError
+from instruments.drivers.validators import check
 
 CARDS = range(0, 5)
 """Valid card numbers: 1-4 address one card, 0 all cards in auto-config mode."""
@@ -26,14 +28,6 @@ INPUTS = range(1, 15)
 """Valid input ports (14 inputs)."""
 OUTPUTS = range(1, 49)
 """Valid output pins (48 per card)."""
-
-
-def _check_int(name: str, value: object, valid: range) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"B2200A {name} must be an integer, got {value!r}")
-    if value not in valid:
-        raise ConfigError(f"B2200A {name} {value} is out of range {valid.start}..{valid.stop - 1}")
-    return value
 
 
 def channel(card: int, inp: int, out: int) -> int:
@@ -44,9 +38,9 @@ def channel(card: int, inp: int, out: int) -> int:
 
     Raises :class:`hil.errors.ConfigError` (a :class:`ValueError`) for values out of range.
     """
-    _check_int("card", card, CARDS)
-    _check_int("input port", inp, INPUTS)
-    _check_int("output pin", out, OUTPUTS)
+    check("B2200A card", card, CARDS, strict_range, int)
+    check("B2200A input port", inp, INPUTS, strict_range, int)
+    check("B2200A output pin", out, OUTPUTS, strict_range, int)
     return card * 10000 + inp * 100 + out
 
 
@@ -170,7 +164,7 @@ class B2200A(Instrument):
 
     def open_card(self, card: int) -> None:
         """Open every relay on ``card`` (``:ROUT:OPEN:CARD 1``; 0 = all cards, auto-config)."""
-        _check_int("card", card, CARDS)
+        check("B2200A card", card, CARDS, strict_range, int)
         self.write(f":ROUT:OPEN:CARD {card}")
 
     def closed_channels(self, card: int) -> list[int]:
@@ -178,5 +172,5 @@ class B2200A(Instrument):
 
         Accepts ``(@10102,10203)``, ``10102,10203`` and an empty list (``(@)`` or ``""``).
         """
-        _check_int("card", card, CARDS)
+        check("B2200A card", card, CARDS, strict_range, int)
         return parse_channel_list(self.ask(f":ROUT:CLOS:CARD? {card}"))

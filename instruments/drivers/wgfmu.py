@@ -35,6 +35,9 @@ from hil.core.errors import BackendError, ConfigError
 
 # -- constants of wgfmu.h ------------------------------------------------------------------------
 
+CHANNELS = tuple(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
+"""WGFMU channel ids ``slot*100 + 1|2`` (101, 102, ..., 1002) [guide, channel id]."""
+
 WGFMU_NO_ERROR = 0
 ERROR_NAMES = {
     -1: "WGFMU_PARAMETER_OUT_OF_RANGE_ERROR",
@@ -276,6 +279,7 @@ class WGFMU:
         self._call("openSession", _bytes(address))
 
     def close_session(self) -> None:
+        """``WGFMU_closeSession``."""
         self._call("closeSession")
 
     def initialize(self) -> None:
@@ -299,15 +303,19 @@ class WGFMU:
 
     # -- channel setup ------------------------------------------------------------------------
     def set_operation_mode(self, channel: int, mode: int) -> None:
+        """``WGFMU_setOperationMode(channel, mode)`` (``WGFMU_OPERATION_MODE_*``)."""
         self._call("setOperationMode", int(channel), int(mode))
 
     def set_force_voltage_range(self, channel: int, rng: int) -> None:
+        """``WGFMU_setForceVoltageRange(channel, range)`` (:data:`FORCE_VOLTAGE_RANGES`)."""
         self._call("setForceVoltageRange", int(channel), int(rng))
 
     def set_measure_mode(self, channel: int, mode: int) -> None:
+        """``WGFMU_setMeasureMode(channel, mode)`` (``WGFMU_MEASURE_MODE_*``)."""
         self._call("setMeasureMode", int(channel), int(mode))
 
     def set_measure_current_range(self, channel: int, rng: int) -> None:
+        """``WGFMU_setMeasureCurrentRange(channel, range)`` (:data:`MEASURE_CURRENT_RANGES`)."""
         self._call("setMeasureCurrentRange", int(channel), int(rng))
 
     def connect(self, channel: int) -> None:
@@ -320,6 +328,7 @@ class WGFMU:
 
     # -- patterns, events, sequences --------------------------------------------------------
     def create_pattern(self, pattern: str, initial_V: float) -> None:
+        """``WGFMU_createPattern(pattern, initial_V)``: a new pattern starting at ``initial_V``."""
         self._call("createPattern", _bytes(pattern), float(initial_V))
 
     def add_vector(self, pattern: str, delta_s: float, voltage: float) -> None:
@@ -328,6 +337,7 @@ class WGFMU:
         self._call("addVector", _bytes(pattern), float(delta_s), float(voltage))
 
     def add_vectors(self, pattern: str, deltas_s: Sequence[float], volts: Sequence[float]):
+        """``WGFMU_addVectors(pattern, deltas, volts, n)``: several :meth:`add_vector` at once."""
         n = len(deltas_s)
         if len(volts) != n:
             raise ConfigError("WGFMU add_vectors: as many times as voltages are needed")
@@ -349,6 +359,8 @@ class WGFMU:
         average_s: float,
         raw_data: int = WGFMU_MEASURE_EVENT_DATA_AVERAGED,
     ) -> None:
+        """``WGFMU_setMeasureEvent(pattern, event, time, points, interval, average,
+        rawData)``: measure ``points`` points from ``time_s`` into the pattern."""
         self._call(
             "setMeasureEvent",
             _bytes(pattern),
@@ -361,6 +373,7 @@ class WGFMU:
         )
 
     def add_sequence(self, channel: int, pattern: str, count: float = 1.0) -> None:
+        """``WGFMU_addSequence(channel, pattern, count)``: play ``pattern`` ``count`` times."""
         self._call("addSequence", int(channel), _bytes(pattern), float(count))
 
     # -- run and fetch -------------------------------------------------------------------------
@@ -369,9 +382,11 @@ class WGFMU:
         self._call("execute")
 
     def wait_until_completed(self) -> None:
+        """``WGFMU_waitUntilCompleted``: blocks until every sequencer has stopped."""
         self._call("waitUntilCompleted")
 
     def abort(self) -> None:
+        """``WGFMU_abort``: stops the sequencers."""
         self._call("abort")
 
     def measure_value_size(self, channel: int) -> tuple[int, int]:

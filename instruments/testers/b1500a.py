@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
 from hil.core.waveforms import DEFAULT_EDGE_S
 from instruments.drivers.b1500a import (
     B1500A,
     MAX_TIME_S,
+    MIN_PERIOD_S,
     SELECTOR_PG,
     SELECTOR_PORTS,
     SELECTOR_SMU,
@@ -19,12 +22,11 @@ from instruments.drivers.b1500a import (
     SMU_MAX_COMPLIANCE_A,
     SMU_MAX_V,
     SPGU_MAX_V,
-    _check_float,
-    _check_int,
     _t,
     check_smu_channel,
     check_spgu_channel,
 )
+from instruments.drivers.validators import check
 from instruments.testers.base import Tester, check_visit, scalar_field
 
 
@@ -81,12 +83,16 @@ class B1500ATester(Tester):
         self.spgu_slot = self.spgu_channel // 100
         if self.spgu_slot == self.smu_channel:
             raise ConfigError(f"B1500A SMU and SPGU cannot share slot {self.smu_channel}")
-        self.selector_port = _check_int("selector port", selector_port, SELECTOR_PORTS)
-        self.edge_s = _check_float("edge_s", edge_s, 1e-9, 1e-3)
-        self.read_range = _check_int("TI range", read_range, SMU_CURRENT_RANGES)
-        self.poll_interval_s = _check_float("poll_interval_s", poll_interval_s, 0.0, 10.0)
-        self.poll_timeout_s = _check_float("poll_timeout_s", poll_timeout_s, 0.0, 3600.0)
-        self.period_s = _check_float("period_s", period_s, 2e-8, MAX_TIME_S)
+        self.selector_port = check(
+            "B1500A selector_port", selector_port, SELECTOR_PORTS, strict_range, int
+        )
+        self.edge_s = check("B1500A edge_s", edge_s, (1e-9, 1e-3))
+        self.read_range = check(
+            "B1500A read_range", read_range, SMU_CURRENT_RANGES, strict_discrete_set, int
+        )
+        self.poll_interval_s = check("B1500A poll_interval_s", poll_interval_s, (0.0, 10.0))
+        self.poll_timeout_s = check("B1500A poll_timeout_s", poll_timeout_s, (0.0, 3600.0))
+        self.period_s = check("B1500A period_s", period_s, (MIN_PERIOD_S, MAX_TIME_S))
         if not isinstance(smu_model, str) or not smu_model:
             raise ConfigError(f"B1500A smu_model must be a model name, got {smu_model!r}")
         self.smu_model = smu_model
@@ -119,7 +125,7 @@ class B1500ATester(Tester):
         inst.enable_channels(self.smu_channel, self.spgu_channel)
         inst.set_pg_mode(self.spgu_slot)
         inst.set_pulse_count(self.spgu_slot, 1)
-        inst.set_pulse_period(self.period_s)
+        inst.pulse_period_s = self.period_s
         self._period = self.period_s
         inst.set_channel_pulse_mode(self.spgu_channel)
         self._switch(SELECTOR_SMU)
@@ -166,15 +172,11 @@ class B1500ATester(Tester):
             self._selector = status
 
     def _plan(self, pulse: Pulse) -> tuple[float, tuple[float, float, float, float]]:
-        amp = _check_float(
-            "pulse amplitude",
-            scalar_field("B1500A", "amplitude_V", pulse.amplitude_V),
-            -SPGU_MAX_V,
-            SPGU_MAX_V,
-        )
+        amp = scalar_field("B1500A", "amplitude_V", pulse.amplitude_V)
+        check("B1500A pulse amplitude", amp, (-SPGU_MAX_V, SPGU_MAX_V))
         timings = self.timings(pulse)
         for name, v in zip(("width", "trailing edge"), timings[1::2], strict=True):
-            _check_float(f"pulse {name}", v, 1e-10, MAX_TIME_S)
+            check(f"B1500A pulse {name}", v, (1e-10, MAX_TIME_S))
         return amp, timings
 
     def _pulse(self, amp: float, timings: tuple[float, float, float, float]) -> None:
@@ -183,7 +185,7 @@ class B1500ATester(Tester):
         self._switch(SELECTOR_PG)
         if needed > self._period:
             self._period = _t(min(MAX_TIME_S, 2 * needed))
-            self.inst.set_pulse_period(self._period)
+            self.inst.pulse_period_s = self._period
         ch = self.spgu_channel
         self.inst.set_pulse_timings(ch, delay, width, lead, trail)
         self.inst.set_pulse_levels(ch, 0.0, amp)
@@ -193,7 +195,7 @@ class B1500ATester(Tester):
 
     def _wait_stopped(self) -> None:
         deadline = time.monotonic() + self.poll_timeout_s
-        while not self.inst.pulses_done(self.spgu_slot):
+        while not self.inst.pulses_stopped:
             if time.monotonic() > deadline:
                 self.inst.stop_pulses(self.spgu_slot)
                 raise BackendError(
@@ -203,8 +205,8 @@ class B1500ATester(Tester):
 
     def _read_args(self, read: ReadPulse) -> tuple[float, float]:
         volts = scalar_field("B1500A", "read amplitude_V", read.amplitude_V)
-        volts = _check_float("read voltage", volts, -SMU_MAX_V, SMU_MAX_V)
-        comp = _check_float("read compliance", read.compliance_A, 1e-12, SMU_MAX_COMPLIANCE_A)
+        check("B1500A read voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
+        comp = check("B1500A read compliance", read.compliance_A, (1e-12, SMU_MAX_COMPLIANCE_A))
         return volts, comp
 
     def _read(self, volts: float, comp: float) -> float:

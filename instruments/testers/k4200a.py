@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pymeasure.instruments.validators import strict_range
+
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import Pulse, PulseTiming, ReadPulse
 from hil.core.waveforms import Segment, waveform
@@ -13,17 +15,18 @@ from instruments.drivers.k4200a import (
     _CARD,
     K4200A,
     MIN_SEGMENT_S,
+    RPM_CHANNELS,
     SEGMENT_RESOLUTION_S,
-    SEQUENCES,
     PMUChannel,
     _array,
-    _check_current_range,
-    _float,
-    _int,
     check_channel,
+    check_current_range,
     check_segment_time,
+    check_sequence,
+    check_smu,
     check_voltage,
 )
+from instruments.drivers.validators import check
 from instruments.testers.base import Tester, check_visit
 
 
@@ -70,15 +73,17 @@ class K4200ATester(Tester):
         if not m:
             raise ConfigError(f"4200A PMU card must be named PMU1..PMU9, got {pmu!r}")
         self.pmu = pmu
-        self.card_channel = _int("PMU card channel", channel, range(1, 3))
+        self.card_channel = check(
+            "4200A PMU card channel", channel, RPM_CHANNELS, strict_range, int
+        )
         # KXCI numbers channels across cards: PMU1 → 1, 2; PMU2 → 3, 4 [KXCI 4-chan example].
         self.channel = check_channel(2 * (int(m.group(1)) - 1) + self.card_channel)
-        self.smu = None if smu is None else _int("SMU number", smu, range(1, 10))
+        self.smu = None if smu is None else check_smu(smu)
         self.edge_s = check_segment_time(edge_s, "edge_s")
-        self.current_range_A = _check_current_range(current_range_A)
-        self.poll_interval_s = _float("poll_interval_s", poll_interval_s, 0.0, 10.0)
-        self.poll_timeout_s = _float("poll_timeout_s", poll_timeout_s, 0.0, 3600.0)
-        self.sequence = _int("sequence number", sequence, SEQUENCES)
+        self.current_range_A = check_current_range(current_range_A)
+        self.poll_interval_s = check("4200A poll_interval_s", poll_interval_s, (0.0, 10.0))
+        self.poll_timeout_s = check("4200A poll_timeout_s", poll_timeout_s, (0.0, 3600.0))
+        self.sequence = check_sequence(sequence)
         if isinstance(adapter, K4200A):
             if visa_kwargs:
                 raise ConfigError("visa keyword arguments need a resource name, not a K4200A")

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
+from pymeasure.instruments.validators import strict_discrete_set
 
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import Pulse, PulseTiming, ReadPulse
 from hil.core.waveforms import DEFAULT_EDGE_S, Segment, waveform
+from instruments.drivers.validators import check
 from instruments.drivers.wgfmu import (
+    CHANNELS,
     FORCE_VOLTAGE_LIMITS,
     FORCE_VOLTAGE_RANGES,
     MAX_AVERAGE_S,
@@ -95,24 +97,9 @@ class WGFMUTester(Tester):
         if not isinstance(address, str) or not address:
             raise ConfigError(f"WGFMU address must be a VISA resource name, got {address!r}")
         self.address = address
-        if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
-            raise ConfigError(f"WGFMU channel must be an integer such as 101, got {channel!r}")
-        slot, out = divmod(int(channel), 100)
-        if not (1 <= slot <= 10 and out in (1, 2)):
-            raise ConfigError(
-                f"WGFMU channel {channel} is not slot*100 + 1|2 (101, 102, ..., 1002)"
-            )
-        self.channel = int(channel)
-        try:
-            edge = float(edge_s)
-        except (TypeError, ValueError):
-            raise ConfigError(f"WGFMU edge_s must be a number, got {edge_s!r}") from None
-        if not (math.isfinite(edge) and MIN_VECTOR_S <= edge <= 1e-3):
-            raise ConfigError(
-                f"WGFMU edge_s {edge_s!r} must be in {MIN_VECTOR_S:g}..1e-3 s (the WGFMU's "
-                "shortest vector is 10 ns)"
-            )
-        self.edge_s = edge
+        self.channel = check("WGFMU channel", channel, CHANNELS, strict_discrete_set, int)
+        note = "the WGFMU's shortest vector is 10 ns"
+        self.edge_s = check("WGFMU edge_s", edge_s, (MIN_VECTOR_S, 1e-3), note=note)
         self.voltage_range = _lookup("voltage_range", voltage_range, FORCE_VOLTAGE_RANGES)
         self.current_range = _lookup("current_range", current_range, MEASURE_CURRENT_RANGES)
         if isinstance(library, WGFMU):

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.core.pulses import Operation, Pulse, ReadPulse, SafetyEnvelope
+from hil.core.errors import BackendError
+from hil.core.pulses import (
+    Operation,
+    PartialSetPulse,
+    Pulse,
+    RampSetPulse,
+    ReadPulse,
+    ResetPulse,
+    SafetyEnvelope,
+)
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.server import VirtualProber
@@ -115,10 +124,12 @@ class VirtualWafer:
             self._follow_wall_clock()
             ids = self.connected()
             if ids.size:
-                if pulse.op is Operation.RESET:
+                if isinstance(pulse, ResetPulse):
                     self.emulator.reset(ids, pulse)
-                else:
+                elif isinstance(pulse, PartialSetPulse | RampSetPulse):
                     self.emulator.set(ids, pulse)
+                else:
+                    raise BackendError(f"the wafer takes program pulses here, got {pulse!r}")
             self.history.append(_applied(ids, pulse))
 
     def read_current_A(self, read: ReadPulse) -> float:
