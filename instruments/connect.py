@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hil.core.errors import BackendError, ConfigError
-from hil.station.parser import InstrumentSpec, Station
+from hil.station.model import InstrumentSpec, Station
 from instruments.drivers.b2200a import B2200A
 from instruments.probers import Prober, SentioProber, VeloxProber
 from instruments.testers.base import Tester

@@ -1,5 +1,5 @@
-"""The station file: which instruments a probe station has, how they are wired, which
-devices it may pulse and within which limits.
+"""The station file parser: TOML text → :class:`hil.station.model.Station`, every error a
+:class:`ConfigError` that starts with ``file:line:`` of the line to fix.
 
 A station file is TOML (see ``docs/hardware.md`` and ``examples/station.toml``)::
 
@@ -48,176 +48,34 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hil.core.errors import ConfigError, EnvelopeError
 from hil.core.pulses import ReadPulse, SafetyEnvelope
+from hil.station.model import (
+    MATRIX_INPUTS,
+    MATRIX_OUTPUTS,
+    STATION_CARDS,
+    DeviceMap,
+    InstrumentSpec,
+    RetryPolicy,
+    SourceLines,
+    Station,
+    VirtualSettings,
+)
 
 TESTER_DRIVERS = ("b1500a", "k4200a", "wgfmu")
 MATRIX_DRIVERS = ("b2200a",)
 PROBER_DRIVERS = ("sentio", "velox")
 
 
-class _Lines:
-    """Line numbers of ``[table]`` headers and ``key =`` lines of a TOML text."""
-
-    _HEADER = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
-
-    def __init__(self, text: str):
-        self.tables: dict[str, int] = {}
-        self.keys: dict[tuple[str, str], int] = {}
-        table = ""
-        for n, line in enumerate(text.splitlines(), start=1):
-            if m := self._HEADER.match(line):
-                table = m.group(1).strip()
-                self.tables.setdefault(table, n)
-            elif m := self._KEY.match(line):
-                self.keys.setdefault((table, m.group(1)), n)
-
-    def of(self, table: str, key: str | None = None) -> int | None:
-        if key is not None and (table, key) in self.keys:
-            return self.keys[(table, key)]
-        return self.tables.get(table, self.keys.get(("", table)))
-
-
-@dataclass(frozen=True)
-class InstrumentSpec:
-    """One instrument of the station."""
-
-    role: str
-    """``tester``, ``matrix`` or ``prober`` (the table it came from)."""
-    driver: str
-    """Driver name: see ``TESTER_DRIVERS``, ``MATRIX_DRIVERS``, ``PROBER_DRIVERS``."""
-    resource: str
-    """VISA resource name (for ``wgfmu``: the address given to ``WGFMU_openSession``)."""
-    timeout_ms: int = 5000
-    """VISA read timeout; a reply later than this counts as a (retried) timeout."""
-    options: dict = field(default_factory=dict)
-    """Driver keyword arguments (e.g. channels, edges, ranges)."""
-
-
-@dataclass(frozen=True)
-class DeviceMap:
-    """Station device ``i`` → its die and the matrix pins of its pads."""
-
-    die: np.ndarray
-    """Index of each device's die in :attr:`dies` (the file's die order)."""
-    dies: tuple[tuple[int, int], ...]
-    """Prober ``(column, row)`` of the dies the devices are on, in the file's order."""
-    top_pin: np.ndarray
-    bottom_pin: np.ndarray
-
-    @property
-    def n_devices(self) -> int:
-        return int(self.top_pin.size)
-
-    @property
-    def die_column(self) -> np.ndarray:
-        return np.array([c for c, _ in self.dies], dtype=np.int64)[self.die]
-
-    @property
-    def die_row(self) -> np.ndarray:
-        return np.array([r for _, r in self.dies], dtype=np.int64)[self.die]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How the host retries a transient failure (a reply timeout or an unparsable reply)."""
-
-    attempts: int = 3
-    """Tries per request before the station is shut down safely and the run stops."""
-    backoff_s: float = 0.05
-    """Wait before the first retry; doubled before each further one."""
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or not self.backoff_s >= 0:
-            raise ConfigError("retry needs attempts >= 1 and backoff_s >= 0")
-
-
-@dataclass(frozen=True)
-class VirtualSettings:
-    """How ``hil virtual-station`` models the instruments (ignored by real hardware)."""
-
-    command_latency_s: float = 0.0
-    """Processing time per command of every instrument."""
-    relay_s: float = 0.0
-    """Time per relay the matrix opens or closes."""
-    die_step_s: float = 0.0
-    """Time per chuck move to another die."""
-    params: str = "nandakumar2018"
-    """Emulator preset of the wafer's devices."""
-    seed: int = 0
-    """Seed of the emulated wafer."""
-
-    def __post_init__(self) -> None:
-        if min(self.command_latency_s, self.relay_s, self.die_step_s) < 0:
-            raise ConfigError("virtual latencies must be >= 0 s")
-
-
-@dataclass(frozen=True)
-class Station:
-    """A parsed, checked station file."""
-
-    path: Path
-    name: str
-    visa_library: str
-    tester: InstrumentSpec
-    matrix: InstrumentSpec
-    prober: InstrumentSpec
-    card: int
-    force_port: int
-    ground_port: int
-    read: ReadPulse
-    envelope: SafetyEnvelope
-    devices: DeviceMap
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    hardware_layers: tuple[int, ...] | None = None
-    """Network layers (Python indices, -1 = output layer) on the station; ``None`` = all."""
-    emulator: str = "nandakumar2018"
-    """Emulator preset for the layers not on the station."""
-    virtual: VirtualSettings = field(default_factory=VirtualSettings)
-    text: str = ""
-    """The file's text; `hil train` keeps it in the run file (root attribute
-    ``station_files``, JSON path → text)."""
-
-    def where(self, table: str, key: str | None = None) -> str:
-        """``file:line`` of a table or key, for messages."""
-        line = _Lines(self.text).of(table, key)
-        return f"{self.path}:{line}" if line else str(self.path)
-
-    def with_resources(self, resources: dict[str, str], visa_library: str) -> str:
-        """The station file's text with the instruments' resources replaced (used by
-        ``hil virtual-station --write`` to point a copy at the virtual instruments)."""
-        out, table = [], ""
-        for line in self.text.splitlines():
-            if m := _Lines._HEADER.match(line):
-                table = m.group(1).strip()
-            m = _Lines._KEY.match(line)
-            if m and table in resources and m.group(1) == "resource":
-                line = f'resource = "{resources[table]}"'
-            elif m and table == "station" and m.group(1) == "visa_library":
-                line = f'visa_library = "{visa_library}"'
-            out.append(line)
-        text = "\n".join(out) + "\n"
-        if not re.search(r"(?m)^\s*visa_library\s*=", text):
-            setting = f'visa_library = "{visa_library}"'
-            header = re.search(r"(?m)^\s*\[station\][^\n]*\n", text)
-            if header:
-                text = text[: header.end()] + setting + "\n" + text[header.end() :]
-            else:
-                text = f"[station]\n{setting}\n\n" + text
-        return text
-
-
 class _Reader:
     """Typed access to the parsed TOML with errors that name the line."""
 
     def __init__(self, path: Path, text: str, data: dict):
-        self.path, self.data, self.lines = path, data, _Lines(text)
+        self.path, self.data, self.lines = path, data, SourceLines(text)
 
     def error(self, table: str, key: str | None, message: str) -> ConfigError:
         line = self.lines.of(table, key)
@@ -269,12 +127,13 @@ def _instrument(r: _Reader, role: str, drivers: tuple[str, ...], extra: set[str]
     return InstrumentSpec(role, driver, resource, timeout, dict(options))
 
 
-def _pins(r: _Reader, key: str, values, lo: int, hi: int) -> np.ndarray:
+def _pins(r: _Reader, key: str, values) -> np.ndarray:
     if not isinstance(values, list) or not values:
         raise r.error("devices", key, "must be a non-empty list of matrix output pins")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise r.error("devices", key, "pins must be integers")
     arr = np.asarray(values, dtype=np.int64)
+    lo, hi = MATRIX_OUTPUTS.start, MATRIX_OUTPUTS.stop - 1
     bad = arr[(arr < lo) | (arr > hi)]
     if bad.size:
         raise r.error("devices", key, f"pin {int(bad[0])} is outside {lo}..{hi}")
@@ -290,8 +149,8 @@ def _device_map(r: _Reader) -> DeviceMap:
         raise r.error("devices", "dies", "must be a list of [column, row] integer pairs")
     if len({tuple(d) for d in dies}) != len(dies):
         raise r.error("devices", "dies", "lists a die twice")
-    top = _pins(r, "top_pins", r.get("devices", "top_pins", list), 1, 48)
-    bottom = _pins(r, "bottom_pins", r.get("devices", "bottom_pins", list), 1, 48)
+    top = _pins(r, "top_pins", r.get("devices", "top_pins", list))
+    bottom = _pins(r, "bottom_pins", r.get("devices", "bottom_pins", list))
     if bottom.size == 1:
         bottom = np.full(top.size, bottom[0])
     elif bottom.size != top.size:
@@ -341,8 +200,9 @@ def _culprit(cls, kwargs: dict) -> str | None:
 
 def _port(r: _Reader, key: str, default: int) -> int:
     value = r.get("matrix", key, int, default)
-    lo, hi = (1, 4) if key == "card" else (1, 14)
-    if not lo <= value <= hi:
+    valid = STATION_CARDS if key == "card" else MATRIX_INPUTS
+    lo, hi = valid.start, valid.stop - 1
+    if value not in valid:
         raise r.error("matrix", key, f"must be {lo}..{hi}, got {value}")
     return value
 

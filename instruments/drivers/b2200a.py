@@ -8,8 +8,9 @@ channels with ``:CLOS:CARD? 0``. The command subset used here is listed in
 
 Channel numbers are five-digit integers ``CIIOO``: card ``C`` (1-4, or 0 for all cards
 in auto-config mode, as QCoDeS uses it), input port ``II`` (01-14) and output pin
-``OO`` (01-48). Build them with :func:`channel`, which rejects out-of-range values
-before anything is sent.
+``OO`` (01-48). Build and split them with :func:`hil.station.model.encode_channel` and
+:func:`~hil.station.model.decode_channel`, the station's one channel codec; every channel
+is validated before anything is sent.
 """
 
 from __future__ import annotations
@@ -20,40 +21,8 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.validators import strict_range
 
 from hil.core.errors import BackendError, ConfigError
+from hil.station.model import MATRIX_CARDS, decode_channel
 from instruments.drivers.validators import check
-
-CARDS = range(0, 5)
-"""Valid card numbers: 1-4 address one card, 0 all cards in auto-config mode."""
-INPUTS = range(1, 15)
-"""Valid input ports (14 inputs)."""
-OUTPUTS = range(1, 49)
-"""Valid output pins (48 per card)."""
-
-
-def channel(card: int, inp: int, out: int) -> int:
-    """The channel number ``CIIOO`` connecting input ``inp`` to output ``out`` on ``card``.
-
-    >>> channel(1, 1, 2)
-    10102
-
-    Raises :class:`hil.errors.ConfigError` (a :class:`ValueError`) for values out of range.
-    """
-    check("B2200A card", card, CARDS, strict_range, int)
-    check("B2200A input port", inp, INPUTS, strict_range, int)
-    check("B2200A output pin", out, OUTPUTS, strict_range, int)
-    return card * 10000 + inp * 100 + out
-
-
-def split_channel(number: int) -> tuple[int, int, int]:
-    """``(card, input, output)`` of a channel number ``CIIOO``; validates each part."""
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise ConfigError(f"B2200A channel must be an integer CIIOO, got {number!r}")
-    if not 0 <= number <= 99999:
-        raise ConfigError(f"B2200A channel {number} is not a five-digit CIIOO number")
-    card, rest = divmod(number, 10000)
-    inp, out = divmod(rest, 100)
-    channel(card, inp, out)
-    return card, inp, out
 
 
 def channel_list(channels: Iterable[int]) -> str:
@@ -62,7 +31,7 @@ def channel_list(channels: Iterable[int]) -> str:
     if not numbers:
         raise ConfigError("B2200A channel list is empty; give at least one channel")
     for number in numbers:
-        split_channel(number)
+        decode_channel(number)
     return "(@" + ",".join(f"{n:05d}" for n in numbers) + ")"
 
 
@@ -100,7 +69,7 @@ class B2200A(Instrument):
     :param name: instrument name used in logs.
 
     >>> matrix = B2200A("GPIB0::22::INSTR")          # doctest: +SKIP
-    >>> matrix.close_channels([channel(1, 1, 2)])    # doctest: +SKIP
+    >>> matrix.close_channels([encode_channel(1, 1, 2)])    # doctest: +SKIP
     """
 
     def __init__(self, adapter, name: str = "Keysight B2200A switch matrix", **kwargs):
@@ -164,7 +133,7 @@ class B2200A(Instrument):
 
     def open_card(self, card: int) -> None:
         """Open every relay on ``card`` (``:ROUT:OPEN:CARD 1``; 0 = all cards, auto-config)."""
-        check("B2200A card", card, CARDS, strict_range, int)
+        check("B2200A card", card, MATRIX_CARDS, strict_range, int)
         self.write(f":ROUT:OPEN:CARD {card}")
 
     def closed_channels(self, card: int) -> list[int]:
@@ -172,5 +141,5 @@ class B2200A(Instrument):
 
         Accepts ``(@10102,10203)``, ``10102,10203`` and an empty list (``(@)`` or ``""``).
         """
-        check("B2200A card", card, CARDS, strict_range, int)
+        check("B2200A card", card, MATRIX_CARDS, strict_range, int)
         return parse_channel_list(self.ask(f":ROUT:CLOS:CARD? {card}"))

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from hil.core.errors import ConfigError
-from hil.station.parser import Station
+from hil.station.model import Station
 from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.server import DEFAULT_HOST, InstrumentServer, VirtualInstrument
 from sim_backends.virtual.wafer import VirtualWafer

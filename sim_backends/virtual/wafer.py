@@ -30,6 +30,7 @@ from hil.core.pulses import (
     ResetPulse,
     SafetyEnvelope,
 )
+from hil.station.model import encode_channels
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.server import VirtualProber
@@ -91,8 +92,8 @@ class VirtualWafer:
         self.prober = prober
         self.matrix = matrix
         self.emulator = EmulatorBackend(n, params=params, seed=seed, envelope=INSTRUMENT_LIMITS)
-        self.top_channel = card * 10000 + force_port * 100 + self.top_pin
-        self.bottom_channel = card * 10000 + ground_port * 100 + self.bottom_pin
+        self.top_channel = encode_channels(card, force_port, self.top_pin)
+        self.bottom_channel = encode_channels(card, ground_port, self.bottom_pin)
         self.time_scale = time_scale
         self.lock = threading.Lock()
         self.history: list[Applied] = []
