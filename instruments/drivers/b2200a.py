@@ -24,6 +24,10 @@ from hil.core.errors import BackendError, ConfigError
 from hil.station.model import MATRIX_CARDS, decode_channel
 from instruments.drivers.validators import check
 
+MAX_ERROR_READS = 100
+"""Most ``:SYST:ERR?`` reads of one :meth:`B2200A.check_errors` [ours: far more than an
+SCPI error queue holds]."""
+
 
 def channel_list(channels: Iterable[int]) -> str:
     """The SCPI channel list ``(@10102,10203)`` for validated channel numbers."""
@@ -112,13 +116,23 @@ class B2200A(Instrument):
         self.write("*CLS")
 
     def check_errors(self) -> list[tuple[int, str]]:
-        """Read the error queue until ``0`` and return the non-zero entries (``:SYST:ERR?``)."""
-        errors = []
-        while True:
+        """Read the error queue until ``0`` and return the non-zero entries (``:SYST:ERR?``).
+
+        Reads at most :data:`MAX_ERROR_READS` entries: a matrix that still answers errors
+        after that is not emptying its queue, and :class:`BackendError` says so.
+        """
+        errors: list[tuple[int, str]] = []
+        for _ in range(MAX_ERROR_READS):
             code, message = self.next_error
             if code == 0:
                 return errors
             errors.append((code, message))
+        last = "; ".join(f"{code}: {message}" for code, message in errors[-3:])
+        raise BackendError(
+            f"B2200A still reports errors after {MAX_ERROR_READS} reads of :SYST:ERR? "
+            f"(last: {last}); its error queue does not empty: check the matrix and its "
+            "connection, then clear it (*CLS)"
+        )
 
     def close_channels(self, channels: Iterable[int]) -> None:
         """Connect the given channels (``:ROUT:CLOS (@10102,10203)``).

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
@@ -59,7 +59,7 @@ class B1500ATester(Tester):
     visit costs 3 round trips.
     """
 
-    name = "b1500a"
+    name = "B1500A"
     timing = PulseTiming(min_width_s=10e-9, resolution_s=2.5e-9)
     """B1525A SPGU: pulse width >= 10 ns, set in 2.5 ns steps [Keysight B1500A data sheet,
     SPGU specifications; to verify against your firmware]."""
@@ -154,13 +154,15 @@ class B1500ATester(Tester):
             return None
         return self._read(*read_args)
 
-    def outputs_off(self) -> None:
+    def off_steps(self) -> list[tuple[str, Callable[[], object]]]:
         """``SPP`` (stop the SPGU), ``DZ`` (0 V everywhere), ``CL`` (all channels off), then
-        ``*OPC?``: returns only once the B1500A has carried them out."""
-        self.inst.stop_pulses(self.spgu_slot)
-        self.inst.force_gnd()
-        self.inst.disable_channels()
-        self.inst.ask("*OPC?")
+        ``*OPC?``: :meth:`outputs_off` returns only once the B1500A has carried them out."""
+        return [
+            ("SPP", lambda: self.inst.stop_pulses(self.spgu_slot)),
+            ("DZ", self.inst.force_gnd),
+            ("CL", self.inst.disable_channels),
+            ("*OPC?", lambda: self.inst.ask("*OPC?")),
+        ]
 
     def close(self) -> None:
         self.inst.adapter.close()

@@ -4,7 +4,7 @@ execution (driver: :mod:`instruments.drivers.k4200a`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pymeasure.instruments.validators import strict_range
 
@@ -52,7 +52,7 @@ class K4200ATester(Tester):
     ``:PMU:SARB:SEQ:...`` arrays and ``:PMU:SARB:WFM:SEQ:LIST`` = 10 round trips.
     """
 
-    name = "k4200a"
+    name = "4200A"
     timing = PulseTiming(min_width_s=MIN_SEGMENT_S, resolution_s=SEGMENT_RESOLUTION_S)
     """4225-PMU segments: >= 20 ns on a 10 ns grid (../shared/reference/instruments.md)."""
 
@@ -154,28 +154,28 @@ class K4200ATester(Tester):
             )
         return rows[-1].current_A
 
-    def outputs_off(self) -> None:
+    def off_steps(self) -> list[tuple[str, Callable[[], object]]]:
         """``:PMU:OUTPUT:STATE ch, 0``, then the SMU to 0 V (``US;DVn,0,0,0.001``) and
-        disabled (``US;DVn``). Every step is tried; the first failure is raised after."""
-        first: Exception | None = None
-        steps = [lambda: setattr(self.pmu_ch, "output_enabled", False)]
+        disabled (``US;DVn``)."""
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (f":PMU:OUTPUT:STATE {self.channel}, 0", self._output_off)
+        ]
         if self.smu is not None:
             smu = self.smu
-            steps.append(lambda: self.inst.smu_channel(smu).force_voltage(0.0, 1e-3))
-            steps.append(lambda: self.inst.smu_channel(smu).disable())
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:  # keep switching the rest off
-                first = first or exc
-        self._output_on = False
-        if first is not None:
-            raise first
+            steps.append(
+                (f"US;DV{smu},0,0", lambda: self.inst.smu_channel(smu).force_voltage(0.0, 1e-3))
+            )
+            steps.append((f"US;DV{smu}", lambda: self.inst.smu_channel(smu).disable()))
+        return steps
 
     def close(self) -> None:
         self.inst.adapter.close()
 
     # -- internals -------------------------------------------------------------------------
+    def _output_off(self) -> None:
+        self._output_on = False  # even if the command fails: switch it on again next visit
+        self.pmu_ch.output_enabled = False
+
     def _wait_idle(self) -> None:
         deadline = time.monotonic() + self.poll_timeout_s
         while self.inst.test_status != 0:

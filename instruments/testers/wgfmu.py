@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pymeasure.instruments.validators import strict_discrete_set
@@ -80,7 +80,7 @@ class WGFMUTester(Tester):
     connected between visits (connection is hardware state, ``clear`` keeps it).
     """
 
-    name = "b1530a"
+    name = "WGFMU"
     timing = PulseTiming(min_width_s=2 * MIN_VECTOR_S, resolution_s=MIN_VECTOR_S)
     """A ramp step holds an edge and a flat part, each >= 10 ns on the 10 ns vector grid
     [WGFMU programming guide, WGFMU_addVector]."""
@@ -176,26 +176,15 @@ class WGFMUTester(Tester):
             raise BackendError(f"WGFMU channel {ch} returned no valid read value: {values!r}")
         return float(values.mean())
 
-    def outputs_off(self) -> None:
-        """``WGFMU_disconnect(channel)`` then ``WGFMU_closeSession``. Does nothing when no
-        session is open, so it is safe to call twice or before :meth:`setup`. Both calls
-        are attempted; the first failure is raised afterwards."""
-        if not self._session:
-            return
-        errors: list[BackendError] = []
-        if self._connected:
-            self._connected = False
-            try:
-                self.wg.disconnect(self.channel)
-            except BackendError as exc:
-                errors.append(exc)
-        self._session = False
-        try:
-            self.wg.close_session()
-        except BackendError as exc:
-            errors.append(exc)
-        if errors:
-            raise errors[0]
+    def off_steps(self) -> list[tuple[str, Callable[[], object]]]:
+        """``WGFMU_disconnect(channel)`` then ``WGFMU_closeSession``; nothing when no session
+        is open, so :meth:`outputs_off` is safe to call twice or before :meth:`setup`."""
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self._session and self._connected:
+            steps.append((f"WGFMU_disconnect({self.channel})", self._disconnect))
+        if self._session:
+            steps.append(("WGFMU_closeSession", self._close_session))
+        return steps
 
     def close(self) -> None:
         self.outputs_off()
@@ -256,6 +245,14 @@ class WGFMUTester(Tester):
         if not self._session:
             self.wg.open_session(self.address)
             self._session = True
+
+    def _disconnect(self) -> None:
+        self._connected = False  # a failed disconnect is not retried: the session closes next
+        self.wg.disconnect(self.channel)
+
+    def _close_session(self) -> None:
+        self._session = False
+        self.wg.close_session()
 
     def _channel_setup(self) -> None:
         ch = self.channel
