@@ -12,6 +12,7 @@ from pymeasure.test import expected_protocol
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.waveforms import Segment
+from instruments.drivers import k4200a as driver
 from instruments.drivers.k4200a import (
     K4200A,
     K4200SMU,
@@ -361,3 +362,17 @@ def test_pmu2_and_bad_tester_settings():
             _tester(inst, current_range_A=5e-5)
         with pytest.raises(ConfigError, match="resource name"):
             K4200ATester(inst, timeout=10)
+
+
+def test_a_new_waveform_is_checked_once(monkeypatch):
+    """Cache miss: the six arrays are validated once, by the upload, not again by the tester."""
+    checked = []
+    real = driver.check_segment_time
+    monkeypatch.setattr(driver, "check_segment_time", lambda t, *a: checked.append(t) or real(t))
+    with expected_protocol(K4200A, OPT + SETUP + UPLOAD + RUN + RUN) as inst:
+        t = _tester(inst)
+        t.setup()
+        t.visit([ResetPulse()], ReadPulse())
+        assert len(checked) == 6  # one per segment of RESET + read
+        t.visit([ResetPulse()], ReadPulse())  # cache hit: already checked
+        assert len(checked) == 6

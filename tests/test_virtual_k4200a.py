@@ -102,6 +102,7 @@ def test_pulses_without_a_route_reach_no_device(station):
     t.setup()
     station.route(2)
     station.matrix.open_card(CARD)  # the route is gone
+    assert station.matrix.operation_complete  # ... once the matrix has opened it
     g_before = wafer.emulator.true_conductance([0, 1, 2, 3]).copy()
     current = t.visit([PartialSetPulse(amplitude_V=1.2, width_s=80e-9)], ReadPulse(0.1))
     assert current == 0.0

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from hil.core.errors import BackendError, ConfigError
-from hil.core.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
-from hil.core.waveforms import DEFAULT_EDGE_S
+from hil.core.pulses import Pulse, PulseTiming, ReadPulse
+from hil.core.waveforms import DEFAULT_EDGE_S, Trapezoid, scalar_pulse, trapezoid
 from instruments.drivers.b1500a import (
     B1500A,
     MAX_TIME_S,
@@ -47,11 +47,11 @@ class B1500ATester(Tester):
 
     Waveforms (``w`` width, ``A`` amplitude, ``e`` = ``edge_s``):
 
-    - RESET / partial SET: one pulse ``SPT ch, 1, 0, w, e, e`` at ``A``.
-    - ramp SET of ``n`` steps of ``w``: PG mode cannot output a staircase, so it is sent as
-      one pulse at ``A`` of width ``w`` with a trailing edge of ``(n-1)·w + e``: a linear
-      ramp-down from ``A`` through (approximately) the staircase's levels ``A·(n-k)/n`` at
-      ``t = k·w``. The virtual B1500A decodes it back as a :class:`RampSetPulse`.
+    - program pulses: one SPGU pulse each, ``SPT ch, 1, 0, w, e, trail`` + ``SPV ch, 1, 0, A``,
+      from :func:`hil.core.waveforms.trapezoid`: ``trail = e`` for a RESET or partial SET;
+      a ramp SET of ``n`` steps of ``w`` (PG mode has no staircase) gets the trailing edge
+      ``(n-1)·w + e``, a linear ramp-down through the staircase's levels. The virtual
+      B1500A decodes it back with :func:`~hil.core.waveforms.decode_trapezoid`.
     - read: ``ERSSP`` to SMU, ``DV smu,0,V,Icomp``, ``TI smu,range``, ``DV smu,0,0,Icomp``.
       The integration time is the SMU's ADC setting, not ``read.width_s``.
 
@@ -131,25 +131,14 @@ class B1500ATester(Tester):
         self._switch(SELECTOR_SMU)
         inst.check_errors()
 
-    def timings(self, pulse: Pulse) -> tuple[float, float, float, float]:
-        """``(delay, width, lead, trail)`` of the SPT command for one program pulse."""
-        width = scalar_field("B1500A", "width_s", pulse.width_s)
-        trail = self.edge_s
-        if isinstance(pulse, RampSetPulse):
-            steps = int(scalar_field("B1500A", "steps", pulse.steps))
-            if steps < 1:
-                raise ConfigError(f"B1500A ramp needs >= 1 step, got {steps}")
-            trail = (steps - 1) * width + self.edge_s
-        return 0.0, width, self.edge_s, trail
-
     def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
         # Validate the whole visit before the first write.
         check_visit("B1500A", pulses, read)
         plan = [self._plan(pulse) for pulse in pulses]
         if read is not None:
             read_args = self._read_args(read)
-        for amp, timings in plan:
-            self._pulse(amp, timings)
+        for shape in plan:
+            self._pulse(shape)
         if read is None:
             return None
         return self._read(*read_args)
@@ -173,24 +162,24 @@ class B1500ATester(Tester):
             self.inst.set_selector(self.selector_port, status)
             self._selector = status
 
-    def _plan(self, pulse: Pulse) -> tuple[float, tuple[float, float, float, float]]:
-        amp = scalar_field("B1500A", "amplitude_V", pulse.amplitude_V)
-        check("B1500A pulse amplitude", amp, (-SPGU_MAX_V, SPGU_MAX_V))
-        timings = self.timings(pulse)
-        for name, v in zip(("width", "trailing edge"), timings[1::2], strict=True):
-            check(f"B1500A pulse {name}", v, (1e-10, MAX_TIME_S))
-        return amp, timings
+    def _plan(self, pulse: Pulse) -> Trapezoid:
+        """The SPGU pulse of one program pulse (:func:`hil.core.waveforms.trapezoid`),
+        checked against the SPGU's limits."""
+        shape = trapezoid(scalar_pulse(pulse, 0), self.edge_s)
+        check("B1500A pulse amplitude", shape.peak_V, (-SPGU_MAX_V, SPGU_MAX_V))
+        check("B1500A pulse width", shape.width_s, (1e-10, MAX_TIME_S))
+        check("B1500A pulse trailing edge", shape.trail_s, (1e-10, MAX_TIME_S))
+        return shape
 
-    def _pulse(self, amp: float, timings: tuple[float, float, float, float]) -> None:
-        delay, width, lead, trail = timings
-        needed = delay + width + lead + trail
+    def _pulse(self, shape: Trapezoid) -> None:
+        needed = shape.delay_s + shape.width_s + shape.lead_s + shape.trail_s
         self._switch(SELECTOR_PG)
         if needed > self._period:
             self._period = _t(min(MAX_TIME_S, 2 * needed))
             self.inst.pulse_period_s = self._period
         ch = self.spgu_channel
-        self.inst.set_pulse_timings(ch, delay, width, lead, trail)
-        self.inst.set_pulse_levels(ch, 0.0, amp)
+        self.inst.set_pulse_timings(ch, shape.delay_s, shape.width_s, shape.lead_s, shape.trail_s)
+        self.inst.set_pulse_levels(ch, 0.0, shape.peak_V)
         self.inst.apply_pulse_setup(ch)
         self.inst.start_pulses(self.spgu_slot)
         self._wait_stopped()

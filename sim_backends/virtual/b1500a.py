@@ -13,14 +13,9 @@ the pulse set by ``SPT``/``SPV`` + ``SPUPD`` to the wafer only if the selector i
 ``TI`` measures the wafer's current only if the selector is in SMU mode (``ERSSP port,1``)
 and the SMU is enabled and forcing a non-zero voltage, else it reads 0 A.
 
-Decoding a PG pulse (the inverse of :class:`instruments.testers.b1500a.B1500ATester`): with lead
-edge ``e`` = the leading time, width ``w``, trailing time ``t``, ``steps = round((t - e)/w)
-+ 1``. ``steps >= 2`` (a trailing edge at least half a step longer than the leading one) is
-a :class:`RampSetPulse` of ``steps`` steps of ``w`` at ``peak``; otherwise a rectangular
-pulse: :class:`ResetPulse` if ``|peak| >= reset_threshold_V``, else
-:class:`PartialSetPulse`. (The brief's ``t > 1.5·w`` rule would miss 2-step ramps with
-``e < w/2``; the rule used here agrees with it for ``steps >= 3``.) The base level is taken
-as 0 V: the emulator has no DC bias between pulses.
+A PG pulse is decoded by :func:`hil.core.waveforms.decode_trapezoid` (the inverse of the
+tester's :func:`~hil.core.waveforms.trapezoid`: a long trailing edge is a ramp SET). The
+base level is taken as 0 V: the emulator has no DC bias between pulses.
 
 Error codes, pushed to the ``ERRX?`` queue [ours: numbering modelled on the B1500 FLEX
 error table, not checked against the manual]: 100 undefined command, 102 bad numeric data,
@@ -31,7 +26,8 @@ not allow the command (e.g. ``SPT`` outside PG mode, ``SRP`` while busy).
 from __future__ import annotations
 
 from hil.core.errors import HilError
-from hil.core.pulses import PartialSetPulse, Pulse, RampSetPulse, ReadPulse, ResetPulse
+from hil.core.pulses import Pulse, ReadPulse
+from hil.core.waveforms import Trapezoid, decode_trapezoid
 from sim_backends.virtual.server import CommandError, VirtualInstrument
 from sim_backends.virtual.wafer import VirtualWafer
 
@@ -286,7 +282,8 @@ class VirtualB1500A(VirtualInstrument):
         mode, count = self.sprm
         ch = self.spgu_channel
         if ch in self.enabled and self.spm.get(ch) == 1 and ch in self.applied and self.sim == 0:
-            pulse = self.decode(*self.applied[ch])
+            (_, width, lead, trail), (_, peak) = self.applied[ch]
+            pulse = decode_trapezoid(Trapezoid(peak, width, lead, trail), self.reset_threshold_V)
             if pulse is not None:
                 n = int(count) if mode == 1 else 1
                 for _ in range(n):
@@ -302,20 +299,6 @@ class VirtualB1500A(VirtualInstrument):
 
     def _cmd_SPST_Q(self, args):
         return "1" if self.running else "0"
-
-    def decode(self, timings: tuple[float, ...], levels: tuple[float, float]) -> Pulse | None:
-        """The pulse an SPT/SPV setting outputs (see the module docstring); ``None`` for a
-        0 V peak."""
-        _, width, lead, trail = timings
-        _, peak = levels
-        if peak == 0:
-            return None
-        steps = round((trail - lead) / width) + 1
-        if steps >= 2:
-            return RampSetPulse(peak, width, steps)
-        if abs(peak) >= self.reset_threshold_V:
-            return ResetPulse(peak, width)
-        return PartialSetPulse(peak, width)
 
 
 def _name(head: str) -> str:
