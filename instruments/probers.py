@@ -1,10 +1,13 @@
 """Probers as :class:`instruments.hardware.HardwareBackend` drives them: identify, step to a
-die, make and break contact. One adapter per prober driver."""
+die, make and break contact. One adapter per prober driver, each registered by name in the
+``hil.probers`` entry-point group (:mod:`hil.station.drivers`)."""
 
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
+from pymeasure.instruments import Instrument
 from pymeasure.instruments.formfactor.velox import Velox
 
 from hil.core.errors import BackendError
@@ -12,6 +15,22 @@ from instruments.drivers.sentio import Sentio
 
 
 class Prober(abc.ABC):
+    """A prober: :attr:`inst` is its pymeasure driver."""
+
+    inst: Instrument
+    identity: ClassVar[tuple[str, ...]] = ()
+    """Text of which the prober's :meth:`identify` must contain one; ``()``: no check."""
+
+    @classmethod
+    def station_options(cls) -> None:
+        """Any key of ``[prober] options``: they are passed on to the pymeasure driver."""
+        return None
+
+    @classmethod
+    def open(cls, resource: str, options: dict, visa: dict) -> Prober:
+        """The prober at ``resource``; ``options`` and ``visa`` go to its pymeasure driver."""
+        return cls(resource, **options, **visa)  # type: ignore[call-arg]
+
     @abc.abstractmethod
     def identify(self) -> str: ...
 
@@ -26,11 +45,13 @@ class Prober(abc.ABC):
     def separate(self) -> None: ...
 
     def close(self) -> None:
-        self.inst.adapter.close()  # type: ignore[attr-defined]
+        self.inst.adapter.close()
 
 
 class SentioProber(Prober):
     """MPI SENTIO through :class:`instruments.drivers.sentio.Sentio`."""
+
+    identity = ("SENTIO",)
 
     def __init__(self, resource, **kwargs):
         self.inst = Sentio(resource, **kwargs)
@@ -51,6 +72,8 @@ class SentioProber(Prober):
 class VeloxProber(Prober):
     """FormFactor Velox through pymeasure's own driver
     (``pymeasure.instruments.formfactor.velox.Velox``)."""
+
+    identity = ("VELOX",)
 
     def __init__(self, resource, **kwargs):
         kwargs.setdefault("read_termination", "\n")

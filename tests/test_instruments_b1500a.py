@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from pymeasure.instruments import Instrument
 from pymeasure.test import expected_protocol
 
 from hil.core.errors import BackendError, ConfigError
@@ -40,8 +41,6 @@ def test_terminators_are_cr_lf(monkeypatch):
 
     def fake_init(self, adapter, name, **kwargs):
         seen.update(kwargs)
-
-    from pymeasure.instruments import Instrument
 
     monkeypatch.setattr(Instrument, "__init__", fake_init)
     B1500A("GPIB0::17::INSTR", read_termination="\n", write_termination="\n")

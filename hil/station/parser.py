@@ -8,7 +8,7 @@ A station file is TOML (see ``docs/hardware.md`` and ``examples/station.toml``):
     visa_library = ""            # "" = PyVISA's default; "@py" = pyvisa-py
 
     [tester]
-    driver = "b1500a"            # b1500a | k4200a | wgfmu
+    driver = "b1500a"            # a registered tester driver (hil.station.drivers)
     resource = "TCPIP::192.168.1.10::5025::SOCKET"
     timeout_ms = 5000
     options = { smu_channel = 1, spgu_channel = 201, selector_port = 0 }
@@ -21,7 +21,7 @@ A station file is TOML (see ``docs/hardware.md`` and ``examples/station.toml``):
     ground_port = 2              # input port wired to ground
 
     [prober]
-    driver = "sentio"            # sentio | velox
+    driver = "sentio"            # a registered prober driver
     resource = "TCPIP::192.168.1.20::35555::SOCKET"
 
     [read]
@@ -54,6 +54,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError, EnvelopeError
 from hil.core.pulses import ReadPulse, SafetyEnvelope
+from hil.station.drivers import DRIVERS
 from hil.station.model import (
     MATRIX_INPUTS,
     MATRIX_OUTPUTS,
@@ -65,10 +66,6 @@ from hil.station.model import (
     Station,
     VirtualSettings,
 )
-
-TESTER_DRIVERS = ("b1500a", "k4200a", "wgfmu")
-MATRIX_DRIVERS = ("b2200a",)
-PROBER_DRIVERS = ("sentio", "velox")
 
 
 class _Reader:
@@ -112,11 +109,15 @@ class _Reader:
                 raise self.error(table, key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def _instrument(r: _Reader, role: str, drivers: tuple[str, ...], extra: set[str]) -> InstrumentSpec:
+def _instrument(r: _Reader, role: str, extra: set[str]) -> InstrumentSpec:
+    """``[role]``: a driver registered for the role (:data:`hil.station.drivers.DRIVERS`,
+    looked up at run time), its resource, timeout and the options its class accepts."""
     r.unknown(role, {"driver", "resource", "timeout_ms", "options", *extra})
     driver = r.get(role, "driver", str).lower()
-    if driver not in drivers:
-        raise r.error(role, "driver", f"unknown driver {driver!r}; use one of {drivers}")
+    try:
+        accepted = DRIVERS[role].get(driver).station_options()
+    except ConfigError as exc:
+        raise r.error(role, "driver", str(exc)) from None
     resource = r.get(role, "resource", str)
     if not resource.strip():
         raise r.error(role, "resource", "is empty; give the instrument's VISA resource name")
@@ -124,6 +125,14 @@ def _instrument(r: _Reader, role: str, drivers: tuple[str, ...], extra: set[str]
     if timeout <= 0:
         raise r.error(role, "timeout_ms", f"must be > 0, got {timeout}")
     options = r.get(role, "options", dict, {})
+    for key in options:
+        if accepted is not None and key not in accepted:
+            raise r.error(
+                role,
+                "options",
+                f"unknown option {key!r} of driver {driver!r}; allowed: "
+                + ", ".join(sorted(accepted)),
+            )
     return InstrumentSpec(role, driver, resource, timeout, dict(options))
 
 
@@ -207,29 +216,8 @@ def _port(r: _Reader, key: str, default: int) -> int:
     return value
 
 
-def parse_station(text: str, path: str | Path = "<station>") -> Station:
-    """A :class:`Station` from TOML text; raises :class:`ConfigError` naming the line."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    r = _Reader(path, text, data)
-    allowed = {"station", "tester", "matrix", "prober", "read", "envelope", "devices"}
-    allowed |= {"placement", "retry", "virtual"}
-    for key in data:
-        if key not in allowed:
-            raise r.error(key, None, f"unknown table; allowed: {', '.join(sorted(allowed))}")
-    r.unknown("station", {"name", "visa_library"})
-    tester = _instrument(r, "tester", TESTER_DRIVERS, set())
-    matrix = _instrument(r, "matrix", MATRIX_DRIVERS, {"card", "force_port", "ground_port"})
-    prober = _instrument(r, "prober", PROBER_DRIVERS, set())
-    card = _port(r, "card", 1)
-    force, ground = _port(r, "force_port", 1), _port(r, "ground_port", 2)
-    if force == ground:
-        raise r.error("matrix", "ground_port", "must differ from force_port")
+def _read_and_envelope(r: _Reader) -> tuple[ReadPulse, SafetyEnvelope]:
+    """``[read]`` and ``[envelope]``; the read pulse must fit inside the envelope."""
     r.unknown("read", {"voltage_V", "compliance_A", "width_s"})
     read = ReadPulse(
         r.get("read", "voltage_V", float, 0.2),
@@ -246,12 +234,45 @@ def parse_station(text: str, path: str | Path = "<station>") -> Station:
         elif read.width_s > envelope.max_read_width_s:
             key = "width_s"
         raise r.error("read", key, f"outside the [envelope]: {exc}") from None
+    return read, envelope
+
+
+def _hardware_layers(r: _Reader) -> tuple[int, ...] | None:
+    """``[placement] hardware_layers``: a non-empty list of layer indices, or ``None``."""
     r.unknown("placement", {"hardware_layers", "emulator"})
     layers = r.get("placement", "hardware_layers", list, None)
-    if layers is not None and not (
-        layers and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)
-    ):
+    if layers is None:
+        return None
+    if not (layers and all(isinstance(v, int) and not isinstance(v, bool) for v in layers)):
         raise r.error("placement", "hardware_layers", "must be a non-empty list of layer indices")
+    return tuple(layers)
+
+
+def parse_station(text: str, path: str | Path = "<station>") -> Station:
+    """A :class:`Station` from TOML text; raises :class:`ConfigError` naming the line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    r = _Reader(path, text, data)
+    allowed = {"station", "tester", "matrix", "prober", "read", "envelope", "devices"}
+    allowed |= {"placement", "retry", "virtual"}
+    for key in data:
+        if key not in allowed:
+            raise r.error(key, None, f"unknown table; allowed: {', '.join(sorted(allowed))}")
+    r.unknown("station", {"name", "visa_library"})
+    tester = _instrument(r, "tester", set())
+    matrix = _instrument(r, "matrix", {"card", "force_port", "ground_port"})
+    prober = _instrument(r, "prober", set())
+    card = _port(r, "card", 1)
+    force, ground = _port(r, "force_port", 1), _port(r, "ground_port", 2)
+    if force == ground:
+        raise r.error("matrix", "ground_port", "must differ from force_port")
+    read, envelope = _read_and_envelope(r)
+    layers = _hardware_layers(r)
     return Station(
         path=path,
         name=r.get("station", "name", str, path.stem) if "station" in data else path.stem,
@@ -266,7 +287,7 @@ def parse_station(text: str, path: str | Path = "<station>") -> Station:
         envelope=envelope,
         devices=_device_map(r),
         retry=_dataclass_from(r, "retry", RetryPolicy),
-        hardware_layers=tuple(layers) if layers is not None else None,
+        hardware_layers=layers,
         emulator=r.get("placement", "emulator", str, "nandakumar2018"),
         virtual=_dataclass_from(r, "virtual", VirtualSettings),
         text=text,

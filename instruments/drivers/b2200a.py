@@ -23,6 +23,7 @@ from pymeasure.instruments.validators import strict_range
 from hil.core.errors import BackendError, ConfigError
 from hil.station.model import MATRIX_CARDS, decode_channel
 from instruments.drivers.validators import check
+from instruments.matrices import SwitchMatrix
 
 MAX_ERROR_READS = 100
 """Most ``:SYST:ERR?`` reads of one :meth:`B2200A.check_errors` [ours: far more than an
@@ -66,8 +67,8 @@ def _parse_single_error(value: object) -> tuple[int, str]:
     raise BackendError(f"B2200A sent an unparsable error reply: {value!r}")
 
 
-class B2200A(Instrument):
-    """Keysight B2200A / B2201A switch matrix.
+class B2200A(Instrument, SwitchMatrix):
+    """Keysight B2200A / B2201A switch matrix (a :class:`~instruments.matrices.SwitchMatrix`).
 
     :param adapter: a VISA resource name or a pymeasure adapter.
     :param name: instrument name used in logs.
@@ -75,6 +76,8 @@ class B2200A(Instrument):
     >>> matrix = B2200A("GPIB0::22::INSTR")          # doctest: +SKIP
     >>> matrix.close_channels([encode_channel(1, 1, 2)])    # doctest: +SKIP
     """
+
+    identity = ("B2200", "B2201")
 
     def __init__(self, adapter, name: str = "Keysight B2200A switch matrix", **kwargs):
         kwargs.setdefault("write_termination", "\n")
@@ -106,6 +109,14 @@ class B2200A(Instrument):
         cast=int,
         get_process=lambda v: v == 1,
     )
+
+    def identify(self) -> str:
+        """``*IDN?``."""
+        return str(self.id)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.adapter.close()
 
     def reset(self) -> None:
         """Reset the matrix to its power-on state, opening all relays (``*RST``)."""

@@ -60,6 +60,7 @@ class B1500ATester(Tester):
     """
 
     name = "B1500A"
+    identity = ("B1500",)
     timing = PulseTiming(min_width_s=10e-9, resolution_s=2.5e-9)
     """B1525A SPGU: pulse width >= 10 ns, set in 2.5 ns steps [Keysight B1500A data sheet,
     SPGU specifications; to verify against your firmware]."""

@@ -9,8 +9,10 @@ own command sequence, as few round trips as the instrument allows.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -40,6 +42,23 @@ class Tester(abc.ABC):
     """The instrument's name in messages (``"B1500A"``)."""
     timing: PulseTiming = PulseTiming()
     """Shortest program pulse / ramp step and time grid the tester can make."""
+    identity: ClassVar[tuple[str, ...]] = ()
+    """Text of which the instrument's :meth:`identify` must contain one (``hil station
+    check`` catches a resource that points at another instrument); ``()``: no check."""
+
+    @classmethod
+    def station_options(cls) -> frozenset[str]:
+        """The keys a station file's ``[tester] options`` may hold: the keyword parameters
+        of the constructor after the resource."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return frozenset(p.name for p in params if p.kind in kinds)
+
+    @classmethod
+    def open(cls, resource: str, options: dict, visa: dict) -> Tester:
+        """The tester at ``resource``, configured by the station file's ``options``, over a
+        VISA connection with ``visa`` (:func:`instruments.visa.visa_kwargs`)."""
+        return cls(resource, **options, **visa)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def identify(self) -> str:

@@ -51,6 +51,7 @@ class K4200ATester(Tester):
     """
 
     name = "4200A"
+    identity = ("4200",)
     timing = PulseTiming(min_width_s=MIN_SEGMENT_S, resolution_s=SEGMENT_RESOLUTION_S)
     """4225-PMU segments: >= 20 ns on a 10 ns grid (../shared/reference/instruments.md)."""
 

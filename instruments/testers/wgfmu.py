@@ -111,6 +111,12 @@ class WGFMUTester(Tester):
         self._session = False
         self._connected = False
 
+    @classmethod
+    def open(cls, resource: str, options: dict, visa: dict) -> WGFMUTester:
+        """The WGFMU of the B1500A at ``resource``: the library opens its own connection, so
+        the VISA settings are not used."""
+        return cls(resource, **options)
+
     # -- Tester interface -------------------------------------------------------------------
     def identify(self) -> str:
         """The library has no ``*IDN?``: the address and the installed WGFMU channels

@@ -26,9 +26,11 @@ not allow the command (e.g. ``SPT`` outside PG mode, ``SRP`` while busy).
 from __future__ import annotations
 
 from hil.core.errors import HilError
-from hil.core.pulses import Pulse, ReadPulse
+from hil.core.pulses import ReadPulse
 from hil.core.waveforms import Trapezoid, decode_trapezoid
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from hil.station.model import Station, VirtualSettings
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
 SMU_MODELS = frozenset(
@@ -46,7 +48,7 @@ E_CHANNEL = (121, "Channel not installed or not valid for this command.")
 E_STATE = (150, "Command not allowed in the present state.")
 
 
-class VirtualB1500A(VirtualInstrument):
+class VirtualB1500A(VirtualTester):
     """State: enabled channels, SMU forced voltages, SPGU settings (pending and applied),
     selector ports, whether the SPGU runs; the error queue of the base class."""
 
@@ -80,6 +82,19 @@ class VirtualB1500A(VirtualInstrument):
         self.reset_threshold_V = reset_threshold_V
         self._reset_state()
 
+    WIRING = ("smu_channel", "spgu_channel", "selector_port")
+    """Tester options that say how the instrument is wired (the virtual one copies them)."""
+
+    @classmethod
+    def for_station(
+        cls, station: Station, settings: VirtualSettings, wafer: VirtualWafer
+    ) -> VirtualB1500A:
+        """Wired as the station file's ``[tester] options`` say (:data:`WIRING`; the
+        tester's defaults otherwise)."""
+        options = station.tester.options
+        wiring = {k: options[k] for k in cls.WIRING if k in options}
+        return cls(wafer, latency_s=settings.command_latency_s, **wiring)
+
     def _reset_state(self) -> None:
         self.enabled: set[int] = set()
         self.forced: dict[int, tuple[float, float]] = {}  # SMU ch -> (V, Icomp)
@@ -94,7 +109,7 @@ class VirtualB1500A(VirtualInstrument):
         self.applied: dict[int, tuple[tuple[float, ...], tuple[float, float]]] = {}
         self.selector = {p: 0 for p in range(4)}
         self.running = False
-        self.pulses_sent: list[Pulse] = []
+        self.pulses_sent = []
         """Every pulse the SPGU output (reaching the device or not), decoded."""
 
     @property

@@ -14,7 +14,8 @@ import re
 
 from hil.core.errors import ConfigError
 from hil.station.model import STATION_CARDS, decode_channel
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualMatrix
 
 _LIST = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
 
@@ -40,7 +41,7 @@ def format_channel_list(channels) -> str:
     return "(@" + ",".join(str(c) for c in sorted(channels)) + ")"
 
 
-class VirtualB2200A(VirtualInstrument):
+class VirtualB2200A(VirtualMatrix):
     """Holds the set of closed relays; nothing else."""
 
     idn = "Agilent Technologies,B2201A,VIRTUAL0,1.0 (hil virtual instrument)"

@@ -34,7 +34,8 @@ from __future__ import annotations
 from hil.core.errors import HilError
 from hil.core.pulses import ReadPulse
 from hil.core.waveforms import Segment, decode
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
 E_UNDEFINED = (100, "Undefined command")
@@ -51,7 +52,7 @@ SEQ_FIELDS = ("TIME", "STARTV", "STOPV", "MEAS:TYPE", "MEAS:START", "MEAS:STOP")
 _SEQ = ":PMU:SARB:SEQ:"
 
 
-class VirtualK4200A(VirtualInstrument):
+class VirtualK4200A(VirtualTester):
     """State: PMU mode, RPM routes, measure ranges, sequences, sequence lists, output states,
     data rows; SMU forced voltages; the error queue of the base class."""
 
@@ -80,7 +81,7 @@ class VirtualK4200A(VirtualInstrument):
         self.pmu_cards = set(pmus)
         self.pmu_channels = {2 * (n - 1) + k for n in pmus for k in (1, 2)}
         self.smu_forced: dict[int, tuple[float, float]] = {}
-        self.pulses_sent: list = []
+        self.pulses_sent = []
         """Every pulse the PMU output (reaching the device or not), decoded."""
         self._reset_pmu(mode=1)
 

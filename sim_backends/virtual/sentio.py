@@ -9,7 +9,7 @@ row by row. Error codes are this emulator's own: 2 unknown command, 3 bad argume
 
 from __future__ import annotations
 
-from sim_backends.virtual.server import VirtualProber
+from sim_backends.virtual.twins import VirtualProber
 
 END_OF_ROUTE = 1 << 10
 

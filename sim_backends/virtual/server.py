@@ -153,40 +153,6 @@ class VirtualInstrument:
         return self.errors.popleft() if self.errors else (0, "No error")
 
 
-class VirtualProber(VirtualInstrument):
-    """A chuck over a ``columns × rows`` wafer map visited row by row (the probers' common
-    part): the die route, the current die, and a count of die steps, each costing
-    ``die_step_s`` (a real chuck move takes ~0.1-1 s)."""
-
-    def __init__(
-        self,
-        columns: int = 4,
-        rows: int = 3,
-        latency_s: float = 0.0,
-        die_step_s: float = 0.0,
-        first_index: int = 0,
-    ):
-        super().__init__()
-        self.latency_s = latency_s
-        self.die_step_s = die_step_s
-        self.route = [(c, r) for r in range(rows) for c in range(columns)]
-        self.index = first_index
-        self.steps = 0
-
-    @property
-    def in_contact(self) -> bool:
-        """Whether the probe needles touch the current die."""
-        raise NotImplementedError
-
-    def move_to(self, index: int) -> tuple[int, int]:
-        """Step the chuck to die ``index`` of the route; returns its (column, row)."""
-        if index != self.index:
-            self.steps += 1
-            self.busy(self.die_step_s)
-        self.index = index
-        return self.route[index]
-
-
 class CommandError(Exception):
     """A command the instrument refuses; ``reply`` is what it answers, if anything."""
 

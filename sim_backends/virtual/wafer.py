@@ -32,8 +32,7 @@ from hil.core.pulses import (
 )
 from hil.station.model import encode_channels
 from sim_backends.emulator import EmulatorBackend
-from sim_backends.virtual.b2200a import VirtualB2200A
-from sim_backends.virtual.server import VirtualProber
+from sim_backends.virtual.twins import VirtualMatrix, VirtualProber
 
 INSTRUMENT_LIMITS = SafetyEnvelope(
     max_program_V=40.0,
@@ -75,7 +74,7 @@ class VirtualWafer:
         bottom_pin,
         *,
         prober: VirtualProber,
-        matrix: VirtualB2200A,
+        matrix: VirtualMatrix,
         card: int = 1,
         force_port: int = 1,
         ground_port: int = 2,
