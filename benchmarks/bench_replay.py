@@ -193,7 +193,7 @@ def serve(path: str, seed: int, pool_size: int, n_transfers: int, impl: str) -> 
 def fit(path: str) -> dict:
     """Child process: peak RSS of hil.fit.fit_log on the same log (if it exists)."""
     try:
-        from hil.fit.fitting import fit_log
+        from hil.fit import fit_log
     except ImportError as exc:
         return {"skipped": f"hil.fit.fit_log not importable: {exc}"}
     rss_before = _rss_gb()

@@ -76,7 +76,7 @@ def transfer(n: int, latency_s: float, relay_s: float, die_step_s: float, seed: 
 
 def accuracy(seeds, data_dir: str | None) -> dict:
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from hil.nn.config import TrainConfig
 
     data = get_dataset("mnist", data_dir)

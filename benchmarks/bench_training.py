@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hil.app.training import Trainer, _rng_for  # noqa: E402
-from hil.data.datasets import load_mnist  # noqa: E402
+from hil.data import load_mnist  # noqa: E402
 from hil.nn.config import TrainConfig  # noqa: E402
 
 LAYERS = (784, 250, 125, 10)

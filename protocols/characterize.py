@@ -1,8 +1,9 @@
 """Characterisation protocols: measure a chip's (or an emulator's) device statistics.
 
-Each protocol runs on any :class:`~hil.backend.DeviceBackend`, batched over all devices,
-and returns a result with the raw reads and a ``summary()`` of plain numbers and arrays
-(the figures that `hil characterize` stores in the run file and plots):
+Each protocol runs on any :class:`~hil.core.backend.DeviceBackend`, batched over all
+devices, and returns a result with the raw reads and a ``summary()`` of plain numbers and
+arrays (the figures that `hil characterize` stores in the run file and plots; the protocols
+are known to it by name through :mod:`protocols.registry`):
 
 - :func:`staircase` — ΔG vs G for repeated identical partial-SET pulses from RESET
   [lit: Nandakumar et al., J. Appl. Phys. 124, 152135 (2018)].
@@ -26,6 +27,10 @@ from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 
 Progress = Callable[[int], None] | None
 """Optional callback told how many steps of the protocol just finished (for a progress bar)."""
+
+DRIFT_READS = 12
+"""Reads of :func:`drift` unless told otherwise: log-spaced over the 3.2 decades of the
+default times, about four per decade [ours]."""
 
 
 def _ids(ids) -> np.ndarray:
@@ -193,7 +198,7 @@ def drift(
     target_S=10e-6,
     t_start_s: float = 60.0,
     t_stop_s: float = 1e5,
-    n_times: int = 12,
+    n_times: int = DRIFT_READS,
     read_pulse: ReadPulse | None = None,
     program: ProgramVerifyConfig | None = None,
     progress: Progress = None,

@@ -133,88 +133,112 @@ def program_and_verify(
     target = np.broadcast_to(np.asarray(target_S, dtype=np.float64), ids.shape).copy()
     if not np.all(np.isfinite(target)) or np.any(target < 0):
         raise ConfigError("program-and-verify targets must be finite conductances >= 0 S")
-    n = ids.size
-    tol = cfg.tolerance_S
-    cal = cfg.calibration
     if g_start_S is None:
         g = backend.read(ids, cfg.read_pulse)
     else:
         g = np.array(g_start_S, dtype=np.float64).reshape(-1)
         if g.shape != ids.shape:
             raise ConfigError(f"g_start_S has {g.size} values for {ids.size} devices")
-    g_min, g_max = g.copy(), g.copy()
-    log_step = cal.log_step(target)
-    reset_only = target <= cal.g_low_S
-    n_iter = np.zeros(n, dtype=np.int64)
-    n_pulses = np.zeros(n, dtype=np.int64)
-    log_step_lo, log_step_hi = np.log10(cal.step_min_s), np.log10(cal.step_max_s)
+    loop = _VerifyLoop(backend, ids, target, g, cfg)
+    for _ in range(cfg.max_iterations):
+        if not loop.iterate():
+            break
+    return loop.finish()
 
-    def ramp_and_read(sel: np.ndarray) -> None:
+
+class _VerifyLoop:
+    """One program-and-verify run: every device's last read, ramp step length and counts."""
+
+    def __init__(self, backend: DeviceBackend, ids, target, g, cfg: ProgramVerifyConfig):
+        self.backend, self.ids, self.target, self.g, self.cfg = backend, ids, target, g, cfg
+        n = ids.size
+        cal = cfg.calibration
+        self.g_max = g.copy()
+        """Highest read of each device so far (a device that never rose is stuck)."""
+        self.log_step = cal.log_step(target)
+        self.reset_only = target <= cal.g_low_S
+        self.n_iter = np.zeros(n, dtype=np.int64)
+        self.n_pulses = np.zeros(n, dtype=np.int64)
+        self.log_step_lo, self.log_step_hi = np.log10(cal.step_min_s), np.log10(cal.step_max_s)
+        self.log_floor = np.log10(backend.quantize_widths(ids, np.full(n, cal.step_min_s)))
+        # Only where the backend cannot make the calibration's shortest step: elsewhere a ramp
+        # at the shortest step that lands high is noise, and the next ramp does better than
+        # partial SETs (measured: switching there cost 0.8 pp after one epoch on the emulator).
+        self.limited = self.log_floor > np.log10(cal.step_min_s) + 1e-9
+        self.incremental = np.zeros(n, dtype=bool)
+        """Devices the shortest ramp step overshoots: programmed by partial SETs instead."""
+
+    def _ramp_and_read(self, sel: np.ndarray) -> None:
         """One ramp SET at each device's current step length, read in the same visit."""
+        cfg, ids = self.cfg, self.ids
         pulse = RampSetPulse(
             amplitude_V=cfg.ramp_pulse.amplitude_V,
             # On the backend's time grid, so that the pulse logged is the pulse sent.
-            width_s=backend.quantize_widths(
-                ids[sel], 10.0 ** np.clip(log_step[sel], log_step_lo, log_step_hi)
+            width_s=self.backend.quantize_widths(
+                ids[sel], 10.0 ** np.clip(self.log_step[sel], self.log_step_lo, self.log_step_hi)
             ),
             steps=cfg.ramp_pulse.steps,
         )
-        g[sel] = backend.set_and_read(ids[sel], pulse, cfg.read_pulse)
-        n_pulses[sel] += 1
+        self.g[sel] = self.backend.set_and_read(ids[sel], pulse, cfg.read_pulse)
+        self.n_pulses[sel] += 1
 
-    log_floor = np.log10(backend.quantize_widths(ids, np.full(n, cal.step_min_s)))
-    # Only where the backend cannot make the calibration's shortest step: elsewhere a ramp at
-    # the shortest step that lands high is noise, and the next ramp does better than partial
-    # SETs (measured: switching there cost 0.8 pp after one epoch on the emulator).
-    limited = log_floor > np.log10(cal.step_min_s) + 1e-9
-    incremental = np.zeros(n, dtype=bool)
-    """Devices the shortest ramp step overshoots: programmed by partial SETs instead."""
-
-    for _ in range(cfg.max_iterations):
-        todo = np.flatnonzero(np.abs(g - target) > tol)
+    def iterate(self) -> bool:
+        """One RESET+SET visit of every device off target; False when none is left."""
+        backend, ids, cfg, g, target = self.backend, self.ids, self.cfg, self.g, self.target
+        todo = np.flatnonzero(np.abs(g - target) > cfg.tolerance_S)
         if todo.size == 0:
-            break
-        n_iter[todo] += 1
-        inc = todo[incremental[todo]]
-        todo = todo[~incremental[todo]]
+            return False
+        self.n_iter[todo] += 1
+        inc = todo[self.incremental[todo]]
+        todo = todo[~self.incremental[todo]]
         if inc.size:
             _incremental_step(backend, ids, inc, g, target, cfg)
-            n_pulses[inc] += 1
+            self.n_pulses[inc] += 1
         if todo.size:
             backend.reset(ids[todo], cfg.reset_pulse)
-            n_pulses[todo] += 1
-        ramp = todo[~reset_only[todo]]
-        plain = todo[reset_only[todo]]
+            self.n_pulses[todo] += 1
+        ramp = todo[~self.reset_only[todo]]
+        plain = todo[self.reset_only[todo]]
         if plain.size:
             g[plain] = backend.read(ids[plain], cfg.read_pulse)
         if ramp.size:
-            ramp_and_read(ramp)
+            self._ramp_and_read(ramp)
             # Move the step length by the calibrated slope times the miss.
-            log_step[ramp] += cfg.gain * (target[ramp] - g[ramp]) * cal.decades_per_S
-            at_floor = limited[ramp] & (log_step[ramp] <= log_floor[ramp] + 1e-9)
-            floor = ramp[at_floor & (g[ramp] > target[ramp] + tol)]
-            incremental[floor] = True
-        np.minimum(g_min, g, out=g_min)
-        np.maximum(g_max, g, out=g_max)
-    converged = np.abs(g - target) <= tol
-    stuck = np.zeros(n, dtype=bool)
-    failed = np.flatnonzero(~converged)
-    if failed.size:
-        # Diagnose the few failures with one more RESET and read: a device that does not
-        # drop to the RESET level, or that never rose above it when SET, is stuck.
-        backend.reset(ids[failed], cfg.reset_pulse)
-        g_reset = backend.read(ids[failed], cfg.read_pulse)
-        n_pulses[failed] += 1
-        g[failed] = g_reset
-        low = cal.g_low_S + cfg.stuck_span_S
-        stuck[failed] = (g_reset > low) | ((g_max[failed] < low) & ~reset_only[failed])
-        # Leave the healthy failures at their best step rather than in the RESET state.
-        retry = failed[~stuck[failed] & ~reset_only[failed] & ~incremental[failed]]
-        if retry.size:
-            ramp_and_read(retry)
+            self.log_step[ramp] += (
+                cfg.gain * (target[ramp] - g[ramp]) * cfg.calibration.decades_per_S
+            )
+            at_floor = self.limited[ramp] & (self.log_step[ramp] <= self.log_floor[ramp] + 1e-9)
+            floor = ramp[at_floor & (g[ramp] > target[ramp] + cfg.tolerance_S)]
+            self.incremental[floor] = True
+        np.maximum(self.g_max, g, out=self.g_max)
+        return True
+
+    def finish(self) -> ProgramResult:
+        """Diagnose the devices still off target and report every device's outcome."""
+        cfg, g, target, tol = self.cfg, self.g, self.target, self.cfg.tolerance_S
         converged = np.abs(g - target) <= tol
-    saturated = ~converged & ~stuck & (g < target - tol) & (log_step >= log_step_hi)
-    return ProgramResult(ids, target, g, converged, stuck, saturated, n_iter, n_pulses)
+        stuck = np.zeros(g.size, dtype=bool)
+        failed = np.flatnonzero(~converged)
+        if failed.size:
+            # Diagnose the few failures with one more RESET and read: a device that does not
+            # drop to the RESET level, or that never rose above it when SET, is stuck.
+            self.backend.reset(self.ids[failed], cfg.reset_pulse)
+            g_reset = self.backend.read(self.ids[failed], cfg.read_pulse)
+            self.n_pulses[failed] += 1
+            g[failed] = g_reset
+            low = cfg.calibration.g_low_S + cfg.stuck_span_S
+            stuck[failed] = (g_reset > low) | (
+                (self.g_max[failed] < low) & ~self.reset_only[failed]
+            )
+            # Leave the healthy failures at their best step rather than in the RESET state.
+            retry = failed[~stuck[failed] & ~self.reset_only[failed] & ~self.incremental[failed]]
+            if retry.size:
+                self._ramp_and_read(retry)
+            converged = np.abs(g - target) <= tol
+        saturated = ~converged & ~stuck & (g < target - tol) & (self.log_step >= self.log_step_hi)
+        return ProgramResult(
+            self.ids, target, g, converged, stuck, saturated, self.n_iter, self.n_pulses
+        )
 
 
 def _incremental_step(backend, ids, sel, g, target, cfg: ProgramVerifyConfig) -> None:

@@ -1,7 +1,7 @@
 """A PCM backend that samples from a fitted device model (``--backend fitted:MODEL.h5``).
 
-:class:`FittedBackend` draws every outcome from the tables of a
-:class:`hil.fit.FittedModel` (made by ``hil fit RUN.h5 --out MODEL.h5``), vectorised over
+:class:`FittedBackend` draws every outcome from the typed tables of a
+:class:`hil.devicemodel.FittedModel` (made by ``hil fit RUN.h5 --out MODEL.h5``), vectorised over
 the devices of a call:
 
 - RESET: ``G ~ N(mean, σ)`` of the fitted RESET distribution, clipped at 0; history k = 0.
@@ -37,7 +37,15 @@ from hil.core.backend import DeviceBackend, as_ids
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 from hil.core.rng import rng_state_array, rng_state_from_array
-from hil.devicemodel.model import HISTORY_BINS, FittedModel, interp_clamped
+from hil.devicemodel.model import FittedModel, interp_clamped
+from hil.devicemodel.tables import (
+    HISTORY_BINS,
+    DriftTable,
+    IncrementTable,
+    RampTable,
+    ReadNoiseTable,
+    if_fitted,
+)
 
 __all__ = ["FittedBackend"]
 
@@ -85,80 +93,82 @@ class FittedBackend(DeviceBackend):
         )
         self._tables()
         n = self.n_devices
-        dev = self.model.tables.get("devices", {})
-        self._a = 1.0 + float(dev.get("increment_d2d_rel_std", 0.0)) * g_a.standard_normal(n)
-        self._m = 1.0 + float(dev.get("ramp_d2d_rel_std", 0.0)) * g_m.standard_normal(n)
+        dev = self.model.devices
+        self._a = 1.0 + dev.increment_d2d_rel_std * g_a.standard_normal(n)
+        self._m = 1.0 + dev.ramp_d2d_rel_std * g_m.standard_normal(n)
         np.maximum(self._a, 0.0, out=self._a)
         np.maximum(self._m, 0.2, out=self._m)
         self._g = np.maximum(self._reset_mean + self._reset_sigma * g_reset.standard_normal(n), 0)
         self._tp = np.zeros(n)
         self._k = np.zeros(n, dtype=np.int64)
         self._z = g_nu.standard_normal(n)
-        frac = float(dev.get("stuck_fraction", 0.0))
-        self._stuck = g_stuck.random(n) < frac
-        high = g_stuck.random(n) < float(dev.get("stuck_high_share", 0.5))
-        g_hi = float(dev.get("stuck_high_g_uS", np.nan))
-        g_hi = g_hi if np.isfinite(g_hi) else self._ceiling
-        g_lo = float(dev.get("stuck_low_g_uS", 0.0))
-        self._g[self._stuck] = np.where(high, g_hi, g_lo)[self._stuck]
+        self._stuck = g_stuck.random(n) < dev.stuck_fraction
+        high = g_stuck.random(n) < dev.stuck_high_share
+        g_hi = dev.stuck_high_g_uS if np.isfinite(dev.stuck_high_g_uS) else self._ceiling
+        self._g[self._stuck] = np.where(high, g_hi, dev.stuck_low_g_uS)[self._stuck]
 
     # -- tables --------------------------------------------------------------------------
     def _tables(self) -> None:
-        t = self.model.tables
-        dev = t.get("devices", {})
-        self._ceiling = float(dev.get("g_ceiling_uS", 0.0)) or np.inf
-        r = t.get("reset", {})
-        self._has_reset = self.model.has("reset")
-        self._reset_mean = float(r.get("g_mean_uS", 0.0)) if self._has_reset else 0.0
-        self._reset_sigma = float(r.get("sigma_uS", 0.0)) if self._has_reset else 0.0
+        m = self.model
+        self._ceiling = float(m.devices.g_ceiling_uS) or np.inf
+        reset = if_fitted(m.reset)
+        self._has_reset = reset is not None
+        self._reset_mean = reset.g_mean_uS if reset is not None else 0.0
+        self._reset_sigma = reset.sigma_uS if reset is not None else 0.0
+        self._has_inc = self._increment_table(if_fitted(m.increment))
+        self._has_ramp = self._ramp_table(if_fitted(m.ramp))
+        self._has_drift = self._drift_table(if_fitted(m.drift))
+        self._has_read = self._read_noise_table(if_fitted(m.read_noise))
 
-        inc = t.get("increment", {})
-        self._has_inc = self.model.has("increment")
-        if self._has_inc:
-            edges = np.asarray(inc["g_edges_uS"])
-            self._inc_g = 0.5 * (edges[1:] + edges[:-1])
-            ok = np.asarray(inc["count"]) >= _MIN_COUNT
-            self._inc_mu = _filled_rows(self._inc_g, np.nan_to_num(inc["mean_uS"]), ok)
-            dev_sq = float(dev.get("increment_d2d_rel_std", 0.0)) ** 2 * self._inc_mu**2
-            sig = _filled_rows(self._inc_g, np.nan_to_num(inc["sigma_uS"]), ok)
-            self._inc_sigma = np.sqrt(np.maximum(sig**2 - dev_sq, 0.0))
-            self._grp_amp = np.asarray(inc["group_amplitude_V"], dtype=np.float64)
-            self._grp_logw = np.log10(np.asarray(inc["group_width_s"], dtype=np.float64))
+    def _increment_table(self, inc: IncrementTable | None) -> bool:
+        if inc is None:
+            return False
+        edges = np.asarray(inc.g_edges_uS)
+        self._inc_g = 0.5 * (edges[1:] + edges[:-1])
+        ok = np.asarray(inc.count) >= _MIN_COUNT
+        self._inc_mu = _filled_rows(self._inc_g, np.nan_to_num(inc.mean_uS), ok)
+        dev_sq = self.model.devices.increment_d2d_rel_std**2 * self._inc_mu**2
+        sig = _filled_rows(self._inc_g, np.nan_to_num(inc.sigma_uS), ok)
+        self._inc_sigma = np.sqrt(np.maximum(sig**2 - dev_sq, 0.0))
+        self._grp_amp = np.asarray(inc.group_amplitude_V, dtype=np.float64)
+        self._grp_logw = np.log10(np.asarray(inc.group_width_s, dtype=np.float64))
+        return True
 
-        ramp = t.get("ramp", {})
-        self._has_ramp = self.model.has("ramp")
-        if self._has_ramp:
-            ok = (np.asarray(ramp["count"]) >= _MIN_COUNT) & np.isfinite(ramp["g_mean_uS"])
-            if not ok.any():
-                ok = np.asarray(ramp["count"]) > 0
-            self._ramp_x = np.asarray(ramp["log10_width_mean"])[ok]
-            self._ramp_mu = np.asarray(ramp["g_mean_uS"])[ok]
-            mu_sq = (
-                float(dev.get("ramp_d2d_rel_std", 0.0)) * (self._ramp_mu - self._ramp_mu[0])
-            ) ** 2
-            self._ramp_sigma = np.sqrt(
-                np.maximum(np.nan_to_num(np.asarray(ramp["sigma_uS"])[ok]) ** 2 - mu_sq, 0.0)
-            )
+    def _ramp_table(self, ramp: RampTable | None) -> bool:
+        if ramp is None:
+            return False
+        ok = (np.asarray(ramp.count) >= _MIN_COUNT) & np.isfinite(ramp.g_mean_uS)
+        if not ok.any():
+            ok = np.asarray(ramp.count) > 0
+        self._ramp_x = np.asarray(ramp.log10_width_mean)[ok]
+        self._ramp_mu = np.asarray(ramp.g_mean_uS)[ok]
+        mu_sq = (self.model.devices.ramp_d2d_rel_std * (self._ramp_mu - self._ramp_mu[0])) ** 2
+        self._ramp_sigma = np.sqrt(
+            np.maximum(np.nan_to_num(np.asarray(ramp.sigma_uS)[ok]) ** 2 - mu_sq, 0.0)
+        )
+        return True
 
-        d = t.get("drift", {})
-        self._has_drift = self.model.has("drift")
-        if self._has_drift:
-            ok = np.asarray(d["count"]) >= _MIN_COUNT
-            if not ok.any():
-                ok = np.asarray(d["count"]) > 0
-            self._nu_g = np.asarray(d["g_mean_uS"])[ok]
-            self._nu_mu = np.asarray(d["nu_mean"])[ok]
-            self._nu_sd = np.nan_to_num(np.asarray(d["nu_sigma"])[ok])
-            self._t0 = float(d["t0_s"])
+    def _drift_table(self, d: DriftTable | None) -> bool:
+        if d is None:
+            return False
+        ok = np.asarray(d.count) >= _MIN_COUNT
+        if not ok.any():
+            ok = np.asarray(d.count) > 0
+        self._nu_g = np.asarray(d.g_mean_uS)[ok]
+        self._nu_mu = np.asarray(d.nu_mean)[ok]
+        self._nu_sd = np.nan_to_num(np.asarray(d.nu_sigma)[ok])
+        self._t0 = float(d.t0_s)
+        return True
 
-        rn = t.get("read_noise", {})
-        self._has_read = self.model.has("read_noise")
-        if self._has_read:
-            ok = (np.asarray(rn["count"]) >= _MIN_COUNT) & np.isfinite(rn["sigma_uS"])
-            if not ok.any():
-                ok = np.isfinite(rn["sigma_uS"])
-            self._rn_g = np.asarray(rn["g_mean_uS"])[ok]
-            self._rn_sigma = np.asarray(rn["sigma_uS"])[ok]
+    def _read_noise_table(self, rn: ReadNoiseTable | None) -> bool:
+        if rn is None:
+            return False
+        ok = (np.asarray(rn.count) >= _MIN_COUNT) & np.isfinite(rn.sigma_uS)
+        if not ok.any():
+            ok = np.isfinite(rn.sigma_uS)
+        self._rn_g = np.asarray(rn.g_mean_uS)[ok]
+        self._rn_sigma = np.asarray(rn.sigma_uS)[ok]
+        return True
 
     def _need(self, has: bool, what: str, protocol: str) -> None:
         if not has:

@@ -203,7 +203,7 @@ class PCMParams:
                 continue
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ConfigError(f"PCMParams.{f.name} must be a finite number, got {v!r}")
-        positive = ("g_max_uS", "ramp_step_min_s", "ramp_step_max_s", "g_norm_uS")
+        positive: tuple[str, ...] = ("g_max_uS", "ramp_step_min_s", "ramp_step_max_s", "g_norm_uS")
         positive += ("drift_t0_s", "read_t_read_s", "set_history_decay")
         for name in positive:
             if getattr(self, name) <= 0:

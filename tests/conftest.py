@@ -33,7 +33,7 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
-    from hil.data.datasets import load_mnist
+    from hil.data import load_mnist
 
     return load_mnist(mnist_dir, download=False)
 

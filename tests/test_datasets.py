@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from hil.core.errors import ConfigError, HilError
-from hil.data import datasets
-from hil.data.datasets import (
+from hil.data import (
     MNIST_FILES,
     Dataset,
     DatasetCorruptError,
@@ -37,6 +36,7 @@ from hil.data.datasets import (
     parse_idx,
     read_idx,
 )
+from hil.data import mnist as mnist_module
 
 # --------------------------------------------------------------------------------------------
 # Fixtures and helpers
@@ -54,7 +54,7 @@ def _no_network(monkeypatch, tmp_path):
     monkeypatch.setenv("HIL_NO_DOWNLOAD", "1")
     monkeypatch.delenv("HIL_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ())
+    monkeypatch.setattr(mnist_module, "MNIST_MIRRORS", ())
 
 
 @pytest.fixture(scope="module")
@@ -370,12 +370,14 @@ def test_mnist_content_checks(tmp_path):
 def http_mirror(tmp_path, monkeypatch):
     """A static file server on 127.0.0.1 (ephemeral port) serving tmp_path/www.
 
-    Yields (root folder, base URL, list of requested paths). The server is shut down at
-    teardown, and a timer stops it after 30 s whatever happens to the test.
+    Yields (root folder, base URL, list of requested paths). A request under ``/hang/``
+    gets no answer until teardown (at most 10 s), to test the client's timeout. The server
+    is shut down at teardown, and a timer stops it after 30 s whatever happens to the test.
     """
     root = tmp_path / "www"
     root.mkdir()
     hits: list[str] = []
+    release = threading.Event()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
@@ -383,6 +385,9 @@ def http_mirror(tmp_path, monkeypatch):
 
         def do_GET(self):
             hits.append(self.path)
+            if self.path.startswith("/hang/"):
+                release.wait(timeout=10.0)
+                return
             super().do_GET()
 
         def log_message(self, *args):  # keep pytest output clean
@@ -400,6 +405,7 @@ def http_mirror(tmp_path, monkeypatch):
     try:
         yield root, f"http://127.0.0.1:{server.server_address[1]}", hits
     finally:
+        release.set()
         watchdog.cancel()
         server.shutdown()
         server.server_close()
@@ -432,6 +438,30 @@ def test_download_from_local_server(http_mirror, tmp_path, monkeypatch):
     assert len(hits) == 3 * len(MNIST_FILES)
 
 
+def test_files_present_means_no_network(http_mirror, tmp_path, monkeypatch):
+    root, url, hits = http_mirror
+    _, table = write_fake_mnist(root / "good")
+    write_fake_mnist(tmp_path / "local")
+    monkeypatch.delenv("HIL_NO_DOWNLOAD")
+    ds = load_mnist(tmp_path / "local", mirrors=[f"{url}/good/"], checksums=table)
+    assert ds.source == str((tmp_path / "local").resolve()) and hits == []
+
+
+def test_download_timeout_goes_on_to_the_next_mirror(http_mirror, monkeypatch):
+    root, url, hits = http_mirror
+    _, table = write_fake_mnist(root / "good", n_train=11)
+    monkeypatch.delenv("HIL_NO_DOWNLOAD")
+    ds = load_mnist(mirrors=[f"{url}/hang/", f"{url}/good/"], checksums=table, timeout_s=0.3)
+    assert ds.n_train == 11
+    assert sum(h.startswith("/hang/") for h in hits) == len(MNIST_FILES)
+    # With the hanging mirror alone, each file fails with the timeout named.
+    for name in MNIST_FILES.values():
+        (mnist_cache_dir() / name).unlink()
+    pattern = r"/hang/train-images-idx3-ubyte\.gz: .*timed out"
+    with pytest.raises(DatasetNotFoundError, match=pattern):
+        load_mnist(mirrors=[f"{url}/hang/"], checksums=table, timeout_s=0.3)
+
+
 def test_download_failure_lists_each_mirror(http_mirror, monkeypatch):
     root, url, _ = http_mirror
     _, table = write_fake_mnist(root / "good")
@@ -441,7 +471,7 @@ def test_download_failure_lists_each_mirror(http_mirror, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist(mirrors=mirrors, checksums=table)
     msg = str(info.value)
-    assert f"{url}/absent/train-images-idx3-ubyte.gz: HTTP Error 404" in msg
+    assert f"{url}/absent/train-images-idx3-ubyte.gz: 404 Client Error" in msg
     assert f"{url}/wrong/train-images-idx3-ubyte.gz: MD5" in msg
     assert not any(mnist_cache_dir().iterdir())  # nothing half-written left behind
 

@@ -8,6 +8,7 @@ errors (bins are required to hold enough samples that 3 SE stay below ~5 %).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,10 +16,13 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from scipy import stats
 
 from hil.app.registry import make_backend
 from hil.core.errors import BackendError, LogError
-from hil.fit.fitting import FittedModel, fit_log, ks_by_bin, normal_cdf
+from hil.devicemodel.model import FittedModel
+from hil.fit import fit_log
+from hil.fit.stats import ks_by_bin, ks_pooled
 from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend
@@ -83,22 +87,26 @@ def within(fitted, true, se, rel=0.10):
 
 
 # -- statistics helpers ---------------------------------------------------------------------
-def test_normal_cdf_and_ks():
-    z = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
-    expect = [0.0013498980, 0.1586552539, 0.5, 0.6914624613, 0.9772498681]
-    np.testing.assert_allclose(normal_cdf(z), expect, atol=2e-7)
+def test_ks_by_bin_matches_scipy_per_bin():
     rng = np.random.default_rng(0)
-    bins = np.repeat([0, 1], 4000)
-    vals = np.r_[rng.standard_normal(4000), rng.standard_normal(4000) + 1.0]
-    ks = ks_by_bin(bins, vals, 3)
-    assert ks[0] < 1.36 / np.sqrt(4000) * 1.5 and 0.3 < ks[1] < 0.45 and np.isnan(ks[2])
+    bins = np.repeat([0, 1, 3], [4000, 4000, 1])
+    vals = np.r_[rng.standard_normal(4000), rng.standard_normal(4000) + 1.0, 0.0]
+    shuffle = rng.permutation(bins.size)  # bins need not be contiguous
+    ks = ks_by_bin(bins[shuffle], vals[shuffle], 4)
+    for b in (0, 1):
+        expect = stats.ks_1samp(vals[bins == b], stats.norm.cdf).statistic
+        assert ks[b] == pytest.approx(expect, rel=1e-12)
+    assert ks[0] < 1.36 / np.sqrt(4000) * 1.5 and 0.3 < ks[1] < 0.45
+    assert np.isnan(ks[2]) and np.isnan(ks[3])  # empty, and a single sample
+    d, n = ks_pooled(np.r_[vals[:4000], np.nan])
+    assert n == 4000 and d == pytest.approx(ks[0], rel=1e-12)
 
 
 # -- recovery of the emulator's parameters ---------------------------------------------------
 def test_increment_mean_and_sigma_recovered(model):
-    t = model.tables["increment"]
-    assert t["group_width_s"].size == 1  # one pulse shape in the staircase
-    g, mean, sig, n = t["g_mean_uS"][0], t["mean_uS"][0], t["sigma_uS"][0], t["count"][0]
+    t = model.increment
+    assert t.group_width_s.size == 1  # one pulse shape in the staircase
+    g, mean, sig, n = t.g_mean_uS[0], t.mean_uS[0], t.sigma_uS[0], t.count[0]
     k = np.arange(g.shape[0])[:, None] * np.ones_like(g)
     p_hist = PARAMS.set_history_decay**k
     ok = (n >= 300) & (k < 15)  # the last row also holds the settled state
@@ -106,56 +114,56 @@ def test_increment_mean_and_sigma_recovered(model):
     sd_true = PARAMS.increment_sigma_uS(g, p_hist)[ok]
     # Clipping at 0 µS distorts the first pulses' increments near G = 0; skip those bins.
     keep = mu_true - 2.5 * sd_true > -g[ok]
-    sm = t["sigma_meas_uS"][0][ok]
+    sm = t.sigma_meas_uS[0][ok]
     se_mean, se_sd = (sm / np.sqrt(n[ok]))[keep], (sm / np.sqrt(2 * n[ok]))[keep]
     assert keep.sum() >= 20
     assert within(mean[ok][keep], mu_true[keep], se_mean).size == 0
     assert within(sig[ok][keep], sd_true[keep], se_sd).size == 0
-    assert 0 < t["ks_pooled"] < 0.1  # Gaussian increments, pooled over history bins
+    assert 0 < t.ks_pooled < 0.1  # Gaussian increments, pooled over history bins
 
 
 def test_read_noise_recovered(model):
-    t = model.tables["read_noise"]
-    assert t["source"] == "bursts"
-    ok = t["count"] >= 500
-    g, s = t["g_mean_uS"][ok], t["sigma_uS"][ok]
+    t = model.read_noise
+    assert t.source == "bursts"
+    ok = t.count >= 500
+    g, s = t.g_mean_uS[ok], t.sigma_uS[ok]
     assert ok.sum() >= 10
     true = PARAMS.read_sigma_uS(g)
-    assert within(s, true, s / np.sqrt(2 * t["count"][ok])).size == 0
-    assert t["slope"] == pytest.approx(PARAMS.read_sigma_g, rel=0.1)
-    assert t["offset_uS"] == pytest.approx(PARAMS.read_sigma0_uS, rel=0.1)
-    assert t["ks_pooled"] < 0.02
+    assert within(s, true, s / np.sqrt(2 * t.count[ok])).size == 0
+    assert t.slope == pytest.approx(PARAMS.read_sigma_g, rel=0.1)
+    assert t.offset_uS == pytest.approx(PARAMS.read_sigma0_uS, rel=0.1)
+    assert t.ks_pooled < 0.02
 
 
 def test_drift_exponent_recovered(model):
-    t = model.tables["drift"]
-    ok = t["count"] >= 100
-    g, nu = t["g_mean_uS"][ok], t["nu_mean"][ok]
+    t = model.drift
+    ok = t.count >= 100
+    g, nu = t.g_mean_uS[ok], t.nu_mean[ok]
     mu_true, sd_true = PARAMS.drift_nu_mean_std(g)
     assert ok.sum() >= 5
-    se = t["nu_sigma_meas"][ok] / np.sqrt(t["count"][ok])
+    se = t.nu_sigma_meas[ok] / np.sqrt(t.count[ok])
     assert within(nu, mu_true, se).size == 0
     # The device spread σ_ν is small (0.008-0.026) next to the fit error of one device's ν,
     # so it is recovered only roughly; 20 % plus 3 SE.
     assert (
         within(
-            t["nu_sigma"][ok],
+            t.nu_sigma[ok],
             sd_true,
-            t["nu_sigma_meas"][ok] / np.sqrt(2 * t["count"][ok]),
+            t.nu_sigma_meas[ok] / np.sqrt(2 * t.count[ok]),
             rel=0.2,
         ).size
         == 0
     )
-    assert t["t0_s"] == pytest.approx(PARAMS.drift_t0_s, rel=0.3)
+    assert t.t0_s == pytest.approx(PARAMS.drift_t0_s, rel=0.3)
 
 
 def test_ramp_reset_and_stuck(model):
-    r = model.tables["ramp"]
-    ok = r["count"] >= 200
-    x, mean = r["log10_width_mean"][ok], r["g_mean_uS"][ok]
+    r = model.ramp
+    ok = r.count >= 200
+    x, mean = r.log10_width_mean[ok], r.g_mean_uS[ok]
     # Bins average over log-widths; the map is linear in log width, so compare at the mean.
     true = PARAMS.ramp_target_uS(10.0**x)
-    se = r["sigma_meas_uS"][ok] / np.sqrt(r["count"][ok])
+    se = r.sigma_meas_uS[ok] / np.sqrt(r.count[ok])
     assert ok.sum() >= 5 and within(mean, true, se).size == 0
     sd_true = PARAMS.prog_sigma_uS(mean)
     # Near G_max the emulator clips outcomes at the ceiling, which narrows them: skip.
@@ -164,19 +172,19 @@ def test_ramp_reset_and_stuck(model):
     mean, sd_true = mean[ok2], sd_true[ok2]
     assert (
         within(
-            r["sigma_uS"][ok],
+            r.sigma_uS[ok],
             sd_true,
-            r["sigma_meas_uS"][ok] / np.sqrt(2 * r["count"][ok]),
+            r.sigma_meas_uS[ok] / np.sqrt(2 * r.count[ok]),
             rel=0.15,
         ).size
         == 0
     )
-    s = model.tables["reset"]
-    assert s["g_mean_uS"] == pytest.approx(PARAMS.reset_g_uS, rel=0.05)
-    assert s["sigma_meas_uS"] == pytest.approx(PARAMS.read_sigma_uS(PARAMS.reset_g_uS), rel=0.1)
-    d = model.tables["devices"]
+    s = model.reset
+    assert s.g_mean_uS == pytest.approx(PARAMS.reset_g_uS, rel=0.05)
+    assert s.sigma_meas_uS == pytest.approx(PARAMS.read_sigma_uS(PARAMS.reset_g_uS), rel=0.1)
+    d = model.devices
     # 0.1 % of 21,000 devices: ~21 stuck; the fit must find the same order.
-    assert 0.0002 < d["stuck_fraction"] < 0.003
+    assert 0.0002 < d.stuck_fraction < 0.003
     assert model.meta["n_records_used"] == model.meta["n_records_total"]
 
 
@@ -186,26 +194,24 @@ def test_fitted_backend_reproduces_fitted_statistics(model, tmp_path):
     again = fit_log(path)
     # Ramp: the refit's bins cover the widths its own closed loop chose; compare its curve
     # (interpolated) with the model's at the model's bins.
-    a, b = model.tables["ramp"], again.tables["ramp"]
-    ok_b = b["count"] >= 200
-    ok = a["count"] >= 200
-    ok &= (a["log10_width_mean"] > b["log10_width_mean"][ok_b].min()) & (
-        a["log10_width_mean"] < b["log10_width_mean"][ok_b].max()
+    a, b = model.ramp, again.ramp
+    ok_b = b.count >= 200
+    ok = a.count >= 200
+    ok &= (a.log10_width_mean > b.log10_width_mean[ok_b].min()) & (
+        a.log10_width_mean < b.log10_width_mean[ok_b].max()
     )
-    at = a["log10_width_mean"][ok]
-    b_mean = np.interp(at, b["log10_width_mean"][ok_b], b["g_mean_uS"][ok_b])
-    se = a["sigma_meas_uS"][ok] * np.sqrt(1 / a["count"][ok] + 2 / np.min(b["count"][ok_b]))
+    at = a.log10_width_mean[ok]
+    b_mean = np.interp(at, b.log10_width_mean[ok_b], b.g_mean_uS[ok_b])
+    se = a.sigma_meas_uS[ok] * np.sqrt(1 / a.count[ok] + 2 / np.min(b.count[ok_b]))
     assert ok.sum() >= 5
-    assert within(b_mean, a["g_mean_uS"][ok], se).size == 0
-    a, b = model.tables["read_noise"], again.tables["read_noise"]
-    assert b["slope"] == pytest.approx(a["slope"], rel=0.1)
-    assert b["offset_uS"] == pytest.approx(a["offset_uS"], rel=0.1)
+    assert within(b_mean, a.g_mean_uS[ok], se).size == 0
+    a, b = model.read_noise, again.read_noise
+    assert b.slope == pytest.approx(a.slope, rel=0.1)
+    assert b.offset_uS == pytest.approx(a.offset_uS, rel=0.1)
     # Increments: G bins start at 0 µS with the same width, so bins of equal index match.
-    n = min(
-        model.tables["increment"]["count"].shape[-1], again.tables["increment"]["count"].shape[-1]
-    )
+    n = min(model.increment.count.shape[-1], again.increment.count.shape[-1])
     a, b = (
-        {k: v[..., :n] for k, v in m.tables["increment"].items() if np.ndim(v) == 3}
+        {k: v[..., :n] for k, v in m.groups()["increment"].items() if np.ndim(v) == 3}
         for m in (model, again)
     )
     ok = (a["count"] >= 300) & (b["count"] >= 300)
@@ -216,19 +222,17 @@ def test_fitted_backend_reproduces_fitted_statistics(model, tmp_path):
     assert ok.sum() >= 20
     assert within(b["mean_uS"][ok], a["mean_uS"][ok], se[ok]).size == 0
     assert within(b["sigma_uS"][ok], a["sigma_uS"][ok], se[ok]).size == 0
-    a, b = model.tables["drift"], again.tables["drift"]
-    n = min(a["count"].size, b["count"].size)
-    ok = (a["count"][:n] >= 100) & (b["count"][:n] >= 100)
+    a, b = model.drift, again.drift
+    n = min(a.count.size, b.count.size)
+    ok = (a.count[:n] >= 100) & (b.count[:n] >= 100)
     se = np.hypot(
-        a["nu_sigma_meas"][:n] / np.sqrt(a["count"][:n]),
-        b["nu_sigma_meas"][:n] / np.sqrt(b["count"][:n]),
+        a.nu_sigma_meas[:n] / np.sqrt(a.count[:n]),
+        b.nu_sigma_meas[:n] / np.sqrt(b.count[:n]),
     )
     assert ok.sum() >= 5
-    assert within(b["nu_mean"][:n][ok], a["nu_mean"][:n][ok], se[ok]).size == 0
-    assert b["t0_s"] == pytest.approx(a["t0_s"], rel=0.3)
-    assert again.tables["reset"]["g_mean_uS"] == pytest.approx(
-        model.tables["reset"]["g_mean_uS"], abs=0.01
-    )
+    assert within(b.nu_mean[:n][ok], a.nu_mean[:n][ok], se[ok]).size == 0
+    assert b.t0_s == pytest.approx(a.t0_s, rel=0.3)
+    assert again.reset.g_mean_uS == pytest.approx(model.reset.g_mean_uS, abs=0.01)
 
 
 def test_fitted_backend_state_adopt_snapshot(model):
@@ -251,9 +255,7 @@ def test_fitted_backend_state_adopt_snapshot(model):
 
 
 def test_missing_statistic_is_a_clear_error(model, tmp_path):
-    tables = {k: dict(v) for k, v in model.tables.items()}
-    tables["increment"] = {"n_events": 0.0}
-    b = FittedBackend(FittedModel(tables, model.meta), 10)
+    b = FittedBackend(dataclasses.replace(model, increment=None), 10)
     with pytest.raises(BackendError, match="partial-SET.*hil characterize staircase"):
         b.set(np.arange(10))
 
@@ -262,10 +264,10 @@ def test_missing_statistic_is_a_clear_error(model, tmp_path):
 def test_save_load_round_trip_and_make_backend(model, tmp_path):
     path = model.save(tmp_path / "m.h5")
     back = FittedModel.load(path)
-    assert back.meta == model.meta and set(back.tables) == set(model.tables)
-    for name, t in model.tables.items():
+    assert back.meta == model.meta
+    for name, t in model.groups().items():
         for k, v in t.items():
-            np.testing.assert_array_equal(back.tables[name][k], v, err_msg=f"{name}/{k}")
+            np.testing.assert_array_equal(back.groups()[name][k], v, err_msg=f"{name}/{k}")
     assert len(model.meta["digest"]) == 32 and json.loads(model.meta["sources"])
     b = make_backend(f"fitted:{path}", 100, seed=1)
     assert isinstance(b, FittedBackend) and b.read(np.arange(100)).shape == (100,)

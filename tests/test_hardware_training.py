@@ -17,7 +17,9 @@ import pytest
 from hil.app.training import Trainer
 from hil.core.errors import HilError
 from hil.nn.config import TrainConfig
-from hil.nn.synapse import Layout
+from hil.nn.layout import Layout
+from hil.runfile import checkpoint
+from hil.runfile.container import open_run_file
 from hil.runfile.pulselog import PulseLogReader
 from hil.station.parser import parse_station
 from instruments.hardware import StationAbort
@@ -108,8 +110,24 @@ def test_a_station_fault_mid_run_leaves_it_safe_and_the_run_resumable(mnist, tmp
     assert summary["images_seen"] == 1500
 
 
-KILL_AFTER_S = 4.0
-"""The CLI run takes ~12 s over the virtual station; its first checkpoint comes at ~2 s."""
+KILL_AFTER_TRANSFERS = 2
+"""Kill the station once the run's checkpoint has this many of its 8 transfers behind it."""
+
+
+def _wait_for_checkpoint(run_file: Path, proc: subprocess.Popen, transfers: int) -> None:
+    """Poll ``run_file`` (SWMR) until its newest checkpoint has seen ``transfers`` transfers."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with open_run_file(run_file) as f:
+                _, meta = checkpoint.latest(f)
+            if meta["progress"]["transfers"] >= transfers:
+                return
+        except (HilError, OSError):
+            pass  # not created yet, or no checkpoint written yet
+        time.sleep(0.05)
+    err = proc.communicate()[1] if proc.poll() is not None else "still running after 120 s"
+    raise AssertionError(f"{run_file}: no checkpoint after {transfers} transfers; training: {err}")
 
 
 def _hil(*args, **kw):
@@ -159,10 +177,7 @@ def test_cli_check_train_kill_and_resume_through_real_processes(mnist_dir, tmp_p
         args += ["--backend", f"station:{virtual}", "--out", str(out)]
         train = _hil(*args, env=env)
         # Kill the whole virtual station (SIGKILL) mid-run, a few transfers in.
-        deadline = time.monotonic() + 120
-        while not out.exists() and time.monotonic() < deadline and train.poll() is None:
-            time.sleep(0.1)
-        time.sleep(KILL_AFTER_S)
+        _wait_for_checkpoint(out, train, KILL_AFTER_TRANSFERS)
         server.send_signal(signal.SIGKILL)
         server.wait()
         _, err = train.communicate(timeout=120)

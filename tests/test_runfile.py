@@ -63,8 +63,8 @@ def test_missing_or_invalid_version_is_refused_saying_what_to_do(tmp_path, versi
 
 # -- fitted-model files (hil/fit.py), when present ----------------------------------------
 def _model(tmp_path, version="keep"):
-    fit = pytest.importorskip("hil.fit.fitting")
-    path = fit.FittedModel({}, {"note": "test"}).save(tmp_path / "model.h5")
+    fit = pytest.importorskip("hil.devicemodel.model")
+    path = fit.FittedModel(meta={"note": "test"}).save(tmp_path / "model.h5")
     if version != "keep":
         with h5py.File(path, "r+") as f:
             if version is None:

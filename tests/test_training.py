@@ -13,9 +13,10 @@ import pytest
 
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError
+from hil.nn.cells import Ambrogio2PCM3T1C
 from hil.nn.config import SynapseConfig, TrainConfig, apply_overrides
+from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray, CapacitorConfig
-from hil.nn.synapse import Ambrogio2PCM3T1C, Layout
 from hil.runfile.pulselog import PulseLogReader
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.pcm_models import preset

@@ -14,11 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.app.training import Trainer
+from hil.core.backend import DeviceBackend
+from hil.core.capabilities import Adopting
 from hil.core.errors import ConfigError
+from hil.data import get_dataset
+from hil.devicemodel.model import FittedModel
+from hil.fit import fit_log
+from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.pulselog import COLUMN_NAMES, PulseLogReader
+from sim_backends.fitted import FittedBackend
+from sim_backends.replay import ReplayBackend
 
 _CHUNK = 1 << 20
 
@@ -41,15 +50,11 @@ def _compare_logs(a_path, b_path) -> dict:
 def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fallback=None) -> dict:
     """Re-run ``run_file``'s configuration (with ``overrides``, for experiments) on its log.
 
-    ``fallback``: optional factory ``fallback(n_devices, seed) -> backend`` (a backend with
-    ``adopt(ids, g_S)``, e.g. a fitted model of the devices). At the first divergence the
-    replay continues on it instead of raising; the report's ``fallback`` entry then gives
-    the divergence.
+    ``fallback``: optional factory ``fallback(n_devices, seed) -> backend`` (a backend that
+    is :class:`~hil.core.capabilities.Adopting`, e.g. a fitted model of the devices). At the
+    first divergence the replay continues on it instead of raising; the report's
+    ``fallback`` entry then gives the divergence.
     """
-    from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
-    from sim_backends.replay import ReplayBackend
-
     run_file, out = Path(run_file), Path(out)
     if out.resolve() == run_file.resolve():
         raise ConfigError("hil replay: --out must be a new file, not the run being replayed")
@@ -57,7 +62,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
         cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
         original = checkpoint.read_summary(f)
         weights_a = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
-    if cfg.cell == "fp":
+    if not cell_kind(cfg.cell).uses_devices:
         raise ConfigError(f"{run_file} is a floating-point run: it sent no pulses to replay")
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
@@ -65,11 +70,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     backends: list[ReplayBackend] = []
 
     def make_backend(spec, n, seed):
-        backends.append(
-            ReplayBackend(
-                run_file, n_devices=n, fallback=None if fallback is None else fallback(n, seed)
-            )
-        )
+        backends.append(ReplayBackend(run_file, n_devices=n, fallback=_adopting(fallback, n, seed)))
         return backends[-1]
 
     trainer = Trainer(
@@ -100,12 +101,22 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     return report
 
 
+def _adopting(fallback, n_devices: int, seed: int) -> DeviceBackend | None:
+    """The fallback backend the factory makes, checked before the replay needs it."""
+    if fallback is None:
+        return None
+    backend = fallback(n_devices, seed)
+    if not isinstance(backend, DeviceBackend) or not isinstance(backend, Adopting):
+        raise ConfigError(
+            f"replay fallback {type(backend).__name__} cannot take devices over from the log: "
+            "it needs the DeviceBackend methods and adopt(ids, g_S), like FittedBackend"
+        )
+    return backend
+
+
 def fitted_fallback(spec: str, run_file, out):
     """The ``--fallback`` factory: ``fitted`` (fit ``run_file``'s own log, saved next to
     ``out``) or ``fitted:MODEL.h5``."""
-    from hil.fit.fitting import FittedModel, fit_log
-    from sim_backends.fitted import FittedBackend
-
     kind, _, arg = spec.partition(":")
     if kind != "fitted":
         raise ConfigError(f"--fallback {spec!r}: use 'fitted' or 'fitted:MODEL.h5'")

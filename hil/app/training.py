@@ -30,7 +30,8 @@ from hil.core.backend import DeviceBackend
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
 from hil.core.rng import RandomPool
-from hil.data.datasets import Dataset
+from hil.data import Dataset
+from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.nn.network import Network
 from hil.runfile import checkpoint
@@ -106,7 +107,7 @@ class Trainer:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
         from hil.app.registry import make_backend
-        from hil.nn.synapse import Layout
+        from hil.nn.layout import Layout
 
         layout = Layout(self.cfg.layers)
         per_layer = (2 * np.diff(layout.offsets)).tolist()
@@ -118,7 +119,7 @@ class Trainer:
         cfg = self.cfg
         rng = _rng_for(cfg.seed, _NET)
         inner = None
-        if cfg.cell != "fp":
+        if cell_kind(cfg.cell).uses_devices:
             from hil.nn.network import n_devices_for
 
             inner = self._make_backend(n_devices_for(cfg.layers))
@@ -159,7 +160,7 @@ class Trainer:
             backend = LoggedBackend(inner, writer) if cfg.log_pulses else inner
             if isinstance(backend, LoggedBackend):
                 backend.layer_of_device = net.layout.layer_of_device
-            if cfg.cell == "2pcm":
+            if net.cells.needs_backend_per_image:
                 net.cells.backend = backend
         started = time.perf_counter()
         try:
@@ -202,7 +203,7 @@ class Trainer:
         n = self.x_train.shape[0]
         k_leak = cfg.leak_update_images
         dt_leak = k_leak * cfg.image_time_s
-        per_image_context = cfg.cell == "2pcm" and isinstance(backend, LoggedBackend)
+        per_image_context = net.cells.needs_backend_per_image and isinstance(backend, LoggedBackend)
         x_train = net.prepare_inputs(self.x_train)  # the input DAC, once
         bar = self._bar(prog)
         try:
@@ -254,7 +255,7 @@ class Trainer:
                 bar.close()
 
     def _transfer(self, net, backend, prog: Progress) -> None:
-        if self.cfg.cell != "2pcm3t1c":
+        if not net.cells.transfers:
             return
         prog.transfers += 1
         with self._context(

@@ -72,7 +72,7 @@ class RandomPool:
 
     def __init__(self, key, block: int = 1 << 19, depth: int = 3):
         self.block, self.depth = int(block), int(depth)
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self.reseed(key)
 
     def reseed(self, key) -> None:
@@ -80,17 +80,21 @@ class RandomPool:
         self.key = tuple(int(k) for k in np.atleast_1d(key))
         ss = np.random.SeedSequence(list(self.key))
         gu, gn = (np.random.Generator(np.random.PCG64(s)) for s in ss.spawn(2))
-        self._queues = {"u": queue.Queue(self.depth), "n": queue.Queue(self.depth)}
+        self._queues: dict[str, queue.Queue[np.ndarray]] = {
+            "u": queue.Queue(self.depth),
+            "n": queue.Queue(self.depth),
+        }
         self._cur = {"u": np.empty(0, _F32), "n": np.empty(0, _F32)}
         self._pos = {"u": 0, "n": 0}
         self._stop = threading.Event()
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._produce,
             args=(gu, gn, self._queues, self._stop),
             daemon=True,
             name="hil-random-pool",
         )
-        self._thread.start()
+        thread.start()
+        self._thread = thread
 
     def _produce(self, gu, gn, queues, stop) -> None:
         ws = Workspace()

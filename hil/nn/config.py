@@ -14,12 +14,12 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hil.core.errors import ConfigError
+from hil.nn.cells import CELL_KINDS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
 
-CELLS = ("2pcm3t1c", "2pcm", "fp")
 UPDATE_MODES = ("stochastic", "expected")
 RESIDUAL_MODES = ("charge", "reinit")
 
@@ -102,57 +102,26 @@ class TrainConfig:
     converters: ConverterConfig = field(default_factory=ConverterConfig)
 
     def validate(self, n_inputs: int | None = None, n_classes: int | None = None) -> TrainConfig:
-        def bad(name, why):
-            raise ConfigError(f"config field '{name}': {why}")
-
-        if self.cell not in CELLS:
-            bad("cell", f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if len(self.layers) < 2 or any(int(n) != n or n < 1 for n in self.layers):
-            bad("layers", f"needs >= 2 positive integers, got {list(self.layers)}")
-        if n_inputs is not None and self.layers[0] != n_inputs:
-            bad(
-                "layers",
-                f"the first layer has {self.layers[0]} neurons but the data has "
-                f"{n_inputs} inputs per image",
-            )
-        if n_classes is not None and self.layers[-1] != n_classes:
-            bad(
-                "layers",
-                f"the last layer has {self.layers[-1]} neurons but the data has "
-                f"{n_classes} classes",
-            )
+        """``self`` if every field is valid (and the layers fit the data's ``n_inputs`` and
+        ``n_classes``), else :class:`ConfigError` naming the field."""
+        if self.cell not in CELL_KINDS:
+            _bad("cell", f"unknown cell {self.cell!r}; choose one of {', '.join(CELL_KINDS)}")
+        _check_layers(self.layers, n_inputs, n_classes)
         for name in ("epochs", "transfer_interval", "leak_update_images"):
             v = getattr(self, name)
             if int(v) != v or v < 1:
-                bad(name, f"must be a positive integer, got {v!r}")
+                _bad(name, f"must be a positive integer, got {v!r}")
         for name in ("train_images", "test_images"):
             v = getattr(self, name)
             if int(v) != v or v < 0:
-                bad(name, f"must be an integer >= 0, got {v!r}")
+                _bad(name, f"must be an integer >= 0, got {v!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            bad("learning_rate", f"must be > 0, got {self.learning_rate!r}")
+            _bad("learning_rate", f"must be > 0, got {self.learning_rate!r}")
         if not 0 < self.lr_decay <= 1:
-            bad("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
+            _bad("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
         if not self.image_time_s >= 0:
-            bad("image_time_s", f"must be >= 0, got {self.image_time_s!r}")
-        s = self.synapse
-        if s.update_mode not in UPDATE_MODES:
-            bad("synapse.update_mode", f"choose one of {', '.join(UPDATE_MODES)}")
-        if s.residual not in RESIDUAL_MODES:
-            bad("synapse.residual", f"choose one of {', '.join(RESIDUAL_MODES)}")
-        for name in ("gain_F", "weight_scale_uS", "g_max_target_uS"):
-            if not getattr(s, name) > 0:
-                bad(f"synapse.{name}", "must be > 0")
-        if not s.transfer_offset_uS >= 0:
-            bad("synapse.transfer_offset_uS", "must be >= 0")
-        if not 0 < s.refresh_fraction <= 1:
-            bad("synapse.refresh_fraction", "must be in (0, 1]")
-        for name in ("pulse_train_length", "refresh_every_images"):
-            v = getattr(s, name)
-            if int(v) != v or v < 1:
-                bad(f"synapse.{name}", "must be a positive integer")
-        if not s.partial_set_saturation_uS > 0:
-            bad("synapse.partial_set_saturation_uS", "must be > 0")
+            _bad("image_time_s", f"must be >= 0, got {self.image_time_s!r}")
+        _check_synapse(self.synapse)
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------
@@ -199,6 +168,45 @@ class TrainConfig:
         return cls.from_dict(json.loads(text))
 
 
+def _bad(name: str, why: str) -> NoReturn:
+    raise ConfigError(f"config field '{name}': {why}")
+
+
+def _check_layers(layers, n_inputs: int | None, n_classes: int | None) -> None:
+    if len(layers) < 2 or any(int(n) != n or n < 1 for n in layers):
+        _bad("layers", f"needs >= 2 positive integers, got {list(layers)}")
+    if n_inputs is not None and layers[0] != n_inputs:
+        _bad(
+            "layers",
+            f"the first layer has {layers[0]} neurons but the data has {n_inputs} inputs per image",
+        )
+    if n_classes is not None and layers[-1] != n_classes:
+        _bad(
+            "layers",
+            f"the last layer has {layers[-1]} neurons but the data has {n_classes} classes",
+        )
+
+
+def _check_synapse(s: SynapseConfig) -> None:
+    if s.update_mode not in UPDATE_MODES:
+        _bad("synapse.update_mode", f"choose one of {', '.join(UPDATE_MODES)}")
+    if s.residual not in RESIDUAL_MODES:
+        _bad("synapse.residual", f"choose one of {', '.join(RESIDUAL_MODES)}")
+    for name in ("gain_F", "weight_scale_uS", "g_max_target_uS"):
+        if not getattr(s, name) > 0:
+            _bad(f"synapse.{name}", "must be > 0")
+    if not s.transfer_offset_uS >= 0:
+        _bad("synapse.transfer_offset_uS", "must be >= 0")
+    if not 0 < s.refresh_fraction <= 1:
+        _bad("synapse.refresh_fraction", "must be in (0, 1]")
+    for name in ("pulse_train_length", "refresh_every_images"):
+        v = getattr(s, name)
+        if int(v) != v or v < 1:
+            _bad(f"synapse.{name}", "must be a positive integer")
+    if not s.partial_set_saturation_uS > 0:
+        _bad("synapse.partial_set_saturation_uS", "must be > 0")
+
+
 def _json_default(v):
     if isinstance(v, float) and math.isinf(v):
         return "inf"
@@ -231,7 +239,8 @@ def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
 
 def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
     """``cfg`` with the non-None top-level ``overrides`` (``synapse__x`` for nested)."""
-    top, nested = {}, {}
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         if value is None:
             continue

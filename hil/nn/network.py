@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from hil.core.backend import DeviceBackend
+from hil.nn.cells import CellArray, make_cells
 from hil.nn.config import TrainConfig
+from hil.nn.layout import Layout
 from hil.nn.periphery import quantize
-from hil.nn.synapse import CellArray, Layout, make_cells
 
 _F32 = np.float32
 
@@ -26,14 +27,15 @@ def n_devices_for(layers) -> int:
 
 
 class Network:
-    """``cfg.layers`` neurons; ``cfg.cell`` decides the synapse of every layer."""
+    """``cfg.layers`` neurons; ``cfg.cell`` (a :data:`~hil.nn.cells.CELL_KINDS` name) decides
+    the synapse of every layer."""
 
     def __init__(self, cfg: TrainConfig, rng: np.random.Generator, backend=None, pool=None):
         self.cfg = cfg
         self.rng = rng
         self.layout = Layout(cfg.layers)
-        self.analog = cfg.cell != "fp"
         self.cells: CellArray = make_cells(cfg, self.layout, rng, backend, pool)
+        self.analog = self.cells.analog
         self.n_devices = self.layout.n_devices
         # Activation buffers with the bias input already in place.
         self._acts = [np.ones(n + 1, dtype=_F32) for n in cfg.layers[:-1]]

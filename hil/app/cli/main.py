@@ -15,8 +15,7 @@ import click
 import numpy as np
 
 from hil.core.errors import HilError
-
-PROTOCOLS = ("staircase", "reset", "drift", "read-noise")
+from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
 
 
 class _HilGroup(click.Group):
@@ -45,7 +44,7 @@ def _jsonable(summary: dict) -> dict:
 
 
 @main.command()
-@click.argument("protocol", type=click.Choice(PROTOCOLS))
+@click.argument("protocol", type=click.Choice(list(PROTOCOLS)))
 @click.option(
     "--backend",
     "backend_spec",
@@ -94,10 +93,8 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
     from tqdm import tqdm
 
-    from hil.app import report
     from hil.app.registry import make_backend
     from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
-    from protocols import characterize as ch
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
@@ -114,7 +111,9 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
         }
     )
     ids = np.arange(devices)
-    steps = {"staircase": pulses + 1, "reset": cycles, "drift": 12, "read-noise": reads}[protocol]
+    chosen = get_protocol(protocol)
+    options = CharacterizeOptions(pulses=pulses, cycles=cycles, reads=reads)
+    steps = chosen.steps(options)
     started = time.perf_counter()
     inner = make_backend(backend_spec, devices, seed=seed)
     writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=force)
@@ -123,27 +122,13 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
         tqdm(total=steps, desc=protocol, unit="step", disable=None, file=sys.stderr) as bar,
     ):
         backend.set_context(phase=Phase.CHARACTERIZE)
-        if protocol == "staircase":
-            result = ch.staircase(backend, ids, n_pulses=pulses, progress=bar.update)
-        elif protocol == "reset":
-            result = ch.reset_statistics(backend, ids, n_cycles=cycles, progress=bar.update)
-        elif protocol == "drift":
-            result = ch.drift(backend, ids, progress=bar.update)
-        else:
-            result = ch.read_noise(backend, ids, n_reads=reads, progress=bar.update)
+        result = chosen.run(backend, ids, options, bar.update)
         counts = {op.name: n for op, n in backend.counts.items()}
-    summary = result.summary()
+    summary = chosen.summary(result)
     write_summary(out, protocol, summary)
     png = out.with_suffix(".png")
     title = f"{protocol} on {backend_spec}, {devices} devices"
-    if protocol == "staircase":
-        report.plot_staircase(summary, png, title)
-    elif protocol == "reset":
-        report.plot_reset(summary, result.g_S, png, title)
-    elif protocol == "drift":
-        report.plot_drift(summary, png, title)
-    else:
-        report.plot_read_noise(summary, png, title)
+    chosen.plot(summary, result, png, title)
     line = {
         "protocol": protocol,
         "backend": backend_spec,
@@ -235,7 +220,7 @@ def train(
 ):
     """Train a network on MNIST with PCM synapses (or the floating-point reference)."""
     from hil.app.training import Trainer
-    from hil.data.datasets import get_dataset
+    from hil.data import get_dataset
     from hil.nn.config import TrainConfig, apply_overrides
     from hil.runfile.container import open_run_file, read_root_attrs
 
@@ -326,7 +311,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
     from tqdm import tqdm
 
-    from hil.fit.fitting import fit_log
+    from hil.fit import fit_log
     from hil.runfile.pulselog import PulseLogReader
 
     if out.exists() and not force:
@@ -352,9 +337,8 @@ def fit(run_files, out, max_records, report, as_json, force):
     for r in rows:
         ks = "-" if not np.isfinite(r["ks"]) else f"{r['ks']:.4f}"
         click.echo(f"{r['statistic']:<12} {r['bins']:>5} {r['events']:>13,} {ks:>12}")
-    dev = model.tables["devices"]
     click.echo(
-        f"stuck fraction {dev['stuck_fraction']:.4%}; {model.meta['n_records_used']:,} of "
+        f"stuck fraction {model.devices.stuck_fraction:.4%}; {model.meta['n_records_used']:,} of "
         f"{model.meta['n_records_total']:,} records used; model {out}"
         + (f"; plots {', '.join(plots)}" if plots else "")
     )

@@ -1,160 +1,82 @@
 """Unit cells for a whole network: floating point, 2PCM, and 2PCM+3T1C.
 
 A cell array holds every synapse of the network in flat float32 arrays (layer after
-layer); ``weights[l]`` is a ``rows × cols`` view of layer ``l`` in network units that the
-forward and backward passes read. For the PCM cells it is derived from the conductances
-*last read back through the backend* (so a hardware run computes with measured devices)
-and, for 2PCM+3T1C, from the simulated capacitors:
+layer, see :class:`~hil.nn.layout.Layout`); ``weights[l]`` is a ``rows × cols`` view of
+layer ``l`` in network units that the forward and backward passes read. For the PCM cells
+it is derived from the conductances *last read back through the backend* (so a hardware
+run computes with measured devices) and, for 2PCM+3T1C, from the simulated capacitors:
 
     W [µS] = F·(G+ − G−) + p·(g − g_shared),   weight = W / weight_scale_uS
 
-Device ids (see :class:`Layout`): layer ``l`` owns a contiguous block, G+ of its synapses
-first, then G−.
+Updates are the crossbar pulse counts of :mod:`hil.nn.crossbar`.
 
-Updates are crossbar-compatible: the desired change −η·x⊗δ is realised as pulse counts,
-the coincidences of stochastic pulse trains of length BL whose firing probabilities
-encode |x| and |δ| [paper; Burr et al., IEEE TED 2015; Gokmen & Vlasov, Front. Neurosci.
-2016], or the expected count (deterministic mode). All layers are updated in one pass
-over the cells that received a pulse, which is what keeps the analog cell within a small
-factor of plain numpy SGD.
+What a kind of cell asks of the training loop is said by its class attributes
+(:attr:`CellArray.uses_devices`, :attr:`~CellArray.analog`,
+:attr:`~CellArray.needs_backend_per_image`, :attr:`~CellArray.transfers`); the
+configuration's ``cell`` name picks the class from :data:`CELL_KINDS`, where
+:func:`register_cell` puts each kind.
 """
 
 from __future__ import annotations
 
 import abc
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
 from hil.core.backend import DeviceBackend, PartialSetPulse
+from hil.core.errors import ConfigError
 from hil.core.rng import RandomPool
-from hil.nn.config import SynapseConfig, TrainConfig
+from hil.nn.crossbar import crossbar_pulses
+from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
+
+if TYPE_CHECKING:  # annotations only: the configuration module imports this registry
+    from hil.nn.config import TrainConfig
 
 _F32 = np.float32
 US = 1e6
 
+CELL_KINDS: dict[str, type[CellArray]] = {}
+"""The configuration's ``cell`` names → cell classes, in registration order."""
 
-class Layout:
-    """Where each layer's synapses (cells) and PCM devices live.
-
-    Cell ``offsets[l] + r·cols + c`` is synapse (r, c) of layer ``l``; its G+ device is
-    ``offsets[l] + cell`` and its G− device ``offsets[l] + n_l + cell`` (``n_l`` = cells
-    of the layer), so every layer's devices form one contiguous id block.
-    """
-
-    def __init__(self, layers: Sequence[int]):
-        self.shapes = [(a + 1, b) for a, b in zip(layers[:-1], layers[1:], strict=False)]
-        sizes = np.array([r * c for r, c in self.shapes], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self.n_cells = int(self.offsets[-1])
-        self.n_devices = 2 * self.n_cells
-        layer_of = np.repeat(np.arange(len(self.shapes)), sizes)
-        cell = np.arange(self.n_cells)
-        self.pos_dev = cell + self.offsets[layer_of]
-        self.neg_dev = self.pos_dev + sizes[layer_of]
-        col_base = np.concatenate([[0], np.cumsum([c for _, c in self.shapes])])
-        local = cell - self.offsets[layer_of]
-        cols = np.array([c for _, c in self.shapes])[layer_of]
-        self.column = col_base[layer_of] + local % cols
-        self.layer_of_device = np.empty(self.n_devices, dtype=np.int16)
-        self.layer_of_device[self.pos_dev] = layer_of
-        self.layer_of_device[self.neg_dev] = layer_of
-
-    def views(self, flat: np.ndarray) -> list[np.ndarray]:
-        return [
-            flat[a:b].reshape(shape)
-            for a, b, shape in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
-        ]
-
-    def device_table(self) -> dict[str, np.ndarray]:
-        """Columns of the run file's device table: id → layer, row, column, role."""
-        rows = np.empty(self.n_devices, dtype=np.int32)
-        cols = np.empty(self.n_devices, dtype=np.int32)
-        role = np.empty(self.n_devices, dtype=np.int8)
-        for layer, (r, c) in enumerate(self.shapes):
-            local = np.arange(r * c)
-            for dev, k in ((self.pos_dev, 0), (self.neg_dev, 1)):
-                ids = dev[self.offsets[layer] : self.offsets[layer + 1]]
-                rows[ids], cols[ids], role[ids] = local // c, local % c, k
-        return {
-            "layer": self.layer_of_device.astype(np.int32),
-            "row": rows,
-            "column": cols,
-            "role": role,
-        }
+_Cells = TypeVar("_Cells", bound="type[CellArray]")
 
 
-def crossbar_pulses(
-    acts: Sequence[np.ndarray],
-    deltas: Sequence[np.ndarray],
-    lr: float,
-    dw_pulse: float,
-    syn: SynapseConfig,
-    pool: RandomPool,
-    layout: Layout,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cells that receive update pulses this image, and their signed counts.
+def register_cell(name: str) -> Callable[[_Cells], _Cells]:
+    """Class decorator: make the cell class known as ``cell = name`` in a configuration."""
 
-    Realises −lr·x⊗δ for every layer in steps of ``dw_pulse`` (network units); a count
-    > 0 means "increase the weight". Only input rows with x ≠ 0 can see a coincidence.
-    """
-    # Only the input layer is sparse (MNIST backgrounds are 0); a line with x = 0 has
-    # firing probability 0 anyway, so this filter only saves work.
-    x0 = acts[0]
-    rows0 = np.flatnonzero(x0 != 0)
-    rows_l = [rows0 if rows0.size < x0.size else None] + [None] * (len(acts) - 1)
-    xs = [x if r is None else x[r] for x, r in zip(acts, rows_l, strict=True)]
-    if syn.update_mode == "expected":
-        blocks = [
-            (np.outer(x * _F32(-lr / dw_pulse), d), None) for x, d in zip(xs, deltas, strict=True)
-        ]
-    else:
-        bl = syn.pulse_train_length
-        # Firing probabilities C·|x| and C·|δ| with C² = lr/(BL·dw): E[count]·dw = lr·|xδ|.
-        c = _F32(math.sqrt(lr / (bl * dw_pulse)))
-        v = np.concatenate([a for x, d in zip(xs, deltas, strict=True) for a in (x, d)])
-        p = np.abs(v)
-        p *= c
-        np.minimum(p, _F32(1.0), out=p)
-        # One draw for every train of every layer: slot t of line i fires if u[t,i] < p[i].
-        hits = pool.uniform(bl * v.size).reshape(bl, v.size) < p
-        fired_any = hits.any(axis=0)
-        fire = hits * np.sign(v)
-        blocks, at = [], 0
-        for x, d in zip(xs, deltas, strict=True):
-            a, b = at, at + x.size
-            at = b + d.size
-            # Only δ lines that fired can coincide: multiply against those columns alone
-            # (a few tens of a layer's columns once training has converged a little).
-            fired = np.flatnonzero(fired_any[b:at])
-            if fired.size == 0:
-                blocks.append(None)
-                continue
-            blocks.append((-(fire[:, a:b].T @ fire[:, b + fired]), fired))
-    cells, counts = [], []
-    for layer, (item, r) in enumerate(zip(blocks, rows_l, strict=True)):
-        if item is None:
-            continue  # no δ line fired: no coincidence in this layer
-        block, fired = item
-        nz = np.flatnonzero(block != 0)  # a bool scan is ~4x faster than a float one
-        if nz.size == 0:
-            continue
-        counts.append(block.reshape(-1)[nz])
-        cols = layout.shapes[layer][1]
-        if fired is not None or r is not None:
-            rr, cc = np.divmod(nz, block.shape[1])
-            nz = (rr if r is None else r[rr]) * cols + (cc if fired is None else fired[cc])
-        cells.append(nz + layout.offsets[layer])
-    if not cells:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=_F32)
-    return np.concatenate(cells), np.concatenate(counts).astype(_F32, copy=False)
+    def register(cls: _Cells) -> _Cells:
+        CELL_KINDS[name] = cls
+        return cls
+
+    return register
+
+
+def cell_kind(name: str) -> type[CellArray]:
+    """The cell class registered as ``name``, or :class:`ConfigError` naming the known ones."""
+    try:
+        return CELL_KINDS[name]
+    except KeyError:
+        raise ConfigError(
+            f"config field 'cell': unknown cell {name!r}; choose one of {', '.join(CELL_KINDS)}"
+        ) from None
 
 
 class CellArray(abc.ABC):
     """Every synapse of a network, of one kind of unit cell."""
+
+    uses_devices: ClassVar[bool] = True
+    """The synapses hold PCM devices: a run needs a backend and sends pulses to replay."""
+    analog: ClassVar[bool] = True
+    """The forward pass goes through the DAC and ADC of :mod:`hil.nn.periphery`."""
+    needs_backend_per_image: ClassVar[bool] = False
+    """Every update sends pulses (through :attr:`backend`), so the log needs the image of
+    each; otherwise pulses go out only at :meth:`initialize` and :meth:`transfer`."""
+    transfers: ClassVar[bool] = False
+    """Moves the volatile weight into PCM every ``transfer_interval`` images."""
 
     def __init__(
         self,
@@ -162,9 +84,12 @@ class CellArray(abc.ABC):
         cfg: TrainConfig,
         rng: np.random.Generator,
         pool: RandomPool | None = None,
+        backend: DeviceBackend | None = None,
     ):
         self.layout, self.cfg, self.rng = layout, cfg, rng
         self._pool = pool
+        self.backend = backend
+        """Where the per-image updates go (cells with :attr:`needs_backend_per_image`)."""
         self.flat_w = np.zeros(layout.n_cells, dtype=_F32)
         self.weights = layout.views(self.flat_w)
 
@@ -185,7 +110,7 @@ class CellArray(abc.ABC):
         """Apply −lr·x⊗δ to every layer (``acts[l]`` includes the bias input)."""
 
     def transfer(self, backend: DeviceBackend) -> dict:
-        """Periodic move of the volatile weight into PCM (2PCM+3T1C only)."""
+        """Periodic move of the volatile weight into PCM (cells with :attr:`transfers`)."""
         return {}
 
     def elapse(self, dt_s: float) -> None:  # noqa: B027 - nothing volatile by default
@@ -198,24 +123,13 @@ class CellArray(abc.ABC):
         self.flat_w[...] = state["weights"]
 
 
-class FloatingPoint(CellArray):
-    """The software reference: exact float32 SGD on the same network and data order."""
-
-    def initialize(self, w0, backend=None):
-        for w, w_init in zip(self.weights, w0, strict=True):
-            w[...] = w_init
-        return {}
-
-    def update(self, acts, deltas, lr):
-        for w, x, d in zip(self.weights, acts, deltas, strict=True):
-            w -= np.outer(x * _F32(lr), d)
-
-
 class _PCMCells(CellArray):
     """Shared bookkeeping of cells with a PCM pair per synapse."""
 
-    def __init__(self, layout, cfg, rng, pool=None, program: ProgramVerifyConfig | None = None):
-        super().__init__(layout, cfg, rng, pool)
+    def __init__(
+        self, layout, cfg, rng, pool=None, backend=None, program: ProgramVerifyConfig | None = None
+    ):
+        super().__init__(layout, cfg, rng, pool, backend)
         self.program = program or ProgramVerifyConfig()
         syn = cfg.synapse
         self.F = _F32(syn.gain_F)
@@ -297,14 +211,17 @@ class _PCMCells(CellArray):
         self.flat_w[...] = state["weights"]
 
 
+@register_cell("2pcm3t1c")
 class Ambrogio2PCM3T1C(_PCMCells):
     """2PCM + 3T1C synapse with polarity inversion [paper: Ambrogio et al., Nature 2018].
 
     Only the capacitors change per image; PCM is written at :meth:`transfer`.
     """
 
-    def __init__(self, layout, cfg, rng, pool=None, program=None):
-        super().__init__(layout, cfg, rng, pool, program)
+    transfers = True
+
+    def __init__(self, layout, cfg, rng, pool=None, backend=None, program=None):
+        super().__init__(layout, cfg, rng, pool, backend, program)
         self.cap = CapacitorArray(layout.column, cfg.capacitor, rng)
         self.polarity = 1
         c = cfg.capacitor
@@ -396,6 +313,7 @@ class Ambrogio2PCM3T1C(_PCMCells):
         self._refresh_weights()
 
 
+@register_cell("2pcm")
 class TwoPCM(_PCMCells):
     """PCM-only baseline: each update is partial-SET pulses on G+ (increase) or G−.
 
@@ -408,10 +326,14 @@ class TwoPCM(_PCMCells):
     """Nominal partial-SET increment used to turn updates into pulses [ours: the
     Nandakumar 2018 mean increment near mid-range]."""
 
-    def __init__(self, layout, cfg, rng, backend: DeviceBackend, pool=None, program=None):
-        super().__init__(layout, cfg, rng, pool, program)
+    needs_backend_per_image = True
+    backend: DeviceBackend
+
+    def __init__(self, layout, cfg, rng, pool=None, backend=None, program=None):
+        if backend is None:
+            raise ConfigError("the 2pcm cell pulses its devices at every image: give it a backend")
+        super().__init__(layout, cfg, rng, pool, backend, program)
         self.dw_pulse = float(self.F) * self.pcm_step_uS / float(self.scale)
-        self.backend = backend
         syn = cfg.synapse
         self.threshold_uS = syn.refresh_fraction * syn.partial_set_saturation_uS
         self.pending = np.zeros(layout.n_cells, dtype=bool)
@@ -493,9 +415,29 @@ class TwoPCM(_PCMCells):
         self.images_since_refresh[...] = state["images_since_refresh"]
 
 
-def make_cells(cfg: TrainConfig, layout: Layout, rng, backend=None, pool=None) -> CellArray:
-    if cfg.cell == "fp":
-        return FloatingPoint(layout, cfg, rng, pool)
-    if cfg.cell == "2pcm3t1c":
-        return Ambrogio2PCM3T1C(layout, cfg, rng, pool)
-    return TwoPCM(layout, cfg, rng, backend, pool)
+@register_cell("fp")
+class FloatingPoint(CellArray):
+    """The software reference: exact float32 SGD on the same network and data order."""
+
+    uses_devices = False
+    analog = False
+
+    def initialize(self, w0, backend=None):
+        for w, w_init in zip(self.weights, w0, strict=True):
+            w[...] = w_init
+        return {}
+
+    def update(self, acts, deltas, lr):
+        for w, x, d in zip(self.weights, acts, deltas, strict=True):
+            w -= np.outer(x * _F32(lr), d)
+
+
+def make_cells(
+    cfg: TrainConfig,
+    layout: Layout,
+    rng: np.random.Generator,
+    backend: DeviceBackend | None = None,
+    pool: RandomPool | None = None,
+) -> CellArray:
+    """The cells of kind ``cfg.cell`` for every synapse of ``layout``."""
+    return cell_kind(cfg.cell)(layout, cfg, rng, pool, backend)

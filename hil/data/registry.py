@@ -1,0 +1,46 @@
+"""The dataset registry: a name → its loader, and the in-process cache of parsed data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from hil.core.errors import ConfigError
+from hil.data.backrand import clear_backrand_cache, load_mnist_backrand
+from hil.data.dataset import Dataset
+from hil.data.mnist import load_mnist, load_mnist_folder
+
+__all__ = ["DATASETS", "clear_cache", "get_dataset"]
+
+#: Dataset name -> loader; every loader takes ``data_dir`` first and keyword options after.
+DATASETS: Mapping[str, Callable[..., Dataset]] = MappingProxyType(
+    {
+        "mnist": load_mnist,
+        "mnist-backrand": load_mnist_backrand,
+    }
+)
+
+
+def get_dataset(
+    name: str, data_dir: str | os.PathLike[str] | None = None, **options: object
+) -> Dataset:
+    """Load the dataset registered as ``name`` (see :data:`DATASETS`).
+
+    ``options`` go to the loader (``download``, ``seed`` for ``mnist-backrand``, ...).
+    Raises :class:`~hil.core.errors.ConfigError` for an unknown name, listing the known ones.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    try:
+        loader = DATASETS[key]
+    except KeyError:
+        raise ConfigError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}"
+        ) from None
+    return loader(data_dir, **options)
+
+
+def clear_cache() -> None:
+    """Drop every dataset cached in this process (frees their memory once unreferenced)."""
+    clear_backrand_cache()
+    load_mnist_folder.cache_clear()

@@ -1,0 +1,110 @@
+"""Characterisation protocols by name: how to run one, summarise its result and plot it.
+
+``hil characterize NAME`` looks the protocol up here; a new protocol is one
+:func:`register_protocol` call with its run, summary and plot functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.core.backend import DeviceBackend
+from hil.core.errors import ConfigError
+from protocols import characterize as ch
+from protocols import plots
+
+
+@dataclass(frozen=True)
+class CharacterizeOptions:
+    """What ``hil characterize`` lets a user choose; each protocol reads its own."""
+
+    pulses: int
+    """staircase: partial-SET pulses per device."""
+    cycles: int
+    """reset: SET/RESET cycles per device."""
+    reads: int
+    """read-noise: reads per device."""
+
+
+@dataclass(frozen=True)
+class CharacterizationProtocol:
+    """One protocol as the CLI runs it: ``run`` → result → ``summary`` → ``plot``."""
+
+    name: str
+    run: Callable[[DeviceBackend, np.ndarray, CharacterizeOptions, ch.Progress], Any]
+    """``run(backend, ids, options, progress)`` → the protocol's result."""
+    steps: Callable[[CharacterizeOptions], int]
+    """How many times ``run`` reports progress (the length of the progress bar)."""
+    summary: Callable[[Any], dict]
+    """The result's figures, stored under ``/summary/<name>`` in the run file."""
+    plot: Callable[[dict, Any, Path, str], Path]
+    """``plot(summary, result, png_path, title)`` → the PNG written."""
+
+
+PROTOCOLS: dict[str, CharacterizationProtocol] = {}
+"""Names → protocols, in registration order."""
+
+
+def register_protocol(protocol: CharacterizationProtocol) -> CharacterizationProtocol:
+    """Make ``protocol`` known under its name."""
+    PROTOCOLS[protocol.name] = protocol
+    return protocol
+
+
+def get_protocol(name: str) -> CharacterizationProtocol:
+    """The protocol registered as ``name``, or :class:`ConfigError` naming the known ones."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown characterisation protocol {name!r}; use one of: {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+register_protocol(
+    CharacterizationProtocol(
+        "staircase",
+        run=lambda backend, ids, o, progress: ch.staircase(
+            backend, ids, n_pulses=o.pulses, progress=progress
+        ),
+        steps=lambda o: o.pulses + 1,
+        summary=ch.StaircaseResult.summary,
+        plot=plots.plot_staircase,
+    )
+)
+register_protocol(
+    CharacterizationProtocol(
+        "reset",
+        run=lambda backend, ids, o, progress: ch.reset_statistics(
+            backend, ids, n_cycles=o.cycles, progress=progress
+        ),
+        steps=lambda o: o.cycles,
+        summary=ch.ResetResult.summary,
+        plot=plots.plot_reset,
+    )
+)
+register_protocol(
+    CharacterizationProtocol(
+        "drift",
+        run=lambda backend, ids, o, progress: ch.drift(backend, ids, progress=progress),
+        steps=lambda o: ch.DRIFT_READS,
+        summary=ch.DriftResult.summary,
+        plot=plots.plot_drift,
+    )
+)
+register_protocol(
+    CharacterizationProtocol(
+        "read-noise",
+        run=lambda backend, ids, o, progress: ch.read_noise(
+            backend, ids, n_reads=o.reads, progress=progress
+        ),
+        steps=lambda o: o.reads,
+        summary=ch.ReadNoiseResult.summary,
+        plot=plots.plot_read_noise,
+    )
+)
