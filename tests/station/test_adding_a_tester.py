@@ -29,7 +29,7 @@ from hil.core.pulses import (
     ResetPulse,
 )
 from hil.nn.config import TrainConfig
-from hil.nn.synapse import Layout
+from hil.nn.layout import Layout
 from hil.runfile.pulselog import PulseLogReader
 from hil.station.drivers import TESTERS, VIRTUAL_TESTERS
 from hil.station.parser import parse_station
