@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from hil.core.backend import as_ids
+from hil.core.ids import as_ids
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse
 from sim_backends.emulator import EmulatorBackend
 

@@ -9,7 +9,7 @@ reprogramming; then three rounds of SET_RAMP with per-device step widths (log-un
 1.7-550 ns) followed by READ of the same devices, each round keeping a random half. Device
 ids within a call are sorted (a layer's range, or a random subset of it); conductances are
 log-normal around 5 µS clipped to 0.1-25 µS, current = G·V_read; the time stamp and the
-training context are constant within a call, as LoggedBackend logs them. A pool of a few
+training context are constant within a call, as the recorder logs them. A pool of a few
 distinct transfers is generated up front (not timed) and replayed with new time stamps and
 transfer numbers until the record count is reached; the writer flushes after every
 transfer, as training does.
@@ -36,14 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hil.core.backend import DeviceBackend  # noqa: E402
 from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
-from hil.runfile.pulselog import (  # noqa: E402
-    COLUMNS,
-    LoggedBackend,
-    Phase,
-    PulseLogReader,
-    PulseLogWriter,
-    _codec_attr,
-)
+from hil.runfile.codec import codec_attr  # noqa: E402
+from hil.runfile.reader import PulseLogReader  # noqa: E402
+from hil.runfile.recorder import Recorder  # noqa: E402
+from hil.runfile.schema import COLUMNS, Phase  # noqa: E402
+from hil.runfile.writer import PulseLogWriter  # noqa: E402
 
 LAYER_SIZES = (400_000, 150_000, 50_000)
 ROUNDS = 3
@@ -131,7 +128,7 @@ def write_log(
 
 
 class _TableBackend(DeviceBackend):
-    """Minimal inner backend for timing LoggedBackend: G from a table, pulses do nothing."""
+    """Minimal backend for timing the recorder: G from a table, pulses do nothing."""
 
     def __init__(self, n: int, rng: np.random.Generator):
         super().__init__(n)
@@ -155,19 +152,20 @@ class _TableBackend(DeviceBackend):
 
 
 def logged_backend_rate(path: Path, n_records: int, pool: list[list[dict]], rng) -> float:
-    """Records/s through LoggedBackend (envelope checks, id checks, float32 rounding, log)."""
-    inner = _TableBackend(sum(LAYER_SIZES), rng)
-    backend = LoggedBackend(inner, PulseLogWriter(path))
+    """Records/s through a recorded backend (envelope checks, id checks, float32 rounding,
+    pulse events, log)."""
+    backend = _TableBackend(sum(LAYER_SIZES), rng)
+    recorder = Recorder(backend, PulseLogWriter(path))
     read = ReadPulse(amplitude_V=0.2)
     reset = ResetPulse(amplitude_V=4.0)
     elapsed, transfer = 0.0, 0
     try:
-        while backend.writer.n_records < n_records:
+        while recorder.writer.n_records < n_records:
             calls = pool[transfer % len(pool)]
             t0 = time.perf_counter()
-            with backend.context(epoch=transfer // 10, transfer=transfer, phase=Phase.TRANSFER):
+            with recorder.context(epoch=transfer // 10, transfer=transfer, phase=Phase.TRANSFER):
                 for call in calls:
-                    with backend.context(layer=call["layer"]):
+                    with recorder.context(layer=call["layer"]):
                         if call["op"] == Operation.READ:
                             backend.read(call["device"], read)
                         elif call["op"] == Operation.RESET:
@@ -175,16 +173,16 @@ def logged_backend_rate(path: Path, n_records: int, pool: list[list[dict]], rng)
                         else:
                             pulse = RampSetPulse(amplitude_V=1.5, width_s=call["width_s"], steps=8)
                             backend.set(call["device"], pulse)
-                    inner.wait(call["dt"])
-                backend.flush()
+                    backend.wait(call["dt"])
+                recorder.flush()
             elapsed += time.perf_counter() - t0
             transfer += 1
         t0 = time.perf_counter()
-        backend.close()
+        recorder.close()
         elapsed += time.perf_counter() - t0
     finally:
-        backend.close()
-    return backend.writer.n_records / elapsed
+        recorder.close()
+    return recorder.writer.n_records / elapsed
 
 
 def expected_count(pool: list[list[dict]], n_transfers: int, device: int) -> int:
@@ -211,7 +209,7 @@ def main(argv=None) -> dict:
         "--backend-records",
         type=int,
         default=20_000_000,
-        help="records for the LoggedBackend throughput figure (0: skip)",
+        help="records for the recorded-backend throughput figure (0: skip)",
     )
     args = parser.parse_args(argv)
 
@@ -280,7 +278,7 @@ def main(argv=None) -> dict:
         "filtered_scan_hits": n_sel,
         "chunk_records": args.chunk_records
         or PulseLogWriter.__init__.__kwdefaults__["chunk_records"],
-        "compression": {c.name: _codec_attr(c) for c in COLUMNS},
+        "compression": {c.name: codec_attr(c) for c in COLUMNS},
         "column_bytes_per_record": {k: round(v, 3) for k, v in col_bytes.items()},
         "targets_met": {
             "records_per_s>=8e6": n / write_s >= 8e6,

@@ -10,7 +10,7 @@ layer, READ all devices; RESET a random half; then three rounds of ramp SET (8 s
 per-device step widths log-uniform 1.7-550 ns) and READ of the same devices, each round
 keeping a random half (3.25 records per device per transfer, 58 % of them reads). A pool
 of a few distinct transfers is generated from the seed and written, with the real
-:class:`~hil.pulselog.PulseLogWriter`, again and again until the record count is reached.
+:class:`~hil.runfile.writer.PulseLogWriter`, again and again until the record count is reached.
 
 A fresh subprocess (so that its peak RSS is the replay's own, plus the pool of calls it
 sends) builds the :class:`~sim_backends.replay.ReplayBackend` and sends every call back in
@@ -40,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse  # noqa: E402
-from hil.runfile.pulselog import Phase, PulseLogReader, PulseLogWriter  # noqa: E402
+from hil.runfile.reader import PulseLogReader  # noqa: E402
+from hil.runfile.schema import Phase  # noqa: E402
+from hil.runfile.writer import PulseLogWriter  # noqa: E402
 
 LAYER_SIZES = (392_000, 62_500, 2_500)
 ROUNDS = 3

@@ -7,8 +7,14 @@ How a batch runs:
   relay stays closed; answers come back in request order.
 - **One visit per device.** A RESET is not sent when asked for: it waits for the device's
   next SET or read and goes out in the same visit (program-and-verify's RESET + ramp SET +
-  read is one route, one tester sequence). :meth:`clock`, :meth:`wait`, :meth:`snapshot`
-  and :meth:`close` send any RESET still waiting.
+  read is one route, one tester sequence). :meth:`wait`, :meth:`snapshot` and
+  :meth:`close` send any RESET still waiting.
+- **Pulse events.** Each visit's pulses are reported (:class:`~hil.core.events.PulseEvent`,
+  one per pulse, stamped with the clock when the visit started) once the tester has sent
+  them: a deferred RESET when, and only if, its visit goes out. A visit whose reply was lost
+  or garbled has sent its pulses (they are reported and never sent again); a read it repeats
+  is reported once, with the value that arrived. A visit that fails before the tester took
+  it (routing, or a tester error other than a lost reply) reports nothing.
 - **Route.** Break before make: relays of the previous device open before the next
   device's close; ``*OPC?`` waits until they have settled before the tester pulses.
 - **Retries.** A reply timeout or an unparsable reply is retried ``retry.attempts`` times
@@ -25,16 +31,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyvisa
 
 from hil.core.backend import DeviceBackend
 from hil.core.errors import BackendClosedError, BackendError
+from hil.core.events import PulseEvent, reported_conductance
 from hil.core.pulses import Pulse, ReadPulse, ResetPulse
 from hil.core.waveforms import scalar_pulse
 from hil.station.model import Station
 from instruments.connect import Instruments, connect
+from instruments.visa import drain
 
 
 class StationAbort(BackendError):
@@ -68,6 +77,8 @@ class HardwareBackend(DeviceBackend):
     :param n_devices: devices used (≤ the map's); default all.
     :param instruments: already opened instruments (default: :func:`connect`).
     """
+
+    reports_own_events = True
 
     def __init__(self, station: Station, n_devices: int | None = None, *, instruments=None) -> None:
         dm = station.devices
@@ -206,20 +217,21 @@ class HardwareBackend(DeviceBackend):
             )
 
     def _drain_matrix(self) -> None:
-        from instruments.visa import drain
-
         drain(self.inst.matrix)
 
     # -- visits ------------------------------------------------------------------------------
     def _visit(self, d: int, pulses: list[Pulse], read: ReadPulse | None) -> float | None:
+        """Route to device ``d``, send ``pulses`` then ``read``; returns G [S] if read."""
         tester = self.inst.tester
         self._route_to(d)
+        t = self._clock()
         try:
             current = tester.visit(pulses, read)
             self._failing = 0
         except Exception as exc:
             if not _transient(exc):
                 raise
+            self._sent(d, t, pulses)  # only the reply was lost: the pulses went out
             self._failing += 1
             if self._failing >= self.station.retry.attempts:
                 raise BackendError(
@@ -234,8 +246,24 @@ class HardwareBackend(DeviceBackend):
                 current = self._retry(
                     f"reading device {d}", lambda: tester.visit([], read), tester.recover
                 )
+        else:
+            self._sent(d, t, pulses)
         self.stats.visits += 1
-        return current
+        if read is None:
+            return None
+        if current is None:
+            raise BackendError(f"the tester returned no current for the read of device {d}")
+        g = current / float(read.amplitude_V)
+        if self._listened:
+            self._emit(PulseEvent(np.array([d]), read, t, reported_conductance([g])))
+        return g
+
+    def _sent(self, d: int, t: float, pulses: list[Pulse]) -> None:
+        """The tester has sent ``pulses`` to device ``d`` (a waiting RESET among them)."""
+        self._pending[d] = False
+        if self._listened:
+            for p in pulses:
+                self._emit(PulseEvent(np.array([d]), p, t))
 
     def _visits(self, ids: np.ndarray, pulse: Pulse | None, read: ReadPulse | None):
         out = np.full(ids.size, np.nan) if read is not None else None
@@ -247,13 +275,12 @@ class HardwareBackend(DeviceBackend):
                 pulses: list[Pulse] = []
                 if self._pending[d]:
                     pulses.append(ResetPulse(self._pend_amp[d], self._pend_width[d]))
-                    self._pending[d] = False
                 if pulse is not None:
                     pulses.append(scalar_pulse(pulse, k))
-                rp = scalar_pulse(read, k) if read is not None else None
-                current = self._visit(d, pulses, rp)
+                rp = None if read is None else cast(ReadPulse, scalar_pulse(read, k))
+                g = self._visit(d, pulses, rp)
                 if out is not None:
-                    out[k] = current / float(rp.amplitude_V)
+                    out[k] = g
 
         self._guard(f"visiting {ids.size} devices", run)
         return out

@@ -41,8 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hil.core.backend import DeviceBackend, as_ids
+from hil.core.backend import DeviceBackend
 from hil.core.errors import ConfigError
+from hil.core.ids import as_ids, rounds
 from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 from hil.core.rng import Workspace as _Workspace
 from hil.core.rng import normals_f32 as _normals
@@ -341,18 +342,7 @@ class EmulatorBackend(DeviceBackend):
                 return None
         elif self._all_unique(ids):
             return None
-        if order is None:
-            order = np.argsort(ids, kind="stable")
-            sorted_ids = ids[order]
-        # Occurrence rank of each position among equal ids (0 for the first), by groups of
-        # the stably sorted ids; round r holds every id's (r+1)-th occurrence.
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        sizes = np.diff(np.r_[starts, n])
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n) - np.repeat(starts, sizes)
-        by_rank = np.argsort(rank, kind="stable")
-        bounds = np.searchsorted(rank[by_rank], np.arange(int(sizes.max()) + 1))
-        return np.split(by_rank, bounds[1:])
+        return rounds(ids, order)
 
     def _all_unique(self, ids: np.ndarray) -> bool:
         """No repeated id, by stamping a per-device array: O(calls + devices), no sort."""

@@ -33,8 +33,9 @@ import os
 
 import numpy as np
 
-from hil.core.backend import DeviceBackend, as_ids
+from hil.core.backend import DeviceBackend
 from hil.core.errors import BackendError, ConfigError
+from hil.core.ids import as_ids, rounds
 from hil.core.pulses import Operation, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 from hil.core.rng import rng_state_array, rng_state_from_array
 from hil.devicemodel.model import FittedModel, interp_clamped
@@ -228,7 +229,8 @@ class FittedBackend(DeviceBackend):
 
     def _reset(self, ids: np.ndarray, pulse: ResetPulse) -> None:
         self._need(self._has_reset, "RESET", "reset")
-        for sel in _rounds(ids):
+        for pos in rounds(ids):
+            sel = ids[pos]
             g = self._reset_mean + self._reset_sigma * self._rng.standard_normal(sel.size)
             self._program(sel, g, 0)
 
@@ -239,7 +241,7 @@ class FittedBackend(DeviceBackend):
             self._need(self._has_inc, "partial-SET", "staircase")
         n = ids.size
         cols = pulse.columns(n)
-        for pos in _rounds(np.arange(n), ids):
+        for pos in rounds(ids):
             sel = ids[pos]
             if pulse.op is Operation.SET_RAMP:
                 self._ramp(sel, cols["width_s"][pos])
@@ -305,21 +307,3 @@ class FittedBackend(DeviceBackend):
         nu = np.abs(mu + sd * self._z[ids])
         nu[self._stuck[ids]] = 0.0
         return g * ratio**-nu
-
-
-def _rounds(ids: np.ndarray, keys: np.ndarray | None = None):
-    """Position arrays of rounds of unique ``keys`` (default ``ids``): an id repeated in one
-    call receives its pulses one after another, in request order. Yields ``ids`` itself
-    (or all positions) when there is no repeat."""
-    keys = ids if keys is None else keys
-    order = np.argsort(keys, kind="stable")
-    sk = keys[order]
-    new = np.r_[True, sk[1:] != sk[:-1]]
-    if new.all():
-        yield ids
-        return
-    starts = np.flatnonzero(new)
-    rank = np.empty(keys.size, dtype=np.int64)
-    rank[order] = np.arange(keys.size) - np.repeat(starts, np.diff(np.r_[starts, keys.size]))
-    for r in range(int(rank.max()) + 1):
-        yield ids[np.flatnonzero(rank == r)]

@@ -28,8 +28,9 @@ import numpy as np
 
 from hil.core.backend import DeviceBackend
 from hil.core.errors import BackendError, HilError
+from hil.core.ids import occurrence
 from hil.core.pulses import Operation, Pulse
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 
 __all__ = ["DivergenceError", "ReplayBackend"]
 
@@ -131,7 +132,7 @@ class ReplayBackend(DeviceBackend):
         chunk_records: int = INDEX_CHUNK_RECORDS,
     ):
         with PulseLogReader(run_file) as log:
-            counts, read_counts = self._count(log, chunk_records)
+            counts, read_counts = self._count_records(log, chunk_records)
             logged = counts.size if log.n_records else 1
             n_devices = max(logged, n_devices or 0)
             counts = np.concatenate([counts, np.zeros(n_devices - counts.size, np.int64)])
@@ -154,7 +155,7 @@ class ReplayBackend(DeviceBackend):
 
     # -- indexing ------------------------------------------------------------------------
     @staticmethod
-    def _count(log: PulseLogReader, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    def _count_records(log: PulseLogReader, chunk: int) -> tuple[np.ndarray, np.ndarray]:
         """Pass 1: records and reads per device."""
         counts = np.zeros(0, dtype=np.int64)
         reads = np.zeros(0, dtype=np.int64)
@@ -373,14 +374,8 @@ class ReplayBackend(DeviceBackend):
 
         Returns the occurrence number of each id within the call (0 for its first).
         """
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        new_run = np.ones(ids.size, dtype=bool)
-        new_run[1:] = sorted_ids[1:] != sorted_ids[:-1]
         # The k-th occurrence of an id in this call gets that device's k-th next pulse.
-        run_start = np.maximum.accumulate(np.where(new_run, np.arange(ids.size), 0))
-        nth = np.empty(ids.size, dtype=np.int64)
-        nth[order] = np.arange(ids.size) - run_start
+        nth = occurrence(ids)
         pos = self._cursor[ids] + nth
         self._check(ids, pos, pulse)
         np.add.at(self._cursor, ids, 1)

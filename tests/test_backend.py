@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from hil.core.backend import (
-    CompositeBackend,
     DeviceBackend,
     PartialSetPulse,
     RampSetPulse,
@@ -12,6 +11,7 @@ from hil.core.backend import (
     ResetPulse,
     SafetyEnvelope,
 )
+from hil.core.composite import CompositeBackend
 from hil.core.errors import BackendClosedError, ConfigError, DeviceIdError, EnvelopeError
 
 
@@ -86,10 +86,34 @@ def test_envelope_is_configurable_and_wrong_pulse_kind_rejected():
     with pytest.raises(EnvelopeError, match="max_program_V 3.0"):
         b.reset([0], ResetPulse(amplitude_V=3.5))
     b.reset([0], ResetPulse(amplitude_V=2.9))
-    with pytest.raises(EnvelopeError, match="expected a SET_PARTIAL/SET_RAMP"):
+    with pytest.raises(EnvelopeError, match=r"set\(\) takes a PartialSetPulse or RampSetPulse"):
         b.set([0], ResetPulse())
     with pytest.raises(ConfigError):
         SafetyEnvelope(max_width_s=-1)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda b: b.reset([0], PartialSetPulse()), r"reset\(\) takes a ResetPulse"),
+        (lambda b: b.set([0], ReadPulse()), r"set\(\) takes a PartialSetPulse or RampSetPulse"),
+        (lambda b: b.read([0], ResetPulse()), r"read\(\) takes a ReadPulse"),
+        (lambda b: b.read([0], "READ"), r"read\(\) takes a ReadPulse, got str"),
+        (
+            lambda b: b.set_and_read([0, 1], PartialSetPulse(), ResetPulse()),
+            r"set_and_read\(\)'s read_pulse takes a ReadPulse, got ResetPulse",
+        ),
+        (
+            lambda b: b.set_and_read([0], ReadPulse(), ReadPulse()),
+            r"set_and_read\(\)'s pulse takes a PartialSetPulse or RampSetPulse",
+        ),
+    ],
+)
+def test_every_pulse_kind_is_checked_and_a_wrong_one_sends_nothing(call, message):
+    b = RecordingBackend(2)
+    with pytest.raises(EnvelopeError, match=message):
+        call(b)
+    assert b.calls == []
 
 
 def test_per_device_pulse_fields_must_match_ids():
@@ -167,7 +191,6 @@ def test_composite_rejects_part_larger_than_backend():
 
 
 def test_pulse_timing_quantizes_per_part_of_a_composite():
-    from hil.core.backend import CompositeBackend
     from hil.core.pulses import PulseTiming
     from sim_backends.emulator import EmulatorBackend
 

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from hil.runfile.pulselog import PulseLogReader, read_summary
+from hil.runfile.container import read_summary
+from hil.runfile.reader import PulseLogReader
 
 HIL = [sys.executable, "-m", "hil"]
 

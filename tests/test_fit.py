@@ -23,7 +23,9 @@ from hil.core.errors import BackendError, LogError
 from hil.devicemodel.model import FittedModel
 from hil.fit import fit_log
 from hil.fit.stats import ks_by_bin, ks_pooled
-from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.runfile.recorder import Recorder
+from hil.runfile.schema import Phase
+from hil.runfile.writer import PulseLogWriter
 from protocols import characterize as ch
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.fitted import FittedBackend
@@ -60,8 +62,8 @@ def characterise(backend, path, seed=0):
     writer = PulseLogWriter.create(path, config_text="{}", seed=seed, overwrite=True)
     edges = np.cumsum((0, *SIZES))
     blocks = [np.arange(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    with LoggedBackend(backend, writer) as b:
-        b.set_context(phase=Phase.CHARACTERIZE)
+    with Recorder(backend, writer) as recorder, backend as b:
+        recorder.set_context(phase=Phase.CHARACTERIZE)
         ch.staircase(b, blocks[0], n_pulses=20)
         ch.read_noise(b, blocks[1], n_reads=20)
         ch.reset_statistics(b, blocks[2], n_cycles=5)

@@ -12,7 +12,9 @@ import pytest
 from hil.app.registry import make_backend
 from hil.core.errors import BackendClosedError, ConfigError, EnvelopeError
 from hil.core.pulses import Operation, ReadPulse, ResetPulse
-from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.recorder import Recorder
+from hil.runfile.writer import PulseLogWriter
 from hil.station.parser import parse_station
 from instruments.hardware import HardwareBackend, StationAbort
 from protocols.program_verify import program_and_verify
@@ -52,7 +54,8 @@ def test_program_and_verify_logs_exactly_what_the_wafer_received(virtual, tmp_pa
     targets = np.linspace(2e-6, 15e-6, n)
     writer = PulseLogWriter(tmp_path / "log.h5")
     hb = HardwareBackend(st)
-    backend = LoggedBackend(hb, writer)
+    backend = hb
+    Recorder(backend, writer)  # logs every pulse the station reports
     replies0 = vs.round_trips()
     received0 = len(vs.tester.received)
     result = program_and_verify(backend, np.arange(n), targets)

@@ -20,7 +20,7 @@ from hil.nn.config import TrainConfig
 from hil.nn.layout import Layout
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 from hil.station.parser import parse_station
 from instruments.hardware import StationAbort
 from sim_backends.virtual.server import Fault

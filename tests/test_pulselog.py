@@ -1,5 +1,5 @@
-"""The pulse log: exactly-once logging, envelope refusals, SWMR, crash safety, bad files,
-queries against a numpy reference, and compatibility with plain h5py."""
+"""The pulse log: writer, SWMR, crash safety, bad files, queries against a numpy reference,
+and compatibility with plain h5py (the recorder's tests are in tests/runfile/)."""
 
 from __future__ import annotations
 
@@ -15,94 +15,15 @@ import hdf5plugin  # noqa: F401 - plain h5py needs the Blosc2 filter registered
 import numpy as np
 import pytest
 
-from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.core.errors import BackendError, ConfigError, DeviceIdError, EnvelopeError, LogError
+from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.container import SCHEMA_VERSION
-from hil.runfile.pulselog import (
-    COLUMN_NAMES,
-    LoggedBackend,
-    Phase,
-    PulseLog,
-    PulseLogReader,
-    PulseLogWriter,
-    Role,
-    read_summary,
-    write_summary,
-)
+from hil.runfile.container import read_summary, write_summary
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import COLUMN_NAMES, SCHEMA_VERSION, Phase, Role
+from hil.runfile.writer import PulseLogWriter
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(chunk_records=1024, buffer_records=3000)  # many chunks and buffer spills
-
-
-class FakeBackend(DeviceBackend):
-    """G per device in float64 (not float32-exact); SET adds, RESET lowers; records calls."""
-
-    def __init__(self, n, fail_on=None):
-        super().__init__(n)
-        self.g = 1e-6 * (1.0 + np.arange(n) / 7.0)
-        self.t = 0.0
-        self.calls = []
-        self.fail_on = fail_on
-        self.close_error = None
-
-    def _maybe_fail(self, what):
-        if self.fail_on == what:
-            raise BackendError(f"instrument fault during {what}")
-
-    def _reset(self, ids, pulse):
-        self._maybe_fail("reset")
-        self.calls.append(("reset", ids.copy()))
-        self.g[ids] = 0.1e-6 + 1e-9 * ids
-        self.t += 1e-3
-
-    def _set(self, ids, pulse):
-        self._maybe_fail("set")
-        self.calls.append(("set", ids.copy()))
-        self.g[ids] += np.asarray(pulse.width_s) * 1e2 / 3.0
-        self.t += 1e-3
-
-    def _read(self, ids, pulse):
-        self._maybe_fail("read")
-        self.calls.append(("read", ids.copy()))
-        self.t += 1e-3
-        return self.g[ids] * (1.0 + 1e-3 * np.sin(ids + self.t))
-
-    def _clock(self):
-        return self.t
-
-    def _wait(self, seconds):
-        self.t += seconds
-
-    def _close(self):
-        if self.close_error is not None:
-            raise self.close_error
-
-
-def _expected_rows(t, ids, op, pulse, ctx, g=None):
-    """Reference rows for one logged call, built independently of the writer."""
-    n = ids.size
-    col = {
-        "time_s": np.full(n, t),
-        "device": ids.astype(np.uint32),
-        "op": np.full(n, int(op), np.uint8),
-        "amplitude_V": np.broadcast_to(np.float32(pulse.amplitude_V), (n,)),
-        "width_s": np.broadcast_to(np.asarray(pulse.width_s, np.float32), (n,)),
-        "ramp_steps": np.broadcast_to(np.asarray(pulse.n_steps, np.uint8), (n,)),
-        "epoch": np.full(n, ctx.get("epoch", -1), np.int32),
-        "image": np.full(n, ctx.get("image", -1), np.int32),
-        "transfer": np.full(n, ctx.get("transfer", -1), np.int32),
-        "phase": np.full(n, int(ctx.get("phase", 0)), np.uint8),
-        "layer": np.full(n, ctx.get("layer", -1), np.int16),
-    }
-    if g is None:
-        nan = np.full(n, np.nan, np.float32)
-        col.update(g_S=nan, current_A=nan, read_V=nan)
-    else:
-        g32 = np.float32(g) if np.ndim(g) == 0 else np.asarray(g, np.float32)
-        v = np.float32(pulse.amplitude_V)
-        col.update(g_S=g32, current_A=g32 * v, read_V=np.full(n, v))
-    return col
 
 
 def _concat(rows):
@@ -113,182 +34,6 @@ def _assert_columns_equal(reader, ref):
     assert reader.n_records == ref["device"].size
     for name in COLUMN_NAMES:
         np.testing.assert_array_equal(reader.column(name), ref[name], err_msg=name)
-
-
-def _run_random_session(path, rng, n_devices=300, n_calls=60):
-    """Drive a LoggedBackend with random calls; returns (reference rows, counts, backend)."""
-    inner = FakeBackend(n_devices)
-    backend = LoggedBackend(inner, PulseLogWriter(path, config_text="x = 1", seed=7, **SMALL))
-    rows, returned = [], []
-    ctx = {}
-    for i in range(n_calls):
-        if i % 10 == 0:
-            ctx = dict(epoch=i // 10, transfer=i, phase=Phase.TRANSFER, layer=i % 3, image=i * 5)
-        n = int(rng.integers(0, 120))
-        ids = rng.integers(0, n_devices, n)
-        if rng.random() < 0.5:
-            ids = np.sort(ids)
-        kind = rng.integers(0, 4)
-        t = inner.clock()
-        with backend.context(**ctx):
-            if kind == 0:
-                pulse = ResetPulse(amplitude_V=float(rng.uniform(3, 4.5)))
-                backend.reset(ids, pulse)
-                rows.append(_expected_rows(t, ids, Operation.RESET, pulse, ctx))
-            elif kind == 1:
-                pulse = RampSetPulse(width_s=rng.uniform(2e-9, 5e-7, n), steps=8)
-                backend.set(ids, pulse)
-                rows.append(_expected_rows(t, ids, Operation.SET_RAMP, pulse, ctx))
-            elif kind == 2:
-                pulse = ReadPulse(amplitude_V=0.2)
-                g = backend.read(ids, pulse)
-                returned.append(g)
-                rows.append(_expected_rows(t, ids, Operation.READ, pulse, ctx, g))
-            else:
-                pulse, rp = PartialSetPulse(width_s=float(rng.uniform(1e-8, 1e-7))), ReadPulse()
-                g = backend.set_and_read(ids, pulse, rp)
-                returned.append(g)
-                rows.append(_expected_rows(t, ids, Operation.SET_PARTIAL, pulse, ctx))
-                rows.append(_expected_rows(t, ids, Operation.READ, rp, ctx, g))
-        if rng.random() < 0.2:
-            backend.wait(float(rng.uniform(0, 2)))
-        if rng.random() < 0.15:
-            backend.writer.flush()
-    return _concat(rows), returned, backend
-
-
-# --- LoggedBackend ----------------------------------------------------------------------
-def test_every_pulse_is_logged_exactly_once_with_its_context(tmp_path):
-    rng = np.random.default_rng(1)
-    path = tmp_path / "run.h5"
-    ref, returned, backend = _run_random_session(path, rng)
-    inner = backend.inner
-    # What reached the inner backend, record for record, is what the log holds.
-    sent = np.concatenate([ids for _, ids in inner.calls])
-    assert sent.size == ref["device"].size
-    counts = dict(backend.counts)
-    backend.close()
-    assert backend.writer.closed and inner.closed
-    with PulseLogReader(path) as reader:
-        _assert_columns_equal(reader, ref)
-        assert reader.count_by_op() == counts
-        assert reader.config_text == "x = 1" and reader.seed == 7
-    assert sum(counts.values()) == ref["device"].size
-    assert counts[Operation.READ] > 0 and counts[Operation.SET_RAMP] > 0
-
-
-def test_returned_conductances_are_exactly_the_logged_float32_values(tmp_path):
-    inner = FakeBackend(50)
-    with LoggedBackend(inner, PulseLogWriter(tmp_path / "g.h5")) as backend:
-        ids = np.arange(50)
-        g = backend.read(ids)
-        exact = inner.g[ids] * (1.0 + 1e-3 * np.sin(ids + inner.t))
-        g2 = backend.set_and_read(ids[::-1])
-    assert g.dtype == np.float64
-    # The inner values are not float32-representable; the caller gets them rounded.
-    assert np.any(g != exact)
-    np.testing.assert_array_equal(g, exact.astype(np.float32).astype(np.float64))
-    with PulseLogReader(tmp_path / "g.h5") as reader:
-        stored = reader.query(ops=[Operation.READ])["g_S"]
-    np.testing.assert_array_equal(stored.astype(np.float64), np.concatenate([g, g2]))
-
-
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda b: b.reset([0, 1], ResetPulse(amplitude_V=7.0)),
-        lambda b: b.set([0, 1], RampSetPulse(width_s=2e-6, steps=8)),
-        lambda b: b.read([0, 1], ReadPulse(amplitude_V=0.9)),
-        lambda b: b.set_and_read([0, 1], PartialSetPulse(), ReadPulse(compliance_A=1.0)),
-        lambda b: b.set([0, 1], ResetPulse()),  # wrong kind of pulse
-    ],
-)
-def test_out_of_envelope_pulse_raises_and_leaves_log_and_backend_untouched(tmp_path, call):
-    inner = FakeBackend(4)
-    g_before = inner.g.copy()
-    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "e.h5"))
-    backend.read([2, 3])
-    with pytest.raises(EnvelopeError):
-        call(backend)
-    assert [c[0] for c in inner.calls] == ["read"]
-    np.testing.assert_array_equal(inner.g, g_before)
-    assert backend.writer.n_records == 2
-    assert sum(backend.counts.values()) == 2
-    backend.close()
-    with PulseLogReader(tmp_path / "e.h5") as reader:
-        np.testing.assert_array_equal(reader.column("device"), [2, 3])
-
-
-def test_failed_inner_call_and_bad_ids_log_nothing(tmp_path):
-    inner = FakeBackend(4, fail_on="set")
-    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "f.h5"))
-    with pytest.raises(BackendError):
-        backend.set([0, 1])
-    with pytest.raises(BackendError):
-        backend.set_and_read([0, 1])
-    with pytest.raises(DeviceIdError):
-        backend.read([0, 9])
-    backend.reset([3])
-    assert backend.writer.n_records == 1
-    backend.close()
-    with PulseLogReader(tmp_path / "f.h5") as reader:
-        assert reader.n_records == 1
-        assert reader.count_by_op()[Operation.RESET] == 1
-
-
-def test_context_nests_and_restores(tmp_path):
-    backend = LoggedBackend(FakeBackend(3), PulseLogWriter(tmp_path / "c.h5"))
-    with backend.context(epoch=2, phase=Phase.TRAIN):
-        with backend.context(transfer=5, layer=1):
-            backend.reset([0])
-        backend.reset([1])
-    backend.reset([2])
-    with pytest.raises(ConfigError, match="unknown log context"):
-        with backend.context(epoc=1):
-            pass
-    backend.close()
-    with PulseLogReader(tmp_path / "c.h5") as r:
-        np.testing.assert_array_equal(r.column("epoch"), [2, 2, -1])
-        np.testing.assert_array_equal(r.column("phase"), [1, 1, 0])
-        np.testing.assert_array_equal(r.column("transfer"), [5, -1, -1])
-        np.testing.assert_array_equal(r.column("layer"), [1, -1, -1])
-
-
-def test_close_closes_writer_even_if_inner_close_fails(tmp_path):
-    inner = FakeBackend(3)
-    inner.close_error = BackendError("output relay stuck")
-    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "cl.h5"))
-    backend.read([0, 1, 2])
-    with pytest.raises(BackendError, match="relay"):
-        backend.close()
-    assert backend.writer.closed
-    with PulseLogReader(tmp_path / "cl.h5") as reader:
-        assert reader.n_records == 3
-
-
-def test_no_pulse_is_sent_once_the_log_is_closed(tmp_path):
-    inner = FakeBackend(3)
-    backend = LoggedBackend(inner, PulseLogWriter(tmp_path / "x.h5"))
-    backend.writer.close()
-    with pytest.raises(LogError, match="unlogged"):
-        backend.set([0])
-    with pytest.raises(LogError, match="unlogged"):
-        backend.read([0])
-    assert inner.calls == []
-
-
-def test_set_context_persists_until_changed(tmp_path):
-    backend = LoggedBackend(FakeBackend(2), PulseLogWriter(tmp_path / "s.h5"))
-    backend.set_context(phase=Phase.CHARACTERIZE, epoch=4)
-    backend.reset([0])
-    backend.set_context(epoch=5)
-    backend.reset([1])
-    with pytest.raises(ConfigError):
-        backend.set_context(temperature=300)
-    backend.close()
-    with PulseLogReader(tmp_path / "s.h5") as r:
-        np.testing.assert_array_equal(r.column("phase"), [3, 3])
-        np.testing.assert_array_equal(r.column("epoch"), [4, 5])
 
 
 # --- writer -----------------------------------------------------------------------------
@@ -313,12 +58,12 @@ def test_root_attributes_and_device_table(tmp_path):
     big_seed = 2**100 + 3  # SeedSequence entropy can exceed int64
     table = dict(device=np.arange(4), layer=[0, 0, 1, 1], row=[0, 0, 0, 0],
                  column=[0, 1, 0, 1], role=[Role.G_PLUS, Role.G_MINUS] * 2)  # fmt: skip
-    w = PulseLog.create(tmp_path / "t.h5", config_text="lr = 0.1\n", seed=big_seed)
+    w = PulseLogWriter.create(tmp_path / "t.h5", config_text="lr = 0.1\n", seed=big_seed)
     w.set_device_table(**table)
     with pytest.raises(ConfigError, match="already set"):
         w.set_device_table(device=[9])
     w.close()
-    with PulseLog.open(tmp_path / "t.h5") as r:
+    with PulseLogReader(tmp_path / "t.h5") as r:
         assert r.seed == big_seed and r.config_text == "lr = 0.1\n"
         assert r.attrs["schema_version"] == SCHEMA_VERSION
         assert r.attrs["created_utc"].endswith("+00:00")
@@ -627,7 +372,8 @@ def test_live_swmr_reader_in_another_process_sees_flushed_records(tmp_path):
         f"""
         import sys
         from hil.core.errors import LogError
-        from hil.runfile.pulselog import PulseLogReader, write_summary
+        from hil.runfile.container import write_summary
+        from hil.runfile.reader import PulseLogReader
         try:  # a live file takes no new objects
             write_summary({str(path)!r}, "x", {{"a": 1.0}})
         except LogError as exc:
@@ -671,7 +417,7 @@ def test_writer_killed_after_flush_leaves_every_flushed_record(tmp_path):
     child = _python(
         f"""
         import numpy as np
-        from hil.runfile.pulselog import PulseLogWriter
+        from hil.runfile.writer import PulseLogWriter
         w = PulseLogWriter(
             {str(path)!r}, chunk_records=1024, buffer_records=4096,
             device_table=dict(layer=np.arange(97) // 50),

@@ -11,7 +11,8 @@ from hil.app.replay import replay
 from hil.app.training import Trainer
 from hil.core.pulses import PartialSetPulse
 from hil.nn.config import TrainConfig
-from hil.runfile.pulselog import LoggedBackend, PulseLogWriter
+from hil.runfile.recorder import Recorder
+from hil.runfile.writer import PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 
@@ -92,12 +93,14 @@ def test_cli_replay_reports_identical(logged_run, mnist_dir, tmp_path):
 
 def test_replay_backend_serves_reads_in_order_and_refuses_extra_pulses(tmp_path):
     f = tmp_path / "log.h5"
-    b = LoggedBackend(EmulatorBackend(20, seed=2), PulseLogWriter(f))
+    b = EmulatorBackend(20, seed=2)
+    recorder = Recorder(b, PulseLogWriter(f))
     ids = np.array([4, 1, 4, 9])  # a repeated id gets its pulses in request order
     b.reset(np.arange(20))
     g1 = b.set_and_read(np.arange(20))
     g2 = b.read(ids)
     b.close()
+    recorder.close()
     r = ReplayBackend(f)
     r.reset(np.arange(20))
     np.testing.assert_array_equal(r.set_and_read(np.arange(20)), g1)

@@ -7,7 +7,9 @@ import pytest
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from hil.runfile.pulselog import LoggedBackend, PulseLogReader, PulseLogWriter
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.recorder import Recorder
+from hil.runfile.writer import PulseLogWriter
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.replay import DivergenceError, ReplayBackend
 
@@ -91,11 +93,13 @@ def test_empty_log_and_extra_devices(tmp_path):
 
 
 def _logged_emulator_run(path, n=12):
-    b = LoggedBackend(EmulatorBackend(n, seed=4), PulseLogWriter(path))
+    b = EmulatorBackend(n, seed=4)
+    recorder = Recorder(b, PulseLogWriter(path))
     b.reset(np.arange(n))
     g1 = b.set_and_read(np.arange(n))
     g2 = b.read(np.arange(0, n, 2))
     b.close()
+    recorder.close()
     return g1, g2
 
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from hil.core.errors import LogError
-from hil.runfile.container import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, open_run_file
-from hil.runfile.pulselog import PulseLogReader, PulseLogWriter
+from hil.runfile.container import open_run_file
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
+from hil.runfile.writer import PulseLogWriter
 
 WRITTEN_SO_FAR = (1,)
 """Every schema version any hil release has written (append when SCHEMA_VERSION is bumped)."""

@@ -17,7 +17,7 @@ from hil.nn.cells import Ambrogio2PCM3T1C
 from hil.nn.config import SynapseConfig, TrainConfig, apply_overrides
 from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray, CapacitorConfig
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.pcm_models import preset
 

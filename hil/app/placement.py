@@ -3,7 +3,7 @@
 A station file may put only some layers of the network on real devices (``hardware_layers``,
 Python indices into the layers of PCM devices, ``-1`` = the output layer; they must be
 adjacent) and the rest on an emulator preset (``emulator``). The run then sees one
-:class:`~hil.core.backend.CompositeBackend` over the network's device ids: the emulated
+:class:`~hil.core.composite.CompositeBackend` over the network's device ids: the emulated
 layers before the station's block, the station's block, the emulated layers after it.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hil.core.backend import CompositeBackend, DeviceBackend
+from hil.core.backend import DeviceBackend
+from hil.core.composite import CompositeBackend
 from hil.core.errors import ConfigError
 from hil.station.model import Station
 from instruments.hardware import HardwareBackend

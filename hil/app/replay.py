@@ -25,7 +25,8 @@ from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
-from hil.runfile.pulselog import COLUMN_NAMES, PulseLogReader
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import COLUMN_NAMES
 from sim_backends.fitted import FittedBackend
 from sim_backends.replay import ReplayBackend
 

@@ -1,7 +1,7 @@
 """The training loop: epochs, transfers, evaluation, checkpoints, resume.
 
 One run writes one HDF5 run file: configuration and seed (root attributes), the device
-table, every PCM pulse (through :class:`~hil.pulselog.LoggedBackend`, with the training
+table, every PCM pulse (through :class:`~hil.runfile.recorder.Recorder`, with the training
 context), and checkpoints at every transfer and epoch end (:mod:`hil.runfile.checkpoint`). A run
 killed at any point resumes from its newest checkpoint: the pulse log is cut back to what
 the checkpoint had seen, and the rest replays exactly — the same seed gives the same run
@@ -36,7 +36,9 @@ from hil.nn.config import TrainConfig
 from hil.nn.network import Network
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
-from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter
+from hil.runfile.recorder import Recorder
+from hil.runfile.schema import Phase
+from hil.runfile.writer import PulseLogWriter
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
 
@@ -101,6 +103,8 @@ class Trainer:
         self.kill_after_images: int | None = int(kill) if kill else None
         """Testing aid: the process kills itself (SIGKILL) after this many images, so the
         tests can check resume after a real crash."""
+        self._recorder: Recorder | None = None
+        """Logs the backend's pulses with the training context (None: not logged)."""
 
     # -- set-up ---------------------------------------------------------------------------
     def _make_backend(self, n_devices: int) -> DeviceBackend:
@@ -155,31 +159,27 @@ class Trainer:
                 device_table=net.layout.device_table() if inner is not None else None,
                 prepare=lambda f: (checkpoint.declare(f, template), _store_stations(f, inner)),
             )
-        backend = None
-        if inner is not None:
-            backend = LoggedBackend(inner, writer) if cfg.log_pulses else inner
-            if isinstance(backend, LoggedBackend):
-                backend.layer_of_device = net.layout.layer_of_device
-            if net.cells.needs_backend_per_image:
-                net.cells.backend = backend
+        backend = inner
+        if inner is not None and cfg.log_pulses:
+            self._recorder = Recorder(inner, writer, layer_of_device=net.layout.layer_of_device)
         started = time.perf_counter()
         try:
             if resume:
-                prog = self._restore(net, inner, arrays, meta, backend)
+                prog = self._restore(net, inner, arrays, meta)
             else:
                 if backend is not None:
-                    with self._context(backend, phase=Phase.TRANSFER, transfer=0, epoch=0):
+                    with self._context(phase=Phase.TRANSFER, transfer=0, epoch=0):
                         init = net.initialize(backend)
                 else:
                     init = net.initialize(None)
                 prog.history.append({"epoch": -1, "init": init})
-                self._checkpoint(writer, net, inner, prog, backend)
+                self._checkpoint(writer, net, inner, prog)
             images_before = prog.images_seen
             self._eval_s = 0.0
             loop_started = time.perf_counter()
             self._loop(net, inner, backend, writer, prog)
             train_s = time.perf_counter() - loop_started - self._eval_s
-            summary = self._summary(prog, backend, time.perf_counter() - started)
+            summary = self._summary(prog, time.perf_counter() - started)
             summary["train_s"] = round(train_s, 3)
             summary["eval_s"] = round(self._eval_s, 3)
             summary["images_per_s"] = round((prog.images_seen - images_before) / train_s, 1)
@@ -187,15 +187,19 @@ class Trainer:
             return summary
         finally:
             self.pool.close()
-            if backend is not None:
-                backend.close()  # closes the writer too when it is a LoggedBackend
-            if not writer.closed:
-                writer.close()
+            try:
+                if backend is not None:
+                    backend.close()  # what a station sends on closing is still logged
+            finally:
+                if self._recorder is not None:
+                    self._recorder.close()  # closes the writer
+                if not writer.closed:
+                    writer.close()
 
-    def _context(self, backend, **fields):
+    def _context(self, **fields):
         """The log's training context, when pulses are logged."""
-        if isinstance(backend, LoggedBackend):
-            return backend.context(**fields)
+        if self._recorder is not None:
+            return self._recorder.context(**fields)
         return nullcontext()
 
     def _loop(self, net, inner, backend, writer, prog: Progress) -> None:
@@ -203,19 +207,19 @@ class Trainer:
         n = self.x_train.shape[0]
         k_leak = cfg.leak_update_images
         dt_leak = k_leak * cfg.image_time_s
-        per_image_context = net.cells.needs_backend_per_image and isinstance(backend, LoggedBackend)
+        per_image_context = net.cells.needs_backend_per_image and self._recorder is not None
         x_train = net.prepare_inputs(self.x_train)  # the input DAC, once
         bar = self._bar(prog)
         try:
             while prog.epoch < cfg.epochs:
                 order = _rng_for(cfg.seed, _ORDER, prog.epoch).permutation(n)
                 lr = cfg.learning_rate * cfg.lr_decay**prog.epoch
-                train_ctx = self._context(backend, phase=Phase.TRAIN, epoch=prog.epoch)
+                train_ctx = self._context(phase=Phase.TRAIN, epoch=prog.epoch)
                 with train_ctx:
                     while prog.position < n:
                         img = order[prog.position]
                         if per_image_context:
-                            backend.set_context(image=prog.images_seen)
+                            self._recorder.set_context(image=prog.images_seen)
                         prog.correct_this_epoch += net.train_image(
                             x_train[img], int(self.y_train[img]), lr, prepared=True
                         )
@@ -227,9 +231,9 @@ class Trainer:
                                 backend.wait(dt_leak)
                         if prog.images_seen % cfg.transfer_interval == 0:
                             self._transfer(net, backend, prog)
-                            self._checkpoint(writer, net, inner, prog, backend)
+                            self._checkpoint(writer, net, inner, prog)
                         if bar is not None and prog.position % 250 == 0:
-                            self._bar_update(bar, prog, backend, 250)
+                            self._bar_update(bar, prog, 250)
                         if self.kill_after_images == prog.images_seen:
                             os.kill(os.getpid(), signal.SIGKILL)
                 t_eval = time.perf_counter()
@@ -241,13 +245,13 @@ class Trainer:
                         "test_accuracy": test_acc,
                         "train_accuracy": prog.correct_this_epoch / n,
                         "learning_rate": lr,
-                        "pulses": _counts(backend),
+                        "pulses": _counts(self._recorder),
                     }
                 )
                 prog.epoch += 1
                 prog.position = 0
                 prog.correct_this_epoch = 0
-                self._checkpoint(writer, net, inner, prog, backend)
+                self._checkpoint(writer, net, inner, prog)
                 if bar is not None:
                     bar.set_postfix_str(f"epoch {prog.epoch} test {test_acc:.2%}")
         finally:
@@ -258,14 +262,15 @@ class Trainer:
         if not net.cells.transfers:
             return
         prog.transfers += 1
-        with self._context(
-            backend, phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen
-        ):
+        with self._context(phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen):
             stats = net.cells.transfer(backend)
         prog.history.append({"transfer": prog.transfers, "images_seen": prog.images_seen, **stats})
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _checkpoint(self, writer, net, inner, prog: Progress, backend) -> None:
+    def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
+        # The snapshot first: a station sends its waiting RESETs then, and they are logged
+        # and counted before the checkpoint records how far the log has come.
+        arrays = self._state_arrays(net, inner)
         writer.flush()
         prog.checkpoints += 1
         self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
@@ -273,11 +278,9 @@ class Trainer:
             "progress": prog.__dict__,
             "rng_state": net.rng.bit_generator.state,
             "pulse_records": writer.n_records,
-            "pulse_counts": _counts(backend),
+            "pulse_counts": _counts(self._recorder),
         }
-        checkpoint.write(
-            writer.file, self._state_arrays(net, inner), json.loads(json.dumps(meta, default=int))
-        )
+        checkpoint.write(writer.file, arrays, json.loads(json.dumps(meta, default=int)))
 
     def _load_checkpoint(self):
         try:
@@ -298,7 +301,7 @@ class Trainer:
             )
         return arrays, meta
 
-    def _restore(self, net, inner, arrays, meta, backend) -> Progress:
+    def _restore(self, net, inner, arrays, meta) -> Progress:
         net.cells.load_state(
             {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("cells/")}
         )
@@ -306,9 +309,9 @@ class Trainer:
         snap = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
         if inner is not None and snap:
             inner.restore(snap)
-        if isinstance(backend, LoggedBackend):
+        if self._recorder is not None:
             for op in Operation:
-                backend.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
+                self._recorder.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
         prog = Progress(**meta["progress"])
         self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
         return prog
@@ -329,15 +332,15 @@ class Trainer:
             mininterval=0.5,
         )
 
-    def _bar_update(self, bar, prog: Progress, backend, n: int) -> None:
+    def _bar_update(self, bar, prog: Progress, n: int) -> None:
         bar.update(n)
         acc = prog.correct_this_epoch / max(prog.position, 1)
-        pulses = sum(_counts(backend).values())
+        pulses = sum(_counts(self._recorder).values())
         bar.set_postfix_str(f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}", refresh=False)
 
-    def _summary(self, prog: Progress, backend, wall_s: float) -> dict:
+    def _summary(self, prog: Progress, wall_s: float) -> dict:
         epochs = [h for h in prog.history if "test_accuracy" in h]
-        counts = _counts(backend)
+        counts = _counts(self._recorder)
         return {
             "run_file": str(self.out),
             "cell": self.cfg.cell,
@@ -353,9 +356,9 @@ class Trainer:
         }
 
 
-def _counts(backend) -> dict[str, int]:
-    if isinstance(backend, LoggedBackend):
-        return {op.name: int(c) for op, c in backend.counts.items()}
+def _counts(recorder: Recorder | None) -> dict[str, int]:
+    if recorder is not None:
+        return {op.name: int(c) for op, c in recorder.counts.items()}
     return {}
 
 

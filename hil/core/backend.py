@@ -6,14 +6,20 @@ characterisation use only this interface; the statistical emulator, replay and t
 hardware backend implement it.
 
 Subclasses implement the underscored methods (``_reset``, ``_set``, ``_read``, ...). The
-public methods validate ids and check the pulse against the :class:`SafetyEnvelope`
-first, so an out-of-envelope or malformed request raises and reaches no backend.
+public methods validate ids, check the pulse's kind and the :class:`SafetyEnvelope` first,
+so an out-of-envelope or malformed request raises and reaches no backend.
+
+Every pulse applied is reported to the backend's subscribers as a
+:class:`~hil.core.events.PulseEvent` (:meth:`DeviceBackend.subscribe`): by the seam once
+``_reset``/``_set``/``_read`` returned, or, for a backend that applies pulses at other
+moments (:attr:`DeviceBackend.reports_own_events`), by the backend itself when it sends them.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,9 +27,10 @@ from hil.core.errors import (
     BackendClosedError,
     BackendError,
     ConfigError,
-    DeviceIdError,
     EnvelopeError,
 )
+from hil.core.events import PulseEvent, PulseListener, Subscribers, reported_conductance
+from hil.core.ids import as_ids
 from hil.core.pulses import (
     Operation,
     PartialSetPulse,
@@ -37,7 +44,6 @@ from hil.core.pulses import (
 )
 
 __all__ = [
-    "CompositeBackend",
     "DeviceBackend",
     "Operation",
     "PartialSetPulse",
@@ -47,39 +53,37 @@ __all__ = [
     "ResetPulse",
     "SafetyEnvelope",
     "SetPulse",
-    "as_ids",
 ]
 
 
-def as_ids(ids, n_devices: int) -> np.ndarray:
-    """``ids`` as a 1-D int64 array, or :class:`DeviceIdError` if any is not a valid id."""
-    arr = np.asarray(ids)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise DeviceIdError(f"device ids must be a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        return np.empty(0, dtype=np.int64)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise DeviceIdError(f"device ids must be integers, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= n_devices:
-        raise DeviceIdError(
-            f"device id out of range: ids span {lo}..{hi}, the backend has devices "
-            f"0..{n_devices - 1}"
+_RESET_KINDS: tuple[type[Pulse], ...] = (ResetPulse,)
+_SET_KINDS: tuple[type[Pulse], ...] = (PartialSetPulse, RampSetPulse)
+_READ_KINDS: tuple[type[Pulse], ...] = (ReadPulse,)
+
+
+def _check_kind(pulse, kinds: tuple[type[Pulse], ...], what: str) -> None:
+    """:class:`EnvelopeError` unless ``pulse`` is of one of ``kinds`` (nothing is sent)."""
+    if not isinstance(pulse, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise EnvelopeError(
+            f"{what} takes a {names}, got {type(pulse).__name__}; pass a {names} "
+            "(or None for the default pulse); nothing was sent"
         )
-    return arr.astype(np.int64, copy=False)
 
 
 class DeviceBackend(abc.ABC):
     """Vectorised access to ``n_devices`` PCM devices.
 
-    Conductances are in siemens. ``clock()`` is the backend's own time in seconds
+    Conductances are in siemens (at float32 precision while anyone listens to the pulse
+    events, see :mod:`hil.core.events`). ``clock()`` is the backend's own time in seconds
     (simulated for an emulator, wall time for hardware); drift follows it.
     """
+
+    reports_own_events: ClassVar[bool] = False
+    """False: the seam reports each call's pulses once the implementation has returned,
+    stamped with the clock when the call started. True: the backend reports its pulses
+    itself (:meth:`_emit`) when they really reach the devices (a station defers RESETs; a
+    composite re-reports its parts')."""
 
     def __init__(self, n_devices: int, envelope: SafetyEnvelope | None = None):
         if int(n_devices) != n_devices or n_devices <= 0:
@@ -87,6 +91,7 @@ class DeviceBackend(abc.ABC):
         self.n_devices = int(n_devices)
         self.envelope = envelope if envelope is not None else SafetyEnvelope()
         self._closed = False
+        self._subscribers = Subscribers()
 
     @property
     def timing(self) -> PulseTiming:
@@ -97,28 +102,48 @@ class DeviceBackend(abc.ABC):
         """``width_s`` (one per id) as the backend would have to send it to each device."""
         return self.timing.quantize(width_s)
 
+    # -- pulse events --------------------------------------------------------------------
+    def subscribe(self, listener: PulseListener, *, ready: Callable[[], None] | None = None):
+        """Call ``listener(event)`` with every :class:`PulseEvent` from now on.
+
+        ``ready()``, if given, runs before each pulse call is sent and may raise to refuse
+        it (nothing is sent then).
+        """
+        self._subscribers.add(listener, ready)
+
+    def unsubscribe(self, listener: PulseListener) -> None:
+        """Stop calling ``listener`` (nothing happens if it is not subscribed)."""
+        self._subscribers.remove(listener)
+
     # -- public, checked API -------------------------------------------------------------
     def reset(self, ids, pulse: ResetPulse | None = None) -> None:
         """Apply one RESET pulse to each device in ``ids``."""
         pulse = ResetPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.RESET,))
+        ids = self._prepare(ids, pulse, _RESET_KINDS, "reset()")
         if ids.size:
+            t = self._call_time()
             self._reset(ids, pulse)
+            self._report(t, ids, pulse)
 
     def set(self, ids, pulse: SetPulse | None = None) -> None:
         """Apply one SET pulse (rectangular partial SET or ramp) to each device in ``ids``."""
         pulse = PartialSetPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.SET_PARTIAL, Operation.SET_RAMP))
+        ids = self._prepare(ids, pulse, _SET_KINDS, "set()")
         if ids.size:
+            t = self._call_time()
             self._set(ids, pulse)
+            self._report(t, ids, pulse)
 
     def read(self, ids, pulse: ReadPulse | None = None) -> np.ndarray:
         """Read each device once; returns conductance in siemens, in request order."""
         pulse = ReadPulse() if pulse is None else pulse
-        ids = self._prepare(ids, pulse, (Operation.READ,))
+        ids = self._prepare(ids, pulse, _READ_KINDS, "read()")
         if not ids.size:
             return np.empty(0)
-        return self._read(ids, pulse)
+        t = self._call_time()
+        g = self._answer(self._read(ids, pulse), ids.size)
+        self._report(t, ids, pulse, g)
+        return g
 
     def set_and_read(
         self, ids, pulse: SetPulse | None = None, read_pulse: ReadPulse | None = None
@@ -126,11 +151,16 @@ class DeviceBackend(abc.ABC):
         """SET then read each device in one visit (hardware saves a route); returns G [S]."""
         pulse = PartialSetPulse() if pulse is None else pulse
         read_pulse = ReadPulse() if read_pulse is None else read_pulse
-        ids = self._prepare(ids, pulse, (Operation.SET_PARTIAL, Operation.SET_RAMP))
+        _check_kind(read_pulse, _READ_KINDS, "set_and_read()'s read_pulse")
+        ids = self._prepare(ids, pulse, _SET_KINDS, "set_and_read()'s pulse")
         self.envelope.check(read_pulse, ids.size)
         if not ids.size:
             return np.empty(0)
-        return self._set_and_read(ids, pulse, read_pulse)
+        t = self._call_time()
+        g = self._answer(self._set_and_read(ids, pulse, read_pulse), ids.size)
+        self._report(t, ids, pulse)
+        self._report(t, ids, read_pulse, g)
+        return g
 
     def clock(self) -> float:
         """Backend time in seconds."""
@@ -197,116 +227,38 @@ class DeviceBackend(abc.ABC):
         if self._closed:
             raise BackendClosedError(f"{type(self).__name__} is closed; open a new backend")
 
-    def _prepare(self, ids, pulse: Pulse, allowed: Sequence[Operation]) -> np.ndarray:
+    def _prepare(self, ids, pulse, kinds: tuple[type[Pulse], ...], what: str) -> np.ndarray:
         self._check_open()
-        if not isinstance(pulse, Pulse) or pulse.op not in allowed:
-            names = "/".join(op.name for op in allowed)
-            raise EnvelopeError(f"expected a {names} pulse, got {type(pulse).__name__}")
+        _check_kind(pulse, kinds, what)
         ids = as_ids(ids, self.n_devices)
         self.envelope.check(pulse, ids.size)
+        self._subscribers.check_ready()
         return ids
 
+    def _answer(self, g, n: int) -> np.ndarray:
+        """The conductances an implementation returned, checked; while anyone listens, at
+        the precision events carry, so that the caller gets exactly what was reported."""
+        g = np.asarray(g)
+        if g.shape != (n,):
+            raise BackendError(
+                f"{type(self).__name__} returned {g.shape} conductances for {n} devices"
+            )
+        return reported_conductance(g) if self._subscribers else g
 
-def _slice_pulse(pulse: Pulse, sel: np.ndarray, n: int) -> Pulse:
-    """The pulse restricted to the devices ``sel`` of a call of ``n`` (array fields only)."""
-    changes = {}
-    for name, value in vars(pulse).items():
-        if isinstance(value, np.ndarray) and value.ndim == 1 and value.shape[0] == n:
-            changes[name] = value[sel]
-    return type(pulse)(**{**vars(pulse), **changes}) if changes else pulse
+    def _call_time(self) -> float:
+        """The clock when a call starts, if the seam is to report the call's pulses."""
+        return self._clock() if self._subscribers and not self.reports_own_events else 0.0
 
+    def _report(self, t: float, ids: np.ndarray, pulse: Pulse, g=None) -> None:
+        if self._subscribers and not self.reports_own_events:
+            self._subscribers.emit(PulseEvent(ids, pulse, t, g))
 
-class CompositeBackend(DeviceBackend):
-    """Serves contiguous device-id ranges from different backends.
-
-    ``parts`` is a list of ``(backend, n)``: the first ``n`` global ids go to the first
-    backend (as its ids ``0..n-1``), the next to the second, and so on. A run can put one
-    layer on real devices and the rest on the emulator. Answers come in request order.
-    """
-
-    def __init__(self, parts: Sequence[tuple[DeviceBackend, int]], envelope=None):
-        if not parts:
-            raise ConfigError("CompositeBackend needs at least one (backend, n_devices) part")
-        for backend, n in parts:
-            if n <= 0 or n > backend.n_devices:
-                raise ConfigError(
-                    f"CompositeBackend part of {n} devices does not fit a "
-                    f"{type(backend).__name__} with {backend.n_devices} devices"
-                )
-        self.parts = [b for b, _ in parts]
-        sizes = np.array([n for _, n in parts], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(sizes)])
-        super().__init__(int(self._starts[-1]), envelope)
+    def _emit(self, event: PulseEvent) -> None:
+        """Report pulses this backend applied (for :attr:`reports_own_events` backends)."""
+        if self._subscribers:
+            self._subscribers.emit(event)
 
     @property
-    def timing(self) -> PulseTiming:
-        """The strictest of the parts' (see :meth:`quantize_widths` for per-device widths)."""
-        t = PulseTiming()
-        for b in self.parts:
-            t = t.strictest(b.timing)
-        return t
-
-    def quantize_widths(self, ids, width_s) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        out = np.array(np.broadcast_to(width_s, ids.shape), dtype=np.float64)
-        for part, sel, local in self._route(ids):
-            out[sel] = part.quantize_widths(local, out[sel])
-        return out
-
-    def _route(self, ids: np.ndarray):
-        part = np.searchsorted(self._starts, ids, side="right") - 1
-        for k in np.unique(part):
-            sel = np.flatnonzero(part == k)
-            yield self.parts[k], sel, ids[sel] - self._starts[k]
-
-    def _reset(self, ids, pulse):
-        for backend, sel, local in self._route(ids):
-            backend.reset(local, _slice_pulse(pulse, sel, ids.size))
-
-    def _set(self, ids, pulse):
-        for backend, sel, local in self._route(ids):
-            backend.set(local, _slice_pulse(pulse, sel, ids.size))
-
-    def _read(self, ids, pulse):
-        out = np.empty(ids.size)
-        for backend, sel, local in self._route(ids):
-            out[sel] = backend.read(local, _slice_pulse(pulse, sel, ids.size))
-        return out
-
-    def _set_and_read(self, ids, pulse, read_pulse):
-        out = np.empty(ids.size)
-        for backend, sel, local in self._route(ids):
-            out[sel] = backend.set_and_read(
-                local, _slice_pulse(pulse, sel, ids.size), _slice_pulse(read_pulse, sel, ids.size)
-            )
-        return out
-
-    def snapshot(self):
-        snaps = [b.snapshot() for b in self.parts]
-        if all(s is None for s in snaps):
-            return None
-        return {f"part{k}/{name}": v for k, s in enumerate(snaps) if s for name, v in s.items()}
-
-    def restore(self, state):
-        for k, b in enumerate(self.parts):
-            prefix = f"part{k}/"
-            sub = {n[len(prefix) :]: v for n, v in state.items() if n.startswith(prefix)}
-            if sub:
-                b.restore(sub)
-
-    def _clock(self) -> float:
-        return max(b.clock() for b in self.parts)
-
-    def _wait(self, seconds):
-        for b in self.parts:
-            b.wait(seconds)
-
-    def _close(self):
-        errors = []
-        for b in self.parts:
-            try:
-                b.close()
-            except Exception as exc:  # close every part, then report the first failure
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+    def _listened(self) -> bool:
+        """True if anyone subscribed (a backend may skip building events otherwise)."""
+        return bool(self._subscribers)

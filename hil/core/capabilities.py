@@ -81,7 +81,7 @@ class StationBacked(Protocol):
 @runtime_checkable
 class Composed(Protocol):
     """Made of other backends, each serving a range of device ids
-    (:class:`~hil.core.backend.CompositeBackend`)."""
+    (:class:`~hil.core.composite.CompositeBackend`)."""
 
     @property
     def parts(self) -> Sequence[DeviceBackend]: ...

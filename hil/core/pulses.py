@@ -220,7 +220,7 @@ class SafetyEnvelope:
         if np.any(width <= 0):
             raise EnvelopeError(f"{name}: width_s must be > 0, got min {width.min()!r}")
         vmax = float(np.max(np.abs(amp)))
-        if pulse.op is Operation.READ:
+        if isinstance(pulse, ReadPulse):
             if vmax > self.max_read_V:
                 raise EnvelopeError(
                     f"{name}: |amplitude| {vmax} V exceeds the envelope's max_read_V "

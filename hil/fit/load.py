@@ -17,7 +17,7 @@ import numpy as np
 
 from hil.core.errors import LogError
 from hil.core.pulses import Operation
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 
 US = 1e6
 """µS per S."""

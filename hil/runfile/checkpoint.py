@@ -53,7 +53,7 @@ def _get_bytes(ds: h5py.Dataset) -> bytes:
 
 
 def _crc(arr: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1))
+    return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)
 
 
 def write(f: h5py.File, arrays: dict[str, np.ndarray], meta: dict) -> None:

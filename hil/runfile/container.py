@@ -1,6 +1,7 @@
-"""File-level layer of the HDF5 run file: kind marker, schema version, provenance attributes.
+"""File-level layer of the HDF5 run file: kind marker, schema version, provenance attributes,
+and protocol summaries.
 
-Every run file carries these root attributes (``hil/pulselog.py`` documents the groups):
+Every run file carries these root attributes (:mod:`hil.runfile.schema` documents the groups):
 
 ==================  ========  ========================================================
 attribute           type      meaning
@@ -16,12 +17,15 @@ attribute           type      meaning
 ==================  ========  ========================================================
 
 :func:`open_run_file` is the one place that turns "missing", "not HDF5", "truncated",
-"foreign" and "unknown schema" into a :class:`~hil.errors.LogError` that says what is wrong.
+"foreign" and "unknown schema" into a :class:`~hil.core.errors.LogError` that says what is wrong.
+:func:`write_summary` / :func:`read_summary` store a protocol's summary as
+``/summary/<name>/<key>`` once the pulse-log writer has closed.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,26 +36,19 @@ import numpy as np
 import hil
 from hil.core.errors import ConfigError, LogError
 from hil.core.versions import software_versions
+from hil.runfile.schema import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 
 __all__ = [
     "HIL_KIND",
-    "SCHEMA_VERSION",
-    "SUPPORTED_SCHEMA_VERSIONS",
     "create_run_file",
     "open_run_file",
     "read_root_attrs",
+    "read_summary",
+    "write_summary",
 ]
 
 HIL_KIND = "hil-run"
 """Value of the root attribute ``hil_kind`` of every run file."""
-
-SCHEMA_VERSION = 1
-"""Layout version this code writes. Bump it on any incompatible change of the layout."""
-
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-"""Layout versions this code can read: every version hil has written (tests/test_runfile.py
-checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
-reader for its layout, unless old files are deliberately given up."""
 
 # The 8-byte signature at the start of every HDF5 file (or at 512, 1024, ... with a user block).
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -227,3 +224,31 @@ def read_root_attrs(f: h5py.File) -> dict:
             k[len("version_") :]: _text(v) for k, v in attrs.items() if k.startswith("version_")
         },
     }
+
+
+def write_summary(path: str | os.PathLike, name: str, summary: Mapping) -> None:
+    """Store a protocol's summary (name → number or array) as ``/summary/<name>/<key>``.
+
+    For a run file whose writer has closed (SWMR forbids new objects while it writes);
+    an earlier summary of the same name is replaced.
+    """
+    with open_run_file(path, "r+") as f:
+        group = f.require_group("summary")
+        if name in group:
+            del group[name]
+        g = group.create_group(name)
+        for key, value in summary.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                raise ConfigError(f"summary {name!r}: {key!r} is not numeric ({arr.dtype})")
+            g.create_dataset(key, data=arr)
+
+
+def read_summary(path: str | os.PathLike, name: str) -> dict[str, float | np.ndarray]:
+    """A summary stored by :func:`write_summary` (scalars as floats/ints, arrays as arrays)."""
+    with open_run_file(path, "r") as f:
+        g = f.get("summary")
+        if g is None or name not in g:
+            have = sorted(g) if g is not None else []
+            raise LogError(f"{str(path)!r} has no summary {name!r} (it has {have or 'none'})")
+        return {k: (ds[()].item() if ds.ndim == 0 else ds[...]) for k, ds in g[name].items()}

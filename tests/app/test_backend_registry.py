@@ -10,7 +10,7 @@ from hil.app.registry import make_backend, register_backend
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError
 from hil.nn.config import TrainConfig
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 from hil.station.parser import parse_station
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.station import station_text

@@ -9,8 +9,8 @@ import pytest
 
 from hil.app.replay import replay
 from hil.app.training import Trainer
-from hil.core.backend import CompositeBackend
 from hil.core.capabilities import Adopting, Composed, PulseTimed, Snapshotting, StationBacked
+from hil.core.composite import CompositeBackend
 from hil.core.errors import ConfigError
 from hil.nn.config import TrainConfig
 from sim_backends.emulator import EmulatorBackend

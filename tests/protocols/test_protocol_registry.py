@@ -10,7 +10,7 @@ import pytest
 
 from hil.app.cli import main as cli
 from hil.core.errors import ConfigError
-from hil.runfile.pulselog import PulseLogReader, read_summary
+from hil.runfile import PulseLogReader, read_summary
 from protocols import registry
 from protocols.plots import save_figure
 from protocols.registry import (

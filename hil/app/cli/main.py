@@ -94,7 +94,10 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     from tqdm import tqdm
 
     from hil.app.registry import make_backend
-    from hil.runfile.pulselog import LoggedBackend, Phase, PulseLogWriter, write_summary
+    from hil.runfile.container import write_summary
+    from hil.runfile.recorder import Recorder
+    from hil.runfile.schema import Phase
+    from hil.runfile.writer import PulseLogWriter
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
@@ -117,13 +120,15 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     started = time.perf_counter()
     inner = make_backend(backend_spec, devices, seed=seed)
     writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=force)
+    # Closed in reverse order: the backend first, so that what it sends on closing is logged.
     with (
-        LoggedBackend(inner, writer) as backend,
+        Recorder(inner, writer) as recorder,
+        inner as backend,
         tqdm(total=steps, desc=protocol, unit="step", disable=None, file=sys.stderr) as bar,
     ):
-        backend.set_context(phase=Phase.CHARACTERIZE)
+        recorder.set_context(phase=Phase.CHARACTERIZE)
         result = chosen.run(backend, ids, options, bar.update)
-        counts = {op.name: n for op, n in backend.counts.items()}
+    counts = {op.name: n for op, n in recorder.counts.items()}
     summary = chosen.summary(result)
     write_summary(out, protocol, summary)
     png = out.with_suffix(".png")
@@ -312,7 +317,7 @@ def fit(run_files, out, max_records, report, as_json, force):
     from tqdm import tqdm
 
     from hil.fit import fit_log
-    from hil.runfile.pulselog import PulseLogReader
+    from hil.runfile.reader import PulseLogReader
 
     if out.exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")

@@ -1,0 +1,442 @@
+"""Reading the pulse log: :class:`PulseLogReader` (the layout is in :mod:`hil.runfile.schema`).
+
+The reader opens a finished file, a live one (SWMR) or one whose writer was killed;
+``column``, ``device_history`` (one device's records: a parallel scan of the id column,
+then only the Blosc2 blocks holding its records), ``select``/``query`` (filters by device
+set, op, time range, transfer, phase, chunk by chunk) and ``count_by_op``. Anything wrong
+with the file raises :class:`~hil.core.errors.LogError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import blosc2
+import h5py
+import numpy as np
+
+from hil.core.errors import ConfigError, LogError
+from hil.core.pulses import Operation
+from hil.runfile.codec import frame_chunk, n_threads, only_blosc2
+from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.schema import COLUMN_BY_NAME, COLUMN_NAMES, COLUMNS, DEVICE_TABLE_COLUMNS, Column
+
+__all__ = ["PulseLogReader", "Records"]
+
+Records = dict[str, np.ndarray]
+"""Selected records: column name → array (plus ``"index"``: record numbers, int64)."""
+
+
+class PulseLogReader:
+    """Reads a run file's pulse log, also while a writer is still appending (SWMR).
+
+    Raises :class:`LogError` when the file is missing, not HDF5, damaged, foreign, of an
+    unknown schema version, or lacks pulse-log columns. :attr:`n_records` is fixed at
+    opening; call :meth:`refresh` to see records flushed since.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._pool: ThreadPoolExecutor | None = None
+        self._file = open_run_file(self.path, "r")
+        try:
+            self.attrs = read_root_attrs(self._file)
+            self._bind()
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    def _bind(self) -> None:
+        f, where = self._file, str(self.path)
+        if "pulses" not in f or not isinstance(f["pulses"], h5py.Group):
+            raise LogError(f"{where!r}: run file has no /pulses group (no pulse log)")
+        group = f["pulses"]
+        missing = [c.name for c in COLUMNS if c.name not in group]
+        if missing:
+            raise LogError(f"{where!r}: pulse log lacks column(s) {', '.join(missing)}")
+        self._ds: dict[str, h5py.Dataset] = {}
+        chunks = set()
+        for c in COLUMNS:
+            ds = group[c.name]
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                raise LogError(f"{where!r}: pulse log column {c.name!r} is not a 1-D dataset")
+            if ds.dtype != c.np_dtype:
+                raise LogError(
+                    f"{where!r}: pulse log column {c.name!r} has dtype {ds.dtype}, "
+                    f"expected {c.np_dtype}"
+                )
+            if ds.chunks is None:
+                raise LogError(f"{where!r}: pulse log column {c.name!r} is not chunked")
+            chunks.add(ds.chunks[0])
+            self._ds[c.name] = ds
+        if len(chunks) != 1:
+            raise LogError(f"{where!r}: pulse log columns have different chunk sizes {chunks}")
+        self.chunk_records = chunks.pop()
+        # Fast path only for datasets whose one filter is Blosc2 (what the writer makes).
+        self._direct = {name: only_blosc2(ds) for name, ds in self._ds.items()}
+        self._scratch: dict[str, np.ndarray] = {}
+        self._holders: dict[str, blosc2.SChunk] = {}
+        if n_threads(None) > 1:
+            blosc2.set_releasegil(True)  # process-wide; lets decompression run in parallel
+            self._pool = ThreadPoolExecutor(n_threads(None), thread_name_prefix="pulselog-read")
+
+    # -- file-level ----------------------------------------------------------------------
+    def refresh(self) -> int:
+        """See records flushed by a live writer since opening; returns :attr:`n_records`."""
+        lengths = []
+        for ds in self._ds.values():
+            if self._file.swmr_mode:
+                ds.refresh()
+            length = ds.shape[0]
+            # A writer killed between extending a column and storing its new chunks (it
+            # stores them in order) leaves the extent ahead of the data: stop before them.
+            while length:
+                last = (length - 1) // self.chunk_records * self.chunk_records
+                if ds.id.get_chunk_info_by_coord((last,)).byte_offset is not None:
+                    break
+                length = last
+            lengths.append(length)
+        # A live writer extends the columns one after another; the shortest is complete.
+        self.n_records = int(min(lengths))
+        return self.n_records
+
+    @property
+    def config_text(self) -> str:
+        return self.attrs["config_text"]
+
+    @property
+    def seed(self) -> int | None:
+        return self.attrs["seed"]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.attrs["versions"]
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_records // self.chunk_records)
+
+    def device_table(self) -> dict[str, np.ndarray]:
+        """The device table as column → array (arrays are empty if it was never set)."""
+        group = self._file.get("devices")
+        if group is None:
+            raise LogError(f"{str(self.path)!r}: run file has no /devices group")
+        out = {}
+        for name, dtype in DEVICE_TABLE_COLUMNS:
+            if name not in group:
+                raise LogError(f"{str(self.path)!r}: device table lacks column {name!r}")
+            ds = group[name]
+            if self._file.swmr_mode:
+                ds.refresh()
+            out[name] = ds[...].astype(dtype, copy=False)
+        lengths = {a.size for a in out.values()}
+        if len(lengths) != 1:
+            raise LogError(f"{str(self.path)!r}: device table columns differ in length")
+        return out
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+    def __enter__(self) -> PulseLogReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- chunk access --------------------------------------------------------------------
+    def _valid(self, k: int) -> int:
+        """Records of chunk ``k`` that lie inside the log."""
+        return min(self.chunk_records, self.n_records - k * self.chunk_records)
+
+    def _damaged(self, name: str, k: int, exc: BaseException) -> LogError:
+        return LogError(
+            f"{str(self.path)!r}: chunk {k} of pulse column {name!r} cannot be read; the file "
+            f"is damaged (or a live writer has not flushed it yet: refresh and retry): {exc}"
+        )
+
+    def _read_raw(self, name: str, k: int) -> bytes | None:
+        """The stored bytes of chunk ``k``, or None where only h5py can decode the column."""
+        if not self._direct[name]:
+            return None
+        try:
+            mask, raw = self._ds[name].id.read_direct_chunk((k * self.chunk_records,))
+        except Exception as exc:
+            raise self._damaged(name, k, exc) from exc
+        return None if mask else raw
+
+    def _decode(self, name: str, k: int, raw: bytes | None, out: np.ndarray) -> np.ndarray:
+        """Decompress chunk ``k`` (stored bytes ``raw``) into ``out``; returns its valid part."""
+        n = self._valid(k)
+        if raw is not None:
+            chunk = frame_chunk(raw, out.nbytes)
+            try:
+                if chunk is not None:  # the writer's frames: decompress the chunk directly
+                    blosc2.decompress2(chunk, dst=out)
+                    return out[:n]
+                schunk = blosc2.schunk_from_cframe(raw, copy=False)
+                if schunk.nbytes == out.nbytes and schunk.nchunks == 1 and not len(schunk.meta):
+                    schunk.decompress_chunk(0, dst=out)  # a run-length chunk, framed by Blosc2
+                    return out[:n]
+            except Exception as exc:
+                raise self._damaged(name, k, exc) from exc
+        # Anything else (e.g. chunks that HDF5's own filter wrote): let HDF5 decode it.
+        start = k * self.chunk_records
+        out[:n] = self._h5_read(name, start, start + n)
+        return out[:n]
+
+    def _chunk(self, name: str, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Decompressed records of chunk ``k`` of a column (the valid part only).
+
+        Decompresses into ``out`` (length ``chunk_records``) if given, else into a
+        per-column scratch buffer that the next call for this column overwrites.
+        """
+        if out is None:
+            out = self._scratch_for(name)
+        return self._decode(name, k, self._read_raw(name, k), out)
+
+    def _map_chunks(self, name: str, chunks: Sequence[int], work) -> list:
+        """``work(k, data)`` for each chunk ``k`` of a column, decompressing in parallel.
+
+        This thread reads the stored bytes (HDF5 calls are serialised anyway); the pool
+        decompresses (Blosc2 releases the GIL) into one buffer per worker.
+        """
+        dtype = COLUMN_BY_NAME[name].np_dtype
+        local = threading.local()
+
+        def run(k: int, raw: bytes | None):
+            buf = getattr(local, "buf", None)
+            if buf is None:
+                buf = local.buf = np.empty(self.chunk_records, dtype=dtype)
+            return work(k, self._decode(name, k, raw, buf))
+
+        if self._pool is None:
+            return [run(k, self._read_raw(name, k)) for k in chunks]
+        results: list = []
+        pending: collections.deque = collections.deque()
+        for k in chunks:
+            pending.append(self._pool.submit(run, k, self._read_raw(name, k)))
+            if len(pending) > 32:  # bound the stored bytes held in memory
+                results.append(pending.popleft().result())
+        results.extend(f.result() for f in pending)
+        return results
+
+    def _h5_read(self, name: str, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._ds[name][start:stop]
+        except Exception as exc:
+            raise LogError(
+                f"{str(self.path)!r}: cannot read pulse column {name!r} records "
+                f"{start}..{stop}: {exc}"
+            ) from exc
+
+    def _check_column(self, name: str) -> Column:
+        c = COLUMN_BY_NAME.get(name)
+        if c is None:
+            raise ConfigError(
+                f"unknown pulse-log column {name!r}; columns are {', '.join(COLUMN_NAMES)}"
+            )
+        return c
+
+    # -- whole columns -------------------------------------------------------------------
+    def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Records ``start:stop`` of one column (clipped to the log, like a slice)."""
+        c = self._check_column(name)
+        start, stop, _ = slice(start, stop).indices(self.n_records)
+        stop = max(start, stop)
+        out = np.empty(stop - start, dtype=c.np_dtype)
+        ch = self.chunk_records
+        for k in range(start // ch, -(-stop // ch)):
+            lo, hi = max(start, k * ch), min(stop, (k + 1) * ch)
+            if lo == k * ch and hi == (k + 1) * ch:
+                self._chunk(name, k, out=out[lo - start : hi - start])
+            else:
+                data = self._chunk(name, k)
+                out[lo - start : hi - start] = data[lo - k * ch : hi - k * ch]
+        return out
+
+    def count_by_op(self) -> dict[Operation, int]:
+        """Number of records of each operation (a chunk-by-chunk scan of ``op``)."""
+        counts = np.zeros(256, dtype=np.int64)
+        for k in range(self.n_chunks):
+            counts += np.bincount(self._chunk("op", k), minlength=256)
+        return {op: int(counts[int(op)]) for op in Operation}
+
+    # -- one device ----------------------------------------------------------------------
+    def device_positions(self, device: int) -> np.ndarray:
+        """Record numbers (sorted) of every record of ``device``: a scan of the id column."""
+        device = int(device)
+        if not 0 <= device < 2**32:
+            raise ConfigError(f"device id must be in 0 .. 2**32-1, got {device}")
+        key = np.uint32(device)
+        ch = self.chunk_records
+        hits = self._map_chunks(
+            "device", range(self.n_chunks), lambda k, ids: np.flatnonzero(ids == key) + k * ch
+        )
+        return np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
+
+    def take(self, positions: np.ndarray, columns: Sequence[str] | None = None) -> Records:
+        """The records at ``positions`` (sorted record numbers), reading only their chunks.
+
+        Where a chunk holds few wanted records only the Blosc2 blocks containing them are
+        decompressed.
+        """
+        names = list(COLUMN_NAMES if columns is None else columns)
+        for name in names:
+            self._check_column(name)
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.size and (pos[0] < 0 or pos[-1] >= self.n_records or np.any(np.diff(pos) < 0)):
+            raise ConfigError("take(): positions must be sorted record numbers inside the log")
+        ch = self.chunk_records
+        ks = pos // ch
+        # Boundaries of runs of equal chunk number (pos is sorted, so chunks are too).
+        cuts = np.flatnonzero(np.diff(ks)) + 1
+        starts = np.concatenate([[0], cuts]) if pos.size else np.empty(0, dtype=np.int64)
+        stops = np.concatenate([cuts, [pos.size]]) if pos.size else starts
+        out: Records = {"index": pos}
+        for name in names:
+            col = np.empty(pos.size, dtype=COLUMN_BY_NAME[name].np_dtype)
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                k = int(ks[a])
+                local = pos[a:b] - k * ch
+                raw = self._read_raw(name, k)
+                if b - a > 8 or not self._points(name, k, raw, local, col[a:b]):
+                    col[a:b] = self._decode(name, k, raw, self._scratch_for(name))[local]
+            out[name] = col
+        return out
+
+    def _points(self, name: str, k: int, raw, local: np.ndarray, dest: np.ndarray) -> bool:
+        """Fill ``dest`` with records ``local`` of chunk ``k``, decompressing only the Blosc2
+        blocks that hold them; False if the chunk is not in the writer's frame format."""
+        c = COLUMN_BY_NAME[name]
+        nbytes = self.chunk_records * c.np_dtype.itemsize
+        chunk = None if raw is None else frame_chunk(raw, nbytes)
+        if chunk is None:
+            return False
+        # One reusable one-chunk SChunk per column: swapping its chunk is 3x cheaper than
+        # parsing each frame into a new SChunk.
+        holder = self._holders.get(name)
+        if holder is None:
+            cparams = blosc2.CParams(typesize=c.np_dtype.itemsize, nthreads=1)
+            holder = blosc2.SChunk(chunksize=nbytes, cparams=cparams)
+            holder.append_data(np.zeros(self.chunk_records, dtype=c.np_dtype))
+            self._holders[name] = holder
+        try:
+            holder.update_chunk(0, chunk)
+            one = np.empty(1, dtype=dest.dtype)
+            for j, i in enumerate(local.tolist()):
+                holder.get_slice(i, i + 1, out=one)
+                dest[j] = one[0]
+        except Exception as exc:
+            raise self._damaged(name, k, exc) from exc
+        return True
+
+    def _scratch_for(self, name: str) -> np.ndarray:
+        out = self._scratch.get(name)
+        if out is None:
+            out = self._scratch[name] = np.empty(self.chunk_records, COLUMN_BY_NAME[name].np_dtype)
+        return out
+
+    def device_history(self, device: int, columns: Sequence[str] | None = None) -> Records:
+        """Every record of one device, in time order, as column → array (+ ``"index"``)."""
+        names = list(COLUMN_NAMES if columns is None else columns)
+        pos = self.device_positions(device)
+        # The id column is known to equal ``device``: do not read it again.
+        records = self.take(pos, [n for n in names if n != "device"])
+        if "device" in names:
+            records["device"] = np.full(pos.size, device, dtype=np.uint32)
+        records = {"index": records["index"], **{n: records[n] for n in names}}
+        t = records.get("time_s")
+        if t is not None and t.size > 1 and np.any(np.diff(t) < 0):
+            order = np.argsort(t, kind="stable")
+            records = {k: v[order] for k, v in records.items()}
+        return records
+
+    # -- filtered scans ------------------------------------------------------------------
+    def select(
+        self,
+        *,
+        devices: Iterable[int] | None = None,
+        ops: Iterable[int] | None = None,
+        t_min: float | None = None,
+        t_max: float | None = None,
+        transfers: Iterable[int] | None = None,
+        phases: Iterable[int] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Iterator[Records]:
+        """Yield, chunk by chunk, the records matching every given filter.
+
+        ``devices``, ``ops``, ``transfers``, ``phases``: sets of allowed values; ``t_min`` /
+        ``t_max``: inclusive bounds on ``time_s``. Each yielded dict holds the requested
+        ``columns`` (default all) and ``"index"``; only one chunk is in memory at a time.
+        """
+        names = list(COLUMN_NAMES if columns is None else columns)
+        for name in names:
+            self._check_column(name)
+        tests = []
+        if devices is not None:
+            tests.append(("device", _member_test(devices)))
+        if ops is not None:
+            tests.append(("op", _member_test([int(o) for o in ops])))
+        if transfers is not None:
+            tests.append(("transfer", _member_test(transfers)))
+        if phases is not None:
+            tests.append(("phase", _member_test([int(p) for p in phases])))
+        if t_min is not None or t_max is not None:
+            lo = -np.inf if t_min is None else float(t_min)
+            hi = np.inf if t_max is None else float(t_max)
+            tests.append(("time_s", lambda t: (t >= lo) & (t <= hi)))
+        ch = self.chunk_records
+        for k in range(self.n_chunks):
+            loaded: dict[str, np.ndarray] = {}
+            mask = None
+            for name, test in tests:
+                # Each column has its own scratch buffer, so these stay valid for this chunk.
+                data = loaded[name] = self._chunk(name, k)
+                m = test(data)
+                mask = m if mask is None else (mask & m)
+                if not mask.any():
+                    break
+            if mask is not None and not mask.any():
+                continue
+            idx = np.flatnonzero(mask) if mask is not None else None
+            batch: Records = {}
+            n = self._valid(k)
+            batch["index"] = (idx if idx is not None else np.arange(n)) + k * ch
+            for name in names:
+                data = loaded[name] if name in loaded else self._chunk(name, k)
+                batch[name] = data[idx] if idx is not None else data.copy()
+            yield batch
+
+    def query(self, **filters) -> Records:
+        """All records matching ``filters`` (same arguments as :meth:`select`), concatenated."""
+        names = ["index", *(filters.get("columns") or COLUMN_NAMES)]
+        parts = list(self.select(**filters))
+        if not parts:
+            return {
+                name: np.empty(
+                    0, dtype=np.int64 if name == "index" else COLUMN_BY_NAME[name].np_dtype
+                )
+                for name in names
+            }
+        return {name: np.concatenate([p[name] for p in parts]) for name in names}
+
+
+def _member_test(values: Iterable[int]):
+    """A vectorised "x in values" for integer columns."""
+    allowed = np.unique(np.asarray(list(values) if not isinstance(values, np.ndarray) else values))
+    if allowed.size == 0:
+        return lambda x: np.zeros(x.shape, dtype=bool)
+    if allowed.size == 1:
+        v = allowed[0]
+        return lambda x: x == v
+    return lambda x: np.isin(x, allowed)

@@ -1,0 +1,176 @@
+"""The pulse log's schema: columns, their codes and compression, and the file layout.
+
+File layout, schema version 1
+=============================
+
+Root attributes: see :mod:`hil.runfile.container` (``hil_kind = "hil-run"``, ``schema_version``,
+``created_utc``, ``config_text``, ``seed``, ``version_*``).
+
+``/pulses`` — the pulse log, one record per pulse, in call order (= backend-time order).
+One 1-D dataset per column, all of the same length, chunked (``chunk_records`` records per
+chunk, the group attribute of that name), extendable (``maxshape=(None,)``), compressed with
+the Blosc2 HDF5 filter (id 32026, registered by ``import hdf5plugin``):
+
+================  =======  =============================================================
+column            dtype    meaning (value when not applicable)
+================  =======  =============================================================
+``time_s``        float64  backend clock when the call started [s]
+``device``        uint32   device id
+``op``            uint8    :class:`hil.core.pulses.Operation`: READ=0, RESET=1, SET_PARTIAL=2,
+                           SET_RAMP=3
+``amplitude_V``   float32  pulse amplitude (first ramp step for SET_RAMP; V_read for READ)
+``width_s``       float32  pulse width; one step's length for SET_RAMP
+``ramp_steps``    uint8    steps of a ramp SET (0 for rectangular pulses)
+``g_S``           float32  measured conductance (NaN unless READ)
+``current_A``     float32  read current g_S·read_V (NaN unless READ)
+``read_V``        float32  read voltage (NaN unless READ)
+``epoch``         int32    training epoch (-1: none)
+``image``         int32    training image index (-1: none)
+``transfer``      int32    transfer number (-1: none)
+``phase``         uint8    :class:`Phase`: NONE=0, TRAIN=1, TRANSFER=2, CHARACTERIZE=3,
+                           EVALUATE=4
+``layer``         int16    network layer (-1: none)
+================  =======  =============================================================
+
+Each chunk is one Blosc2 frame holding one Blosc2 chunk, exactly what the HDF5 filter
+produces and accepts, so plain ``h5py`` with ``hdf5plugin`` imported reads the columns.
+The writer compresses chunks itself (``blosc2``, multi-threaded, with per-column filters such
+as byte-delta that the HDF5 filter's options cannot express; every Blosc2 chunk records its
+own filters, so the HDF5 filter decodes it) and stores them with ``write_direct_chunk``. The
+last chunk is stored full-size, padded with zeros past the dataset's length.
+
+``/devices`` — the device table (written once, may be empty): one 1-D dataset per column,
+all of one length: ``device`` (uint32), ``layer`` (int16), ``row`` (int32), ``column``
+(int32), ``role`` (uint8, :class:`Role`: 0 = G+, 1 = G−, 255 = unassigned), ``die`` (int32),
+``site`` (int32); -1 means unknown.
+
+SWMR: no objects can be created once SWMR writing has started, so the writer creates every
+dataset up front. To add groups (summaries, metrics) after a run, close the writer and open
+the file with :func:`hil.runfile.container.open_run_file` in mode ``"r+"``. An SWMR writer never
+reuses file space, so each flush leaves the previous copy of the partial last chunk behind
+(up to ~0.7 MB): flush at transfers, not after every call (``swmr=False`` reuses space).
+
+Versions: :data:`SCHEMA_VERSION` is the layout this code writes (the root attribute
+``schema_version``), :data:`SUPPORTED_SCHEMA_VERSIONS` the layouts it reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import blosc2
+import numpy as np
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_BY_NAME",
+    "COLUMN_NAMES",
+    "DEFAULT_CHUNK_RECORDS",
+    "DEVICE_TABLE_COLUMNS",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "Column",
+    "Phase",
+    "Role",
+]
+
+SCHEMA_VERSION = 1
+"""Layout version this code writes. Bump it on any incompatible change of the layout."""
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+"""Layout versions this code can read: every version hil has written (tests/test_runfile.py
+checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
+reader for its layout, unless old files are deliberately given up."""
+
+_F = blosc2.Filter
+
+
+class Phase(enum.IntEnum):
+    """What the run was doing when a pulse was sent (the ``phase`` column)."""
+
+    NONE = 0
+    TRAIN = 1
+    TRANSFER = 2
+    CHARACTERIZE = 3
+    EVALUATE = 4
+
+
+class Role(enum.IntEnum):
+    """A device's place in its unit cell (the device table's ``role`` column)."""
+
+    G_PLUS = 0
+    G_MINUS = 1
+    UNASSIGNED = 255
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the pulse log: its dtype, its "not applicable" value and its codec."""
+
+    name: str
+    dtype: str
+    missing: float | int | None
+    """Value stored when a record has none (``None``: the column is required)."""
+    codec: blosc2.Codec
+    clevel: int
+    filters: tuple[blosc2.Filter, ...]
+    doc: str
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+
+def _col(name, dtype, missing, doc, codec=blosc2.Codec.ZSTD, clevel=1, filters=(_F.SHUFFLE,)):
+    return Column(name, dtype, missing, codec, clevel, tuple(filters), doc)
+
+
+# Codecs chosen by benchmarks/bench_pulselog.py on transfer-like data: constant-per-call
+# columns vanish under zstd; random measured values (g_S, current_A, width_s) are mostly
+# mantissa noise, where lz4 + bit-shuffle is as small as zstd and three times faster;
+# device ids are sorted runs, which byte-delta turns into near-constant bytes. The id
+# column is scanned by every one-device query, so it uses lz4, which decompresses twice as
+# fast as zstd (0.6 instead of 0.3 bytes/record).
+_NOISY = dict(codec=blosc2.Codec.LZ4, clevel=5, filters=(_F.BITSHUFFLE,))
+COLUMNS: tuple[Column, ...] = (
+    _col("time_s", "<f8", None, "backend clock when the call started [s]"),
+    _col(
+        "device",
+        "<u4",
+        None,
+        "device id",
+        codec=blosc2.Codec.LZ4,
+        clevel=5,
+        filters=(_F.SHUFFLE, _F.BYTEDELTA),
+    ),
+    _col("op", "u1", None, "Operation code: READ=0, RESET=1, SET_PARTIAL=2, SET_RAMP=3"),
+    _col("amplitude_V", "<f4", np.nan, "pulse amplitude [V] (first step of a ramp)"),
+    _col("width_s", "<f4", np.nan, "pulse width [s] (one step of a ramp)", **_NOISY),
+    _col("ramp_steps", "u1", 0, "steps of a ramp SET (0: rectangular pulse)"),
+    _col("g_S", "<f4", np.nan, "measured conductance [S] (NaN unless READ)", **_NOISY),
+    _col("current_A", "<f4", np.nan, "read current g_S*read_V [A] (NaN unless READ)", **_NOISY),
+    _col("read_V", "<f4", np.nan, "read voltage [V] (NaN unless READ)"),
+    _col("epoch", "<i4", -1, "training epoch (-1: none)"),
+    _col("image", "<i4", -1, "training image index (-1: none)"),
+    _col("transfer", "<i4", -1, "transfer number (-1: none)"),
+    _col("phase", "u1", int(Phase.NONE), "Phase: NONE=0 TRAIN=1 TRANSFER=2 CHARACTERIZE=3 ..."),
+    _col("layer", "<i2", -1, "network layer (-1: none)"),
+)
+COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+DEVICE_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("device", "<u4"),
+    ("layer", "<i2"),
+    ("row", "<i4"),
+    ("column", "<i4"),
+    ("role", "u1"),
+    ("die", "<i4"),
+    ("site", "<i4"),
+)
+
+DEFAULT_CHUNK_RECORDS = 1 << 17
+"""Records per HDF5 chunk (512 KiB of float32): large enough that per-chunk HDF5 and
+Python costs are small next to compression, small enough that the partial chunk rewritten
+at each flush stays small."""

@@ -1,0 +1,477 @@
+"""Writing the pulse log: :class:`PulseLogWriter` (the layout is in :mod:`hil.runfile.schema`).
+
+Every pulse that reaches a device (RESET, SET, read) becomes one record. Records are
+buffered in numpy columns and written in large compressed chunks; :meth:`PulseLogWriter.flush`
+makes everything appended before it durable (a crash afterwards loses none of it), and the
+file is written in SWMR mode so another process can read it while it grows.
+
+:class:`PulseLogWriter` creates the file (``prepare`` creates extra datasets before SWMR
+starts), ``append`` takes one call's records (scalars or per-device arrays), ``flush``
+makes them durable, ``reopen(path, truncate_to=n)`` continues a file after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import blosc2
+import h5py
+import hdf5plugin
+import numpy as np
+
+from hil.core.errors import ConfigError, LogError
+from hil.core.pulses import Operation
+from hil.runfile.codec import FrameMaker, codec_attr, cparams, hdf5_filter, library_frame, n_threads
+from hil.runfile.container import create_run_file
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    DEFAULT_CHUNK_RECORDS,
+    DEVICE_TABLE_COLUMNS,
+    Phase,
+    Role,
+)
+
+__all__ = ["PulseLogWriter"]
+
+
+class PulseLogWriter:
+    """Appends pulse records to a new run file (see the module docstring for the layout).
+
+    ``append`` copies into preallocated numpy buffers; full chunks are compressed and written
+    when the buffer fills, and ``flush`` writes the rest (the last, partial chunk is rewritten
+    by later flushes) and flushes HDF5. Not thread-safe: one writer per thread.
+
+    Parameters
+    ----------
+    path: the run file to create (refused if it exists, unless ``overwrite``).
+    config_text, seed: stored as root attributes.
+    swmr: start SWMR writing, so that readers may open the file while it grows.
+    device_table: optional mapping of :meth:`set_device_table` arguments, written before
+        SWMR starts.
+    prepare: optional ``prepare(h5py_file)`` called before SWMR starts, to create any other
+        groups and datasets the run will write into (checkpoints, metrics).
+    chunk_records: records per HDF5 chunk.
+    buffer_records: records buffered in memory before full chunks are written.
+    nthreads: Blosc2 compression threads (default: the machine's cores, at most 8).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        config_text: str = "",
+        seed: int | None = None,
+        swmr: bool = True,
+        overwrite: bool = False,
+        device_table: Mapping | None = None,
+        prepare: Callable[[h5py.File], None] | None = None,
+        chunk_records: int = DEFAULT_CHUNK_RECORDS,
+        buffer_records: int = 1 << 20,
+        nthreads: int | None = None,
+    ):
+        self._setup(path, chunk_records, buffer_records, nthreads)
+        self._file = create_run_file(path, config_text=config_text, seed=seed, overwrite=overwrite)
+        try:
+            self._create_layout(devices=True)
+            if device_table is not None:
+                self.set_device_table(**device_table)
+            if prepare is not None:
+                prepare(self._file)
+            if swmr:
+                self._file.swmr_mode = True
+        except BaseException:
+            self._file.close()
+            raise
+        self.swmr = bool(swmr)
+
+    def _setup(self, path, chunk_records: int, buffer_records: int, nthreads) -> None:
+        chunk_records = int(chunk_records)
+        if chunk_records < 1024 or chunk_records * 8 > blosc2.MAX_BUFFERSIZE:
+            raise ConfigError(f"chunk_records must be >= 1024 and fit Blosc2, got {chunk_records}")
+        self.path = Path(path)
+        self.chunk_records = chunk_records
+        n_chunks = max(1, -(-int(buffer_records) // chunk_records))
+        self._capacity = n_chunks * chunk_records
+        # Each chunk is compressed single-threaded; chunks run in parallel in a thread pool
+        # (Blosc2's own threads would be started anew for every chunk).
+        self._cparams = {c.name: cparams(c) for c in COLUMNS}
+        self._makers = {
+            c.name: FrameMaker(self._cparams[c.name], chunk_records, c.np_dtype) for c in COLUMNS
+        }
+        self._n_threads = n_threads(nthreads)
+        self._pool: ThreadPoolExecutor | None = None  # started at the first write
+        self._closed = False
+        # Buffers start at a chunk boundary: _base is the record index of row 0.
+        self._buf = {c.name: np.empty(self._capacity, dtype=c.np_dtype) for c in COLUMNS}
+        self._fill = 0
+        self._base = 0
+        self._durable = 0
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, **kwargs) -> PulseLogWriter:
+        """Same as ``PulseLogWriter(path, **kwargs)``."""
+        return cls(path, **kwargs)
+
+    @classmethod
+    def reopen(
+        cls,
+        path: str | os.PathLike,
+        *,
+        truncate_to: int | None = None,
+        swmr: bool = True,
+        buffer_records: int = 1 << 20,
+        nthreads: int | None = None,
+    ) -> PulseLogWriter:
+        """Continue writing an existing run file, e.g. to resume a killed run.
+
+        Keeps the first ``truncate_to`` pulse records (default: all) and every other object
+        of the file (root attributes, device table, checkpoints, summaries). Works on files
+        whose writer was killed: the kept content is copied into a fresh file (stored
+        chunks are copied as they are, without recompressing), which then atomically
+        replaces the old one, so a crash during ``reopen`` leaves the old file intact.
+        """
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.reopen-tmp")
+        with PulseLogReader(path) as src:
+            n = src.n_records if truncate_to is None else int(truncate_to)
+            if not 0 <= n <= src.n_records:
+                raise LogError(
+                    f"{str(path)!r}: cannot keep {n} pulse records, the log holds {src.n_records}"
+                )
+            self = cls.__new__(cls)
+            self._setup(path, src.chunk_records, buffer_records, nthreads)
+            tmp.unlink(missing_ok=True)
+            self._file = h5py.File(tmp, "w", libver="latest")
+            try:
+                self._copy_from(src, n)
+            except BaseException:
+                self._file.close()
+                tmp.unlink(missing_ok=True)
+                raise
+        try:
+            self.flush(fsync=True)  # the kept partial chunk, before the file takes the name
+            os.replace(tmp, path)
+            if swmr:
+                self._file.swmr_mode = True
+        except BaseException:
+            self._closed = True
+            self._file.close()
+            raise
+        self.swmr = bool(swmr)
+        return self
+
+    def _copy_from(self, src: PulseLogReader, n: int) -> None:
+        """Copy everything but the pulse records past ``n`` from ``src`` into this file."""
+        f = self._file
+        for key, value in src._file.attrs.items():
+            f.attrs[key] = value
+        f.attrs["reopened_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._create_layout(devices=False)
+        for name in src._file:
+            if name != "pulses":
+                src._file.copy(src._file[name], f, name=name)
+        ch = self.chunk_records
+        n_full = n // ch
+        for c in COLUMNS:
+            ds = self._ds[c.name]
+            ds.resize((n_full * ch,))
+            if src._direct[c.name]:
+                # Stored chunks go across as they are: no decompression, no recompression.
+                src_id = src._ds[c.name].id
+                for k in range(n_full):
+                    mask, raw = src_id.read_direct_chunk((k * ch,))
+                    ds.id.write_direct_chunk((k * ch,), raw, filter_mask=mask)
+            else:
+                for k in range(n_full):
+                    ds[k * ch : (k + 1) * ch] = src.column(c.name, k * ch, (k + 1) * ch)
+            # The last, partial chunk goes to the buffer; it is written by the next flush.
+            self._buf[c.name][: n - n_full * ch] = src.column(c.name, n_full * ch, n)
+        self._base, self._fill = n_full * ch, n - n_full * ch
+
+    def _create_layout(self, devices: bool) -> None:
+        f = self._file
+        pulses = f.create_group("pulses")
+        pulses.attrs["chunk_records"] = np.int64(self.chunk_records)
+        pulses.attrs["columns"] = ",".join(COLUMN_NAMES)
+        pulses.attrs["op_codes"] = ",".join(f"{op.name}={int(op)}" for op in Operation)
+        pulses.attrs["phase_codes"] = ",".join(f"{p.name}={int(p)}" for p in Phase)
+        self._ds = {}
+        for c in COLUMNS:
+            ds = pulses.create_dataset(
+                c.name,
+                shape=(0,),
+                maxshape=(None,),
+                chunks=(self.chunk_records,),
+                dtype=c.np_dtype,
+                **hdf5_filter(c),
+            )
+            ds.attrs["doc"] = c.doc
+            ds.attrs["compression"] = codec_attr(c)
+            self._ds[c.name] = ds
+        if not devices:
+            return
+        table = f.create_group("devices")
+        for name, dtype in DEVICE_TABLE_COLUMNS:
+            table.create_dataset(
+                name,
+                shape=(0,),
+                maxshape=(None,),
+                chunks=(1 << 16,),
+                dtype=dtype,
+                **hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.SHUFFLE),
+            )
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def n_records(self) -> int:
+        """Records appended so far (buffered or written)."""
+        return self._base + self._fill
+
+    @property
+    def n_durable(self) -> int:
+        """Records written and flushed to the file (survive a crash of this process)."""
+        return self._durable
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def file(self) -> h5py.File:
+        """The open h5py file (read attributes only; SWMR forbids creating objects)."""
+        return self._file
+
+    # -- device table --------------------------------------------------------------------
+    def set_device_table(
+        self, device=None, layer=-1, row=-1, column=-1, role=Role.UNASSIGNED, die=-1, site=-1
+    ) -> None:
+        """Store the device map (once). Every argument is a scalar or one value per device;
+        ``device`` defaults to ids ``0..n-1`` for ``n`` values in the other columns."""
+        self._check_open()
+        group = self._file["devices"]
+        if group["device"].shape[0]:
+            raise ConfigError(f"{self.path}: the device table is already set; it is written once")
+        values = dict(layer=layer, row=row, column=column, role=role, die=die, site=site)
+        cols = _device_table(device, values)
+        for name, dtype in DEVICE_TABLE_COLUMNS:
+            ds = group[name]
+            ds.resize((cols["device"].size,))
+            ds[:] = cols[name].astype(dtype)
+        self._file.flush()
+
+    # -- appending -----------------------------------------------------------------------
+    def append(
+        self,
+        device,
+        op,
+        time_s,
+        *,
+        amplitude_V=np.nan,
+        width_s=np.nan,
+        ramp_steps=0,
+        g_S=np.nan,
+        current_A=np.nan,
+        read_V=np.nan,
+        epoch=-1,
+        image=-1,
+        transfer=-1,
+        phase=Phase.NONE,
+        layer=-1,
+    ) -> None:
+        """Append one record per entry of ``device``.
+
+        Every other field is a scalar (same for all records) or an array with one value per
+        device. Values are cast to the column dtypes (floats are rounded to float32).
+        """
+        self._check_open()
+        device = np.asarray(device)
+        if device.ndim != 1:
+            device = device.reshape(-1)
+        n = device.size
+        if n == 0:
+            return
+        values = _record_columns(
+            n,
+            {
+                "time_s": time_s,
+                "device": _checked_ids(device),
+                "op": op,
+                "amplitude_V": amplitude_V,
+                "width_s": width_s,
+                "ramp_steps": ramp_steps,
+                "g_S": g_S,
+                "current_A": current_A,
+                "read_V": read_V,
+                "epoch": epoch,
+                "image": image,
+                "transfer": transfer,
+                "phase": phase,
+                "layer": layer,
+            },
+        )
+        pos = 0
+        while pos < n:
+            if self._fill == self._capacity:
+                self._write_chunks(final=False)
+            take = min(self._capacity - self._fill, n - pos)
+            lo, hi = self._fill, self._fill + take
+            for name, v in values.items():
+                if isinstance(v, np.ndarray) and v.ndim:
+                    self._buf[name][lo:hi] = v[pos : pos + take]
+                else:
+                    self._buf[name][lo:hi] = v
+            self._fill = hi
+            pos += take
+
+    # -- writing -------------------------------------------------------------------------
+    def _compress(self, job: tuple[str, int]) -> bytes:
+        name, k = job
+        ch = self.chunk_records
+        return blosc2.compress2(self._buf[name][k * ch : (k + 1) * ch], cparams=self._cparams[name])
+
+    def _write_chunks(self, final: bool) -> None:
+        """Write the buffer's full chunks (and, if ``final``, the partial last one)."""
+        ch = self.chunk_records
+        n_full = self._fill // ch
+        partial = self._fill - n_full * ch
+        n_write = n_full + (1 if (final and partial) else 0)
+        if n_write == 0:
+            return
+        end = self._base + (self._fill if n_write > n_full else n_full * ch)
+        if n_write > n_full:
+            # Pad the last chunk with zeros: deterministic bytes that compress to nothing.
+            for buf in self._buf.values():
+                buf[self._fill : n_write * ch] = 0
+        if self._pool is None and self._n_threads > 1:
+            blosc2.set_releasegil(True)  # process-wide; lets compression run in parallel
+            self._pool = ThreadPoolExecutor(self._n_threads, thread_name_prefix="pulselog")
+        jobs = [(c.name, k) for c in COLUMNS for k in range(n_write)]
+        # Compression runs in the pool (Blosc2 releases the GIL) while this thread hands
+        # finished chunks to HDF5, in order.
+        chunks = self._pool.map(self._compress, jobs) if self._pool else map(self._compress, jobs)
+        for (name, k), chunk in zip(jobs, chunks, strict=True):
+            ds = self._ds[name]
+            offset = self._base + k * ch
+            # HDF5 takes a chunk only inside the extent, so the extent must grow first; but
+            # the partial chunk from the last flush is rewritten before it grows, so that the
+            # extent never covers stale data: a crash can leave chunks missing past the
+            # extent's old end (readers stop before them), never records that are wrong.
+            if offset >= ds.shape[0]:
+                ds.resize((end,))
+            frame = self._makers[name].make(chunk)
+            if frame is None:
+                frame = library_frame(self._buf[name][k * ch : (k + 1) * ch], self._cparams[name])
+            ds.id.write_direct_chunk((offset,), frame)
+            if k == n_write - 1 and end > ds.shape[0]:
+                ds.resize((end,))  # new records that all fit the rewritten partial chunk
+        # Keep the partial tail (it is rewritten once it grows) at the buffer's start.
+        keep = n_full * ch
+        if keep:
+            for buf in self._buf.values():
+                buf[:partial] = buf[keep : self._fill]
+            self._base += keep
+            self._fill = partial
+
+    def flush(self, fsync: bool = False) -> None:
+        """Write every appended record and flush HDF5: all of them survive a crash.
+
+        ``fsync`` also asks the OS to put the file on disk (survives a power cut).
+        """
+        self._check_open()
+        self._write_chunks(final=True)
+        self._file.flush()
+        if fsync:
+            os.fsync(self._file.id.get_vfd_handle())
+        self._durable = self.n_records
+
+    def close(self) -> None:
+        """Flush and close the file. Safe to call more than once."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            try:
+                self._file.close()
+            finally:
+                if self._pool is not None:
+                    self._pool.shutdown()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError(f"pulse log {str(self.path)!r} is closed")
+
+    def __enter__(self) -> PulseLogWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _checked_ids(device: np.ndarray) -> np.ndarray:
+    """Device ids that fit the log's uint32 column, or :class:`ConfigError`."""
+    if device.dtype.kind not in "iu":
+        raise ConfigError(f"pulse log: device ids must be integers, got {device.dtype}")
+    if device.dtype != np.uint32 and (device.min() < 0 or device.max() >= 2**32):
+        raise ConfigError("pulse log: device ids must be in 0 .. 2**32-1")
+    return device
+
+
+def _record_columns(n: int, values: dict) -> dict:
+    """``values`` (column → scalar or one value per record) with sequences made arrays;
+    :class:`ConfigError` for a wrong length or an unknown operation code."""
+    for name, v in values.items():
+        if not np.ndim(v):
+            continue
+        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if arr.shape != (n,):
+            raise ConfigError(
+                f"pulse log: column {name!r} has shape {arr.shape}; expected a scalar "
+                f"or ({n},), one value per device"
+            )
+        values[name] = arr
+    op = values["op"]
+    op_lo, op_hi = (op.min(), op.max()) if np.ndim(op) else (op, op)
+    if not (0 <= int(op_lo) and int(op_hi) <= max(Operation)):
+        raise ConfigError(f"pulse log: op codes must be Operation values, got {op_lo}..{op_hi}")
+    return values
+
+
+def _device_table(device, values: dict) -> dict[str, np.ndarray]:
+    """The device table's columns, each one value per device, checked to fit their dtypes."""
+    if device is None:
+        sizes = {np.size(v) for v in values.values() if np.ndim(v)}
+        if len(sizes) != 1:
+            raise ConfigError("device table: give 'device' ids, or columns that are all one length")
+        device = np.arange(sizes.pop())
+    device = np.asarray(device)
+    if device.ndim != 1 or device.size == 0:
+        raise ConfigError("device table: 'device' must be a non-empty 1-D array of ids")
+    if device.dtype.kind not in "iu" or device.min() < 0 or device.max() >= 2**32:
+        raise ConfigError("device table: 'device' must hold integer ids in 0 .. 2**32-1")
+    if np.unique(device).size != device.size:
+        raise ConfigError("device table: 'device' ids must be unique")
+    n = device.size
+    cols = {"device": device}
+    for name, v in values.items():
+        arr = np.asarray(v)
+        if arr.ndim == 0:
+            arr = np.full(n, arr)
+        if arr.shape != (n,):
+            raise ConfigError(
+                f"device table: {name!r} has shape {arr.shape}; expected a scalar or ({n},)"
+            )
+        cols[name] = arr
+    for name, dtype in DEVICE_TABLE_COLUMNS:
+        info = np.iinfo(dtype)
+        arr = cols[name]
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ConfigError(f"device table: {name!r} values do not fit {np.dtype(dtype)}")
+    return cols
