@@ -30,7 +30,7 @@ from hil.core.pulses import (
 )
 from hil.nn.config import TrainConfig
 from hil.nn.layout import Layout
-from hil.runfile.pulselog import PulseLogReader
+from hil.runfile.reader import PulseLogReader
 from hil.station.drivers import TESTERS, VIRTUAL_TESTERS
 from hil.station.parser import parse_station
 from instruments.testers.base import Tester, check_visit
