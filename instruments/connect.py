@@ -1,45 +1,65 @@
-"""Open a station's instruments from its station file, and check them (``hil station check``)."""
+"""Open a station's instruments from its station file, and check them (``hil station check``).
+
+Each instrument's class is the one registered under its ``driver`` name
+(:mod:`hil.station.drivers`): a :class:`~instruments.testers.base.Tester`, a
+:class:`~instruments.matrices.SwitchMatrix` or a :class:`~instruments.probers.Prober`,
+opened with its ``open(resource, options, visa)``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from hil.core.errors import BackendError, ConfigError
-from hil.station.parser import InstrumentSpec, Station
-from instruments.b2200a import B2200A
-from instruments.probers import Prober, SentioProber, VeloxProber
-from instruments.tester import Tester
+from hil.core.errors import ConfigError
+from hil.station.drivers import DRIVERS
+from hil.station.model import InstrumentSpec, Station
+from instruments.matrices import SwitchMatrix
+from instruments.probers import Prober
+from instruments.testers.base import Tester
 from instruments.visa import no_delay, visa_kwargs
 
-_IDENTITY = {
-    "b1500a": ("B1500",),
-    "k4200a": ("4200",),
-    "b2200a": ("B2200", "B2201"),
-    "sentio": ("SENTIO",),
-    "velox": ("VELOX",),
-}
-"""Text each driver expects in its instrument's identification, to catch a resource that
-points at the wrong instrument."""
+ROLE_CLASSES: dict[str, type] = {"tester": Tester, "matrix": SwitchMatrix, "prober": Prober}
+"""The contract every class registered for a role implements."""
 
 
 @dataclass
 class Instruments:
     tester: Tester
-    matrix: B2200A
+    matrix: SwitchMatrix
     prober: Prober
 
     def close(self) -> None:
-        for close in (self.tester.close, self.matrix.adapter.close, self.prober.close):
+        for close in (self.tester.close, self.matrix.close, self.prober.close):
             try:
                 close()
             except Exception:  # noqa: BLE001 - closing what is already gone is fine
                 pass
 
 
-def _open(station: Station, spec: InstrumentSpec, factory):
-    kwargs = visa_kwargs(station.visa_library, spec.timeout_ms)
+def driver_class(station: Station, spec: InstrumentSpec) -> type:
+    """The class registered for ``spec``'s driver; a :class:`ConfigError` naming the
+    ``driver`` line if it is unknown or does not implement its role's contract."""
     try:
-        opened = factory(spec.resource, kwargs)
+        cls = DRIVERS[spec.role].get(spec.driver)
+    except ConfigError as exc:
+        raise ConfigError(f"{station.where(spec.role, 'driver')}: {exc}") from None
+    contract = ROLE_CLASSES[spec.role]
+    if not (isinstance(cls, type) and issubclass(cls, contract)):
+        raise ConfigError(
+            f"{station.where(spec.role, 'driver')}: the {spec.role} driver {spec.driver!r} is "
+            f"registered as {cls!r}, which is not a {contract.__module__}.{contract.__name__}"
+        )
+    return cls
+
+
+def _open(station: Station, spec: InstrumentSpec) -> Tester | SwitchMatrix | Prober:
+    """The instrument of ``spec``, opened by its registered class (of ``spec.role``'s
+    contract, :data:`ROLE_CLASSES`)."""
+    cls = driver_class(station, spec)
+    visa = visa_kwargs(station.visa_library, spec.timeout_ms)
+    try:
+        opened = cls.open(spec.resource, spec.options, visa)  # type: ignore[attr-defined]
         no_delay(getattr(opened, "inst", opened))
         return opened
     except (ConfigError, TypeError) as exc:
@@ -52,42 +72,19 @@ def _open(station: Station, spec: InstrumentSpec, factory):
         ) from None
 
 
-def _tester(station: Station) -> Tester:
-    spec = station.tester
-    if spec.driver == "b1500a":
-        from instruments.b1500a import B1500ATester
-
-        return _open(station, spec, lambda res, kw: B1500ATester(res, **spec.options, **kw))
-    if spec.driver == "k4200a":
-        from instruments.k4200a import K4200ATester
-
-        return _open(station, spec, lambda res, kw: K4200ATester(res, **spec.options, **kw))
-    from instruments.wgfmu import WGFMUTester
-
-    return _open(station, spec, lambda res, kw: WGFMUTester(address=res, **spec.options))
-
-
-def _prober(station: Station) -> Prober:
-    spec = station.prober
-    cls = SentioProber if spec.driver == "sentio" else VeloxProber
-    return _open(station, spec, lambda res, kw: cls(res, **spec.options, **kw))
-
-
 def connect(station: Station) -> Instruments:
     """Open the tester, the matrix and the prober (nothing is switched or pulsed yet)."""
-    opened = []
+    opened: list[Tester | SwitchMatrix | Prober] = []
     try:
-        tester = _tester(station)
-        opened.append(tester.close)
-        matrix = _open(
-            station, station.matrix, lambda res, kw: B2200A(res, **station.matrix.options, **kw)
-        )
-        opened.append(matrix.adapter.close)
-        prober = _prober(station)
+        tester = cast(Tester, _open(station, station.tester))
+        opened.append(tester)
+        matrix = cast(SwitchMatrix, _open(station, station.matrix))
+        opened.append(matrix)
+        prober = cast(Prober, _open(station, station.prober))
     except BaseException:
-        for close in opened:
+        for instrument in opened:
             try:
-                close()
+                instrument.close()
             except Exception:  # noqa: BLE001
                 pass
         raise
@@ -105,13 +102,16 @@ class CheckRow:
     problem: str = ""
 
 
-def _identify(station: Station, spec: InstrumentSpec, ask) -> tuple[str, str]:
-    """``(identity, problem)``."""
+def _identify(
+    station: Station, spec: InstrumentSpec, instrument: Tester | SwitchMatrix | Prober
+) -> tuple[str, str]:
+    """``(identity, problem)``: the instrument's answer, and what is wrong with it if its
+    driver class expects another instrument (its ``identity``)."""
     try:
-        identity = str(ask()).strip()
+        identity = str(instrument.identify()).strip()
     except Exception as exc:  # noqa: BLE001
         return "", f"{station.where(spec.role, 'resource')}: no answer to identify: {exc}"
-    wanted = _IDENTITY.get(spec.driver)
+    wanted = type(instrument).identity
     if wanted and not any(w.upper() in identity.upper() for w in wanted):
         return identity, (
             f"{station.where(spec.role, 'driver')}: driver {spec.driver!r} expects a "
@@ -121,6 +121,22 @@ def _identify(station: Station, spec: InstrumentSpec, ask) -> tuple[str, str]:
     return identity, ""
 
 
+def _modules_problem(station: Station, tester: Tester) -> tuple[str, str]:
+    """``(modules, problem)``: the tester's modules, and those its configuration lacks."""
+    try:
+        have = tester.modules()
+        modules = ", ".join(have)
+        missing = [m for m in tester.required_modules() if m not in have]
+    except Exception as exc:  # noqa: BLE001
+        return "", f"{station.where('tester')}: cannot list modules: {exc}"
+    if missing:
+        return modules, (
+            f"{station.where('tester', 'options')}: the configuration needs "
+            f"module(s) {', '.join(missing)}, the tester has {modules or 'none'}"
+        )
+    return modules, ""
+
+
 def check_station(station: Station, walk_dies: bool = False) -> list[CheckRow]:
     """Connect, identify every instrument, compare the tester's modules with what its
     configuration needs, and step the prober to the map's first die (every die with
@@ -128,43 +144,21 @@ def check_station(station: Station, walk_dies: bool = False) -> list[CheckRow]:
     inst = connect(station)
     rows = []
     try:
-        t = station.tester
-        identity, problem = _identify(station, t, inst.tester.identify)
-        modules = ""
-        if not problem:
-            try:
-                have = inst.tester.modules()
-                modules = ", ".join(have)
-                missing = [m for m in inst.tester.required_modules() if m not in have]
-                if missing:
-                    problem = (
-                        f"{station.where('tester', 'options')}: the configuration needs "
-                        f"module(s) {', '.join(missing)}, the tester has {modules or 'none'}"
-                    )
-            except Exception as exc:  # noqa: BLE001
-                problem = f"{station.where('tester')}: cannot list modules: {exc}"
-        rows.append(
-            CheckRow("tester", t.driver, t.resource, identity, modules, not problem, problem)
-        )
-        m = station.matrix
-        identity, problem = _identify(station, m, lambda: inst.matrix.id)
-        rows.append(CheckRow("matrix", m.driver, m.resource, identity, "", not problem, problem))
-        p = station.prober
-        identity, problem = _identify(station, p, inst.prober.identify)
-        if not problem:
-            problem = _walk(station, inst.prober, walk_dies)
-        dies = len(station.devices.dies)
-        rows.append(
-            CheckRow(
-                "prober",
-                p.driver,
-                p.resource,
-                identity,
-                f"{dies} dies in map",
-                not problem,
-                problem,
-            )
-        )
+        for spec, instrument in (
+            (station.tester, inst.tester),
+            (station.matrix, inst.matrix),
+            (station.prober, inst.prober),
+        ):
+            identity, problem = _identify(station, spec, instrument)
+            detail = ""
+            if spec.role == "tester" and not problem:
+                detail, problem = _modules_problem(station, inst.tester)
+            elif spec.role == "prober":
+                detail = f"{len(station.devices.dies)} dies in map"
+                problem = problem or _walk(station, inst.prober, walk_dies)
+            row = CheckRow(spec.role, spec.driver, spec.resource, identity, detail, not problem)
+            row.problem = problem
+            rows.append(row)
     finally:
         inst.close()
     return rows
@@ -177,7 +171,7 @@ def _walk(station: Station, prober: Prober, all_dies: bool) -> str:
         prober.separate()
         for c, r in targets:
             prober.step_to(c, r)
-    except (BackendError, Exception) as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure means the map cannot be walked
         return (
             f"{station.where('devices', 'dies')}: the prober cannot step to a die of the "
             f"device map: {exc}"

@@ -41,7 +41,7 @@ from hil.core.errors import BackendClosedError, BackendError
 from hil.core.events import PulseEvent, reported_conductance
 from hil.core.pulses import Pulse, ReadPulse, ResetPulse
 from hil.core.waveforms import scalar_pulse
-from hil.station.parser import Station
+from hil.station.model import Station
 from instruments.connect import Instruments, connect
 from instruments.visa import drain
 

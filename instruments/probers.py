@@ -1,14 +1,36 @@
 """Probers as :class:`instruments.hardware.HardwareBackend` drives them: identify, step to a
-die, make and break contact. One adapter per prober driver."""
+die, make and break contact. One adapter per prober driver, each registered by name in the
+``hil.probers`` entry-point group (:mod:`hil.station.drivers`)."""
 
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
+
+from pymeasure.instruments import Instrument
+from pymeasure.instruments.formfactor.velox import Velox
 
 from hil.core.errors import BackendError
+from instruments.drivers.sentio import Sentio
 
 
 class Prober(abc.ABC):
+    """A prober: :attr:`inst` is its pymeasure driver."""
+
+    inst: Instrument
+    identity: ClassVar[tuple[str, ...]] = ()
+    """Text of which the prober's :meth:`identify` must contain one; ``()``: no check."""
+
+    @classmethod
+    def station_options(cls) -> None:
+        """Any key of ``[prober] options``: they are passed on to the pymeasure driver."""
+        return None
+
+    @classmethod
+    def open(cls, resource: str, options: dict, visa: dict) -> Prober:
+        """The prober at ``resource``; ``options`` and ``visa`` go to its pymeasure driver."""
+        return cls(resource, **options, **visa)  # type: ignore[call-arg]
+
     @abc.abstractmethod
     def identify(self) -> str: ...
 
@@ -23,15 +45,15 @@ class Prober(abc.ABC):
     def separate(self) -> None: ...
 
     def close(self) -> None:
-        self.inst.adapter.close()  # type: ignore[attr-defined]
+        self.inst.adapter.close()
 
 
 class SentioProber(Prober):
-    """MPI SENTIO through :class:`instruments.sentio.Sentio`."""
+    """MPI SENTIO through :class:`instruments.drivers.sentio.Sentio`."""
+
+    identity = ("SENTIO",)
 
     def __init__(self, resource, **kwargs):
-        from instruments.sentio import Sentio
-
         self.inst = Sentio(resource, **kwargs)
 
     def identify(self) -> str:
@@ -51,9 +73,9 @@ class VeloxProber(Prober):
     """FormFactor Velox through pymeasure's own driver
     (``pymeasure.instruments.formfactor.velox.Velox``)."""
 
-    def __init__(self, resource, **kwargs):
-        from pymeasure.instruments.formfactor.velox import Velox
+    identity = ("VELOX",)
 
+    def __init__(self, resource, **kwargs):
         kwargs.setdefault("read_termination", "\n")
         kwargs.setdefault("write_termination", "\n")
         self.inst = Velox(resource, **kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from pyvisa import constants
+
 
 def visa_kwargs(visa_library: str, timeout_ms: int) -> dict:
     """Keyword arguments for a pymeasure :class:`Instrument` opened on a resource name."""
@@ -47,8 +49,6 @@ def no_delay(instrument) -> None:
     conn = getattr(getattr(instrument, "adapter", None), "connection", None)
     if conn is None or not str(getattr(conn, "resource_name", "")).upper().endswith("SOCKET"):
         return
-    from pyvisa import constants
-
     try:
         conn.set_visa_attribute(constants.ResourceAttribute.tcpip_nodelay, True)
         return

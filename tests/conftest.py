@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
+
+from hil.station.model import encode_channel
+from instruments.drivers.b2200a import B2200A
+from instruments.drivers.sentio import Sentio
+from sim_backends.virtual.b2200a import VirtualB2200A
+from sim_backends.virtual.sentio import VirtualSentio
+from sim_backends.virtual.server import InstrumentServer
+from sim_backends.virtual.wafer import VirtualWafer
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -48,8 +57,6 @@ class WiredStation:
     def route(self, device: int) -> None:
         """Connect ``device``: its die in contact, top pin on the force port, bottom pin on
         the ground port (matrix channel = card*10000 + port*100 + pin)."""
-        from instruments.b2200a import channel
-
         w = self.wafer
         col, row = w.prober.route[int(w.die[device])]
         self.prober.move_chuck_separation()
@@ -58,8 +65,8 @@ class WiredStation:
         self.matrix.open_card(CARD)
         self.matrix.close_channels(
             [
-                channel(CARD, FORCE, int(w.top_pin[device])),
-                channel(CARD, GROUND, int(w.bottom_pin[device])),
+                encode_channel(CARD, FORCE, int(w.top_pin[device])),
+                encode_channel(CARD, GROUND, int(w.bottom_pin[device])),
             ]
         )
         assert self.matrix.operation_complete
@@ -68,15 +75,6 @@ class WiredStation:
 @pytest.fixture
 def wired_station():
     """``make(virtual_tester_factory(wafer), tester_factory(resource))`` → a WiredStation."""
-    import contextlib
-
-    from instruments.b2200a import B2200A
-    from instruments.sentio import Sentio
-    from sim_backends.virtual.b2200a import VirtualB2200A
-    from sim_backends.virtual.sentio import VirtualSentio
-    from sim_backends.virtual.server import InstrumentServer
-    from sim_backends.virtual.wafer import VirtualWafer
-
     stack = contextlib.ExitStack()
     opened = []
 

@@ -4,10 +4,13 @@ safe state on every failure."""
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 
-from hil.core.errors import BackendClosedError, EnvelopeError
+from hil.app.registry import make_backend
+from hil.core.errors import BackendClosedError, ConfigError, EnvelopeError
 from hil.core.pulses import Operation, ReadPulse, ResetPulse
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.recorder import Recorder
@@ -15,6 +18,7 @@ from hil.runfile.writer import PulseLogWriter
 from hil.station.parser import parse_station
 from instruments.hardware import HardwareBackend, StationAbort
 from protocols.program_verify import program_and_verify
+from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.server import Fault
 from sim_backends.virtual.station import VirtualStation, station_text
 
@@ -191,8 +195,6 @@ def test_the_4200a_and_velox_station_works_the_same(tmp_path):
 
 
 def test_an_unreachable_instrument_is_named_with_its_line(virtual):
-    import socket
-
     vs, st = virtual
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -206,10 +208,6 @@ def test_an_unreachable_instrument_is_named_with_its_line(virtual):
 
 
 def test_placement_puts_the_chosen_layers_on_the_station(virtual, tmp_path):
-    from hil.app.registry import make_backend
-    from hil.core.errors import ConfigError
-    from sim_backends.emulator import EmulatorBackend
-
     _, st = virtual
     path = tmp_path / "placed.toml"
     path.write_text(st.text + "\n[placement]\nhardware_layers = [1]\n")

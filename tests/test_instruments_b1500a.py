@@ -7,12 +7,14 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from pymeasure.instruments import Instrument
 from pymeasure.test import expected_protocol
 
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.b1500a import B1500A, B1500ATester, parse_spot_current
-from instruments.tester import Tester
+from instruments.drivers.b1500a import B1500A, parse_spot_current
+from instruments.testers.b1500a import B1500ATester
+from instruments.testers.base import Tester
 
 NO_ERROR = '0,"No Error."'
 
@@ -39,8 +41,6 @@ def test_terminators_are_cr_lf(monkeypatch):
 
     def fake_init(self, adapter, name, **kwargs):
         seen.update(kwargs)
-
-    from pymeasure.instruments import Instrument
 
     monkeypatch.setattr(Instrument, "__init__", fake_init)
     B1500A("GPIB0::17::INSTR", read_termination="\n", write_termination="\n")
@@ -152,14 +152,14 @@ def test_spgu_setup_commands():
     ) as inst:
         inst.set_pg_mode(2)
         inst.set_pulse_count(2, 1)
-        inst.set_pulse_period(1e-6)
+        inst.pulse_period_s = 1e-6
         inst.set_channel_pulse_mode(201)
         inst.set_pulse_timings(201, 0, 50e-9, 10e-9, 10e-9)
         inst.set_pulse_levels(201, 0, 4)
         inst.apply_pulse_setup(201)
         inst.start_pulses(2)
-        assert inst.pulses_done(2) is True
-        assert inst.pulses_done(2) is False
+        assert inst.pulses_stopped is True
+        assert inst.pulses_stopped is False
         inst.stop_pulses(2)
         inst.set_pulse_timings(102, 0, 100e-9, 10e-9, 7 * 100e-9 + 10e-9)  # float noise dropped
 
@@ -167,7 +167,7 @@ def test_spgu_setup_commands():
 def test_spst_unparsable():
     with expected_protocol(B1500A, [("SPST?", "maybe")]) as inst:
         with pytest.raises(BackendError, match="SPST"):
-            inst.pulses_done(2)
+            inst.pulses_stopped  # noqa: B018
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def test_spst_unparsable():
         lambda i: i.set_pulse_timings(201, 0, 1e-7, 0, 1e-8),
         lambda i: i.set_pulse_timings(201, -1, 1e-7, 1e-8, 1e-8),
         lambda i: i.set_pulse_timings(201, 0, 11.0, 1e-8, 1e-8),
-        lambda i: i.set_pulse_period(1e-9),
+        lambda i: setattr(i, "pulse_period_s", 1e-9),
         lambda i: i.set_pulse_count(2, 0),
         lambda i: i.set_output_format(7),
         lambda i: i.spgu(0),

@@ -12,14 +12,15 @@ from pymeasure.test import expected_protocol
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.waveforms import Segment
-from instruments.k4200a import (
+from instruments.drivers import k4200a as driver
+from instruments.drivers.k4200a import (
     K4200A,
     K4200SMU,
-    K4200ATester,
     PmuSample,
     check_segment_time,
     parse_pmu_data,
 )
+from instruments.testers.k4200a import K4200ATester
 
 OPT = [("*OPT?", "SMU1,SMU2,PMU1")]
 ACK = "ACK"
@@ -159,7 +160,7 @@ def test_upload_sequence_sends_the_six_arrays():
         (0.0, "20 ns"),
         (25e-9, "10 ns"),
         (1.05e-7, "10 ns"),
-        (float("nan"), "out of range"),
+        (float("nan"), "finite number"),
     ],
 )
 def test_segment_time_limits_reject_not_round(t, limit):
@@ -188,7 +189,7 @@ def test_segment_time_limits_reject_not_round(t, limit):
         (lambda i: i.pmu_ch1.get_data(-1, 1), "data start"),
         (lambda i: i.pmu_channel(3), "PMU channel"),
         (lambda i: i.pmu_channel(0), "PMU channel"),
-        (lambda i: setattr(i, "pmu_mode", 2), "setting"),
+        (lambda i: setattr(i, "pmu_mode", 2), "PMU mode"),
         (lambda i: setattr(i.pmu_ch1, "output_enabled", 2), "output state"),
         (lambda i: i.configure_rpm("SMU1", 1), "PMU1..PMU9"),
         (lambda i: i.configure_rpm("PMU1", 3), "RPM channel"),
@@ -361,3 +362,17 @@ def test_pmu2_and_bad_tester_settings():
             _tester(inst, current_range_A=5e-5)
         with pytest.raises(ConfigError, match="resource name"):
             K4200ATester(inst, timeout=10)
+
+
+def test_a_new_waveform_is_checked_once(monkeypatch):
+    """Cache miss: the six arrays are validated once, by the upload, not again by the tester."""
+    checked = []
+    real = driver.check_segment_time
+    monkeypatch.setattr(driver, "check_segment_time", lambda t, *a: checked.append(t) or real(t))
+    with expected_protocol(K4200A, OPT + SETUP + UPLOAD + RUN + RUN) as inst:
+        t = _tester(inst)
+        t.setup()
+        t.visit([ResetPulse()], ReadPulse())
+        assert len(checked) == 6  # one per segment of RESET + read
+        t.visit([ResetPulse()], ReadPulse())  # cache hit: already checked
+        assert len(checked) == 6

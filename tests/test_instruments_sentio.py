@@ -6,8 +6,7 @@ import pytest
 from pymeasure.test import expected_protocol
 
 from hil.core.errors import BackendError, ConfigError
-from instruments.errors import ProberError
-from instruments.sentio import (
+from instruments.drivers.sentio import (
     CMD_CURRENT_DIE,
     CMD_MOVE_CHUCK_CONTACT,
     CMD_MOVE_CHUCK_SEPARATION,
@@ -16,6 +15,7 @@ from instruments.sentio import (
     Sentio,
     parse_reply,
 )
+from instruments.errors import ProberError
 
 
 def test_command_strings():

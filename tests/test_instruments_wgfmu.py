@@ -12,17 +12,17 @@ import pytest
 from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.waveforms import waveform
-from instruments.tester import Tester
-from instruments.wgfmu import (
+from instruments.drivers.wgfmu import (
     FORCE_VOLTAGE_RANGES,
     MEASURE_CURRENT_RANGES,
     WGFMU,
     WGFMU_MEASURE_EVENT_DATA_AVERAGED,
     WGFMU_MEASURE_MODE_CURRENT,
     WGFMU_OPERATION_MODE_FASTIV,
-    WGFMUTester,
     load_wgfmu_library,
 )
+from instruments.testers.base import Tester
+from instruments.testers.wgfmu import WGFMUTester
 
 PTR = "<ptr>"
 """How the fake records a ctypes pointer or array argument."""

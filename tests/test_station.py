@@ -11,6 +11,7 @@ import pytest
 
 from hil.core.errors import ConfigError
 from hil.core.pulses import SafetyEnvelope
+from hil.station.model import decode_channel, encode_channel, encode_channels
 from hil.station.parser import load_station, parse_station
 
 EXAMPLE = (Path(__file__).parents[1] / "examples" / "station.toml").read_text()
@@ -426,3 +427,46 @@ def test_load_station_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_station(str(path))
     assert str(info.value).startswith(f"{path}:{line_of(text, 'card = 9')}: [matrix] card")
+
+
+# ---------------------------------------------------------------------------- matrix channels
+
+
+def test_channel_builds_ciioo():
+    assert encode_channel(1, 1, 2) == 10102
+    assert encode_channel(2, 14, 48) == 21448
+    assert encode_channel(0, 3, 7) == 307
+    assert decode_channel(21448) == (2, 14, 48)
+
+
+@pytest.mark.parametrize(
+    "card, inp, out",
+    [
+        (5, 1, 1),
+        (-1, 1, 1),
+        (1, 0, 1),
+        (1, 15, 1),
+        (1, 1, 0),
+        (1, 1, 49),
+        (1.0, 1, 1),
+        (True, 1, 1),
+    ],
+)
+def test_channel_rejects_out_of_range(card, inp, out):
+    with pytest.raises(ConfigError):
+        encode_channel(card, inp, out)
+    with pytest.raises(ValueError):  # ConfigError is a ValueError
+        encode_channel(card, inp, out)
+
+
+def test_the_device_map_channels_come_from_the_codec(example):
+    top, bottom = example.top_channels, example.bottom_channels
+    assert top.shape == bottom.shape == (240,)
+    # card 1, force port 1 → pin; ground port 2 → pin 48 (written out, not re-derived)
+    assert (top[0], top[39], top[40], top[239]) == (10101, 10140, 10101, 10140)
+    assert np.all(bottom == 10248)
+    for i in (0, 77, 239):
+        assert decode_channel(int(top[i])) == (1, 1, int(example.devices.top_pin[i]))
+    np.testing.assert_array_equal(encode_channels(2, 14, np.array([1, 48])), [21401, 21448])
+    with pytest.raises(ConfigError, match="output pin 49"):
+        encode_channels(1, 1, np.array([3, 49]))

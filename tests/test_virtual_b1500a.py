@@ -8,7 +8,8 @@ import pyvisa
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.b1500a import B1500ATester
+from hil.core.waveforms import Trapezoid, decode_trapezoid, same_pulse, trapezoid
+from instruments.testers.b1500a import B1500ATester
 from sim_backends.virtual.b1500a import VirtualB1500A
 from sim_backends.virtual.server import InstrumentServer
 from sim_backends.virtual.wafer import Applied
@@ -81,6 +82,7 @@ def test_pulses_without_a_route_reach_no_device(station):
     t.setup()
     station.route(2)
     station.matrix.open_card(CARD)  # the route is gone
+    assert station.matrix.operation_complete  # ... once the matrix has opened it
     current = t.visit([PartialSetPulse(amplitude_V=1.2, width_s=80e-9)], ReadPulse(0.1))
     assert current == 0.0
     assert wafer.history == [
@@ -98,7 +100,7 @@ def test_selector_on_the_smu_keeps_the_pg_away_from_the_device(station):
     t.inst.set_pulse_levels(t.spgu_channel, 0, 4.0)
     t.inst.apply_pulse_setup(t.spgu_channel)
     t.inst.start_pulses(t.spgu_slot)  # selector still on the SMU (setup)
-    assert t.inst.pulses_done(t.spgu_slot)
+    assert t.inst.pulses_stopped
     assert len(b1500.pulses_sent) == 1 and wafer.history == []
     t.inst.disable_channels(t.smu_channel)
     assert t.visit([], ReadPulse()) == 0.0  # SMU off: nothing to measure
@@ -127,7 +129,7 @@ def test_outputs_off_leaves_everything_off(station):
     t.inst.force_voltage(t.smu_channel, 0.3, 1e-4)
     t.inst.write("SPRM 0")  # free run: the SPGU keeps running until SPP
     t.inst.start_pulses(t.spgu_slot)
-    assert not t.inst.pulses_done(t.spgu_slot)  # a query: every write before has run
+    assert not t.inst.pulses_stopped  # a query: every write before has run
     assert b1500.outputs_on and b1500.running
     t.outputs_off()
     assert t.inst.next_error == (0, "No Error.")  # writes need no round trip; sync here
@@ -135,3 +137,23 @@ def test_outputs_off_leaves_everything_off(station):
     t.outputs_off()  # twice is fine
     assert t.inst.next_error == (0, "No Error.")
     assert not b1500.outputs_on
+
+
+@pytest.mark.parametrize("edge_s", [2.5e-9, 10e-9, 40e-9])
+@pytest.mark.parametrize("width_s", [10e-9, 100e-9, 1.7e-6])
+def test_the_spgu_pulse_of_each_program_pulse_decodes_back_to_it(edge_s, width_s):
+    """The tester's encoding (hil.core.waveforms.trapezoid) and the virtual B1500A's
+    decoding are inverses, the 2-step ramp with short edges included."""
+    pulses = [ResetPulse(4.0, width_s), PartialSetPulse(1.2, width_s)]
+    pulses += [RampSetPulse(1.5, width_s, n) for n in (1, 2, 3, 8, 64)]
+    for pulse in pulses:
+        shape = trapezoid(pulse, edge_s)
+        assert (shape.lead_s, shape.delay_s) == (edge_s, 0.0)
+        back = decode_trapezoid(shape, reset_threshold_V=3.0)
+        steps = int(pulse.n_steps)
+        if steps == 1:  # a 1-step ramp is a rectangular pulse
+            assert shape.trail_s == edge_s
+            assert back is not None and same_pulse(back, PartialSetPulse(1.5, width_s))
+        else:
+            assert back is not None and same_pulse(back, pulse), (pulse, back)
+    assert decode_trapezoid(Trapezoid(0.0, width_s, edge_s, edge_s), 3.0) is None

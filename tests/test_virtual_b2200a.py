@@ -3,6 +3,8 @@
 import pytest
 import pyvisa
 
+from hil.station.model import encode_channel
+from instruments.drivers.b2200a import B2200A
 from sim_backends.virtual.b2200a import VirtualB2200A
 from sim_backends.virtual.server import InstrumentServer
 
@@ -65,14 +67,12 @@ def test_bad_commands_go_to_the_error_queue_not_a_crash(matrix, command, code):
 
 def test_driver_through_pyvisa_sockets_and_the_virtual_matrix():
     """The real driver, PyVISA @py, a real socket, the virtual instrument: end to end."""
-    from instruments.b2200a import B2200A, channel
-
     inst = VirtualB2200A()
     with InstrumentServer(inst) as server:
         drv = B2200A(server.resource, visa_library="@py", timeout=2000)
         try:
             assert "B2201A" in drv.id
-            drv.close_channels([channel(1, 1, 2), channel(1, 2, 3)])
+            drv.close_channels([encode_channel(1, 1, 2), encode_channel(1, 2, 3)])
             assert drv.closed_channels(1) == [10102, 10203]
             drv.open_card(1)
             assert drv.closed_channels(1) == []

@@ -8,7 +8,7 @@ import pyvisa
 
 from hil.core.errors import BackendError
 from hil.core.pulses import Operation, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
-from instruments.k4200a import K4200ATester
+from instruments.testers.k4200a import K4200ATester
 from sim_backends.virtual.k4200a import VirtualK4200A
 from sim_backends.virtual.server import InstrumentServer
 from sim_backends.virtual.wafer import Applied
@@ -102,6 +102,7 @@ def test_pulses_without_a_route_reach_no_device(station):
     t.setup()
     station.route(2)
     station.matrix.open_card(CARD)  # the route is gone
+    assert station.matrix.operation_complete  # ... once the matrix has opened it
     g_before = wafer.emulator.true_conductance([0, 1, 2, 3]).copy()
     current = t.visit([PartialSetPulse(amplitude_V=1.2, width_s=80e-9)], ReadPulse(0.1))
     assert current == 0.0

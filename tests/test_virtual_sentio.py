@@ -2,8 +2,8 @@
 
 import pytest
 
+from instruments.drivers.sentio import Sentio
 from instruments.errors import ProberError
-from instruments.sentio import Sentio
 from sim_backends.virtual.sentio import VirtualSentio
 from sim_backends.virtual.server import InstrumentServer
 

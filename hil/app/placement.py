@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from hil.core.backend import DeviceBackend
 from hil.core.composite import CompositeBackend
 from hil.core.errors import ConfigError
-from hil.station.parser import Station
+from hil.station.model import Station
 from instruments.hardware import HardwareBackend
 from sim_backends.emulator import EmulatorBackend
 

@@ -1,8 +1,9 @@
-"""Pulses as piecewise-linear voltage waveforms, and back.
+"""Pulses as the waveforms testers output, and back.
 
 Testers that take arbitrary waveforms (the 4225-PMU segment ARB, the B1530A WGFMU) are
-given each pulse as a list of :class:`Segment` s; the virtual testers decode what they
-receive into pulses again. Both directions live here so that they cannot drift apart.
+given each pulse as a list of :class:`Segment` s; a 2-level pulse generator (the B1500A's
+B1525A SPGU) as one :class:`Trapezoid`. The virtual testers decode what they receive into
+pulses again. Both directions live here so that they cannot drift apart.
 
 Shapes (``edge_s`` is the rise and fall time of every edge, a station setting):
 
@@ -17,6 +18,16 @@ Shapes (``edge_s`` is the rise and fall time of every edge, a station setting):
 Decoding splits a waveform at its returns to 0 V. A pulse with one flat level that carries
 a measurement is a read; with several descending flat levels it is a ramp SET; with one
 level it is a RESET if ``|A| ≥ reset_threshold_V`` and a partial SET otherwise.
+
+**Trapezoids** (SPGU PG mode: ``SPT ch, 1, delay, width, lead, trail`` + ``SPV ch, 1, 0,
+peak``). A RESET / partial SET is one pulse of width ``w`` with both edges ``edge_s``. PG
+mode cannot output a staircase, so a ramp SET of ``n`` steps of ``w`` is one pulse at ``A``
+of width ``w`` whose trailing edge ``(n−1)·w + edge_s`` ramps down linearly through
+(approximately) the staircase's levels ``A·(n−k)/n`` at ``t = k·w``. Decoding takes
+``steps = round((trail − lead)/w) + 1``: ``steps ≥ 2`` (a trailing edge at least half a
+step longer than the leading one) is a ramp SET; otherwise a RESET or partial SET by
+``reset_threshold_V`` as above. (A ``trail > 1.5·w`` rule would miss 2-step ramps with
+``edge_s < w/2``; this one agrees with it for ``steps ≥ 3``.)
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.core.errors import BackendError
+from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import (
     Operation,
     PartialSetPulse,
@@ -120,9 +131,47 @@ def _pulse_of(flats: list[Segment], reset_threshold_V: float, compliance_A: floa
     return PartialSetPulse(first.start_V, first.duration_s)
 
 
+@dataclass(frozen=True)
+class Trapezoid:
+    """One 2-level pulse: after ``delay_s``, 0 V → ``peak_V`` in ``lead_s``, ``peak_V`` for
+    ``width_s``, back to 0 V in ``trail_s`` (the B1500A SPGU's ``SPT``/``SPV`` settings)."""
+
+    peak_V: float
+    width_s: float
+    lead_s: float
+    trail_s: float
+    delay_s: float = 0.0
+
+
+def trapezoid(pulse: Pulse, edge_s: float = DEFAULT_EDGE_S) -> Trapezoid:
+    """The 2-level pulse that carries one program pulse with scalar fields (see the module
+    docstring); raises :class:`ConfigError` for a ramp of fewer than one step."""
+    width = float(pulse.width_s)
+    trail = edge_s
+    if isinstance(pulse, RampSetPulse):
+        steps = int(pulse.steps)
+        if steps < 1:
+            raise ConfigError(f"a ramp SET needs >= 1 step, got {steps}")
+        trail = (steps - 1) * width + edge_s
+    return Trapezoid(float(pulse.amplitude_V), width, edge_s, trail)
+
+
+def decode_trapezoid(shape: Trapezoid, reset_threshold_V: float) -> Pulse | None:
+    """The program pulse a :class:`Trapezoid` applies (the inverse of :func:`trapezoid`);
+    ``None`` for a 0 V peak."""
+    if shape.peak_V == 0:
+        return None
+    steps = round((shape.trail_s - shape.lead_s) / shape.width_s) + 1
+    if steps >= 2:
+        return RampSetPulse(shape.peak_V, shape.width_s, steps)
+    if abs(shape.peak_V) >= reset_threshold_V:
+        return ResetPulse(shape.peak_V, shape.width_s)
+    return PartialSetPulse(shape.peak_V, shape.width_s)
+
+
 def same_pulse(a: Pulse, b: Pulse, rtol: float = 1e-6) -> bool:
     """Whether two scalar pulses are of the same kind with the same parameters."""
-    return (
+    return bool(
         a.op == b.op
         and np.isclose(float(a.amplitude_V), float(b.amplitude_V), rtol=rtol)
         and np.isclose(float(a.width_s), float(b.width_s), rtol=rtol)
@@ -134,9 +183,12 @@ __all__ = [
     "DEFAULT_EDGE_S",
     "Operation",
     "Segment",
+    "Trapezoid",
     "decode",
+    "decode_trapezoid",
     "same_pulse",
     "scalar_pulse",
     "segments",
+    "trapezoid",
     "waveform",
 ]

@@ -1,5 +1,5 @@
 """Virtual Keysight B1500A (SMU + B1525A SPGU + 16440A selector): the FLEX subset of
-``/work/shared/reference/instruments.md`` that :mod:`instruments.b1500a` sends.
+``/work/shared/reference/instruments.md`` that :mod:`instruments.testers.b1500a` sends.
 
 Commands are ``HEADER arg,arg,...`` (case-insensitive, spaces after commas allowed), one per
 line, CR LF terminated; replies end in CR LF [B1500 Programming Guide; pymeasure
@@ -13,14 +13,9 @@ the pulse set by ``SPT``/``SPV`` + ``SPUPD`` to the wafer only if the selector i
 ``TI`` measures the wafer's current only if the selector is in SMU mode (``ERSSP port,1``)
 and the SMU is enabled and forcing a non-zero voltage, else it reads 0 A.
 
-Decoding a PG pulse (the inverse of :class:`instruments.b1500a.B1500ATester`): with lead
-edge ``e`` = the leading time, width ``w``, trailing time ``t``, ``steps = round((t - e)/w)
-+ 1``. ``steps >= 2`` (a trailing edge at least half a step longer than the leading one) is
-a :class:`RampSetPulse` of ``steps`` steps of ``w`` at ``peak``; otherwise a rectangular
-pulse: :class:`ResetPulse` if ``|peak| >= reset_threshold_V``, else
-:class:`PartialSetPulse`. (The brief's ``t > 1.5·w`` rule would miss 2-step ramps with
-``e < w/2``; the rule used here agrees with it for ``steps >= 3``.) The base level is taken
-as 0 V: the emulator has no DC bias between pulses.
+A PG pulse is decoded by :func:`hil.core.waveforms.decode_trapezoid` (the inverse of the
+tester's :func:`~hil.core.waveforms.trapezoid`: a long trailing edge is a ramp SET). The
+base level is taken as 0 V: the emulator has no DC bias between pulses.
 
 Error codes, pushed to the ``ERRX?`` queue [ours: numbering modelled on the B1500 FLEX
 error table, not checked against the manual]: 100 undefined command, 102 bad numeric data,
@@ -30,11 +25,12 @@ not allow the command (e.g. ``SPT`` outside PG mode, ``SRP`` while busy).
 
 from __future__ import annotations
 
-import math
-
 from hil.core.errors import HilError
-from hil.core.pulses import PartialSetPulse, Pulse, RampSetPulse, ReadPulse, ResetPulse
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from hil.core.pulses import ReadPulse
+from hil.core.waveforms import Trapezoid, decode_trapezoid
+from hil.station.model import Station, VirtualSettings
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
 SMU_MODELS = frozenset(
@@ -52,35 +48,12 @@ E_CHANNEL = (121, "Channel not installed or not valid for this command.")
 E_STATE = (150, "Command not allowed in the present state.")
 
 
-def _err(error: tuple[int, str], detail: str = "") -> CommandError:
-    code, message = error
-    return CommandError(code, f"{message} {detail}".strip())
-
-
-def _floats(args: list[str], n_min: int, n_max: int) -> list[float]:
-    if not n_min <= len(args) <= n_max:
-        raise _err(E_NUMERIC, f"expected {n_min}..{n_max} parameters, got {len(args)}")
-    try:
-        values = [float(a) for a in args]
-    except ValueError:
-        raise _err(E_NUMERIC, ",".join(args)) from None
-    if not all(math.isfinite(v) for v in values):
-        raise _err(E_NUMERIC, ",".join(args))
-    return values
-
-
-def _ints(args: list[str], n_min: int, n_max: int) -> list[int]:
-    values = _floats(args, n_min, n_max)
-    if any(v != int(v) for v in values):
-        raise _err(E_NUMERIC, ",".join(args))
-    return [int(v) for v in values]
-
-
-class VirtualB1500A(VirtualInstrument):
+class VirtualB1500A(VirtualTester):
     """State: enabled channels, SMU forced voltages, SPGU settings (pending and applied),
     selector ports, whether the SPGU runs; the error queue of the base class."""
 
     terminator = "\r\n"
+    numeric_error = E_NUMERIC
     idn = "Agilent Technologies,B1500A,VIRTUAL0,A.06.00 (hil virtual instrument)"
 
     def __init__(
@@ -109,6 +82,19 @@ class VirtualB1500A(VirtualInstrument):
         self.reset_threshold_V = reset_threshold_V
         self._reset_state()
 
+    WIRING = ("smu_channel", "spgu_channel", "selector_port")
+    """Tester options that say how the instrument is wired (the virtual one copies them)."""
+
+    @classmethod
+    def for_station(
+        cls, station: Station, settings: VirtualSettings, wafer: VirtualWafer
+    ) -> VirtualB1500A:
+        """Wired as the station file's ``[tester] options`` say (:data:`WIRING`; the
+        tester's defaults otherwise)."""
+        options = station.tester.options
+        wiring = {k: options[k] for k in cls.WIRING if k in options}
+        return cls(wafer, latency_s=settings.command_latency_s, **wiring)
+
     def _reset_state(self) -> None:
         self.enabled: set[int] = set()
         self.forced: dict[int, tuple[float, float]] = {}  # SMU ch -> (V, Icomp)
@@ -123,7 +109,7 @@ class VirtualB1500A(VirtualInstrument):
         self.applied: dict[int, tuple[tuple[float, ...], tuple[float, float]]] = {}
         self.selector = {p: 0 for p in range(4)}
         self.running = False
-        self.pulses_sent: list[Pulse] = []
+        self.pulses_sent = []
         """Every pulse the SPGU output (reaching the device or not), decoded."""
 
     @property
@@ -140,13 +126,13 @@ class VirtualB1500A(VirtualInstrument):
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
         handler = getattr(self, "_cmd_" + _name(head), None)
         if handler is None:
-            raise _err(E_UNDEFINED, head)
+            raise self.error(E_UNDEFINED, head)
         return handler(args)
 
     def internal_error(self, exc: Exception) -> CommandError:
         if isinstance(exc, HilError):  # the emulator refused (e.g. outside its limits)
-            return _err(E_RANGE, str(exc))
-        return _err(E_STATE, f"{type(exc).__name__}: {exc}")
+            return self.error(E_RANGE, str(exc))
+        return self.error(E_STATE, f"{type(exc).__name__}: {exc}")
 
     def _cmd_IDN_Q(self, args):
         return self.idn
@@ -168,16 +154,16 @@ class VirtualB1500A(VirtualInstrument):
         return f'{code},"{text}"'
 
     def _cmd_FMT(self, args):
-        vals = _ints(args, 1, 2)
+        vals = self.ints(args, 1, 2)
         if vals[0] not in (1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25):
-            raise _err(E_RANGE, f"FMT {vals[0]}")
+            raise self.error(E_RANGE, f"FMT {vals[0]}")
         self.fmt = (vals[0], vals[1] if len(vals) > 1 else 0)
 
     def _channels(self, args) -> list[int]:
-        chs = _ints(args, 0, 20)
+        chs = self.ints(args, 0, 20)
         for ch in chs:
             if ch not in self.smu_slots and ch not in self.spgu_outputs:
-                raise _err(E_CHANNEL, str(ch))
+                raise self.error(E_CHANNEL, str(ch))
         return chs or sorted(self.smu_slots | self.spgu_outputs)
 
     def _cmd_CN(self, args):
@@ -198,27 +184,27 @@ class VirtualB1500A(VirtualInstrument):
 
     def _smu(self, value: float) -> int:
         if value != int(value) or int(value) not in self.smu_slots:
-            raise _err(E_CHANNEL, f"{value:g} is not an SMU")
+            raise self.error(E_CHANNEL, f"{value:g} is not an SMU")
         return int(value)
 
     def _spgu(self, value: float) -> int:
         if value != int(value) or int(value) not in self.spgu_outputs:
-            raise _err(E_CHANNEL, f"{value:g} is not an SPGU output")
+            raise self.error(E_CHANNEL, f"{value:g} is not an SPGU output")
         return int(value)
 
     def _cmd_DV(self, args):
-        vals = _floats(args, 3, 6)
+        vals = self.floats(args, 3, 6)
         ch = self._smu(vals[0])
         volts = vals[2]
         comp = vals[3] if len(vals) > 3 else self.forced.get(ch, (0.0, 1e-4))[1]
         if abs(volts) > 100 or comp == 0 or abs(comp) > 1:
-            raise _err(E_RANGE, f"DV {volts:g} V, {comp:g} A")
+            raise self.error(E_RANGE, f"DV {volts:g} V, {comp:g} A")
         if ch not in self.enabled:
-            raise _err(E_STATE, f"channel {ch} is not enabled (CN)")
+            raise self.error(E_STATE, f"channel {ch} is not enabled (CN)")
         self.forced[ch] = (volts, abs(comp))
 
     def _cmd_TI(self, args):
-        vals = _floats(args, 1, 2)
+        vals = self.floats(args, 1, 2)
         ch = self._smu(vals[0])
         volts, comp = self.forced.get(ch, (0.0, 1e-4))
         current = 0.0
@@ -234,72 +220,72 @@ class VirtualB1500A(VirtualInstrument):
         return f"{status}{chr(ord('A') + ch - 1)}I{current:+.5E}"
 
     def _cmd_ERSSP(self, args):
-        port, status = _ints(args, 2, 2)
+        port, status = self.ints(args, 2, 2)
         if port not in self.selector or status not in (0, 1, 2, 3):
-            raise _err(E_RANGE, f"ERSSP {port},{status}")
+            raise self.error(E_RANGE, f"ERSSP {port},{status}")
         self.selector[port] = status
 
     def _cmd_ERSSP_Q(self, args):
-        (port,) = _ints(args, 1, 1)
+        (port,) = self.ints(args, 1, 1)
         if port not in self.selector:
-            raise _err(E_RANGE, f"ERSSP? {port}")
+            raise self.error(E_RANGE, f"ERSSP? {port}")
         return str(self.selector[port])
 
     # -- SPGU --------------------------------------------------------------------------------
     def _cmd_SIM(self, args):
-        (mode,) = _ints(args, 1, 1)
+        (mode,) = self.ints(args, 1, 1)
         if mode not in (0, 1):
-            raise _err(E_RANGE, f"SIM {mode}")
+            raise self.error(E_RANGE, f"SIM {mode}")
         self.sim = mode
 
     def _cmd_SPRM(self, args):
-        vals = _floats(args, 1, 2)
+        vals = self.floats(args, 1, 2)
         mode = int(vals[0])
         if mode not in (0, 1, 2) or (mode and len(vals) < 2):
-            raise _err(E_RANGE, "SPRM " + ",".join(args))
+            raise self.error(E_RANGE, "SPRM " + ",".join(args))
         if mode == 1 and not (1 <= vals[1] <= 1_000_000 and vals[1] == int(vals[1])):
-            raise _err(E_RANGE, "SPRM count")
+            raise self.error(E_RANGE, "SPRM count")
         self.sprm = (mode, vals[1] if len(vals) > 1 else 0.0)
 
     def _cmd_SPPER(self, args):
-        (period,) = _floats(args, 1, 1)
+        (period,) = self.floats(args, 1, 1)
         if not 2e-8 <= period <= 10:
-            raise _err(E_RANGE, f"SPPER {period:g}")
+            raise self.error(E_RANGE, f"SPPER {period:g}")
         self.period_s = period
 
     def _cmd_SPM(self, args):
-        ch, mode = _ints(args, 2, 2)
+        ch, mode = self.ints(args, 2, 2)
         self._spgu(ch)
         if mode not in (0, 1, 2, 3):
-            raise _err(E_RANGE, f"SPM mode {mode}")
+            raise self.error(E_RANGE, f"SPM mode {mode}")
         self.spm[ch] = mode
 
     def _cmd_SPT(self, args):
-        vals = _floats(args, 5, 6)
+        vals = self.floats(args, 5, 6)
         ch = self._spgu(vals[0])
         if self.sim != 0:
-            raise _err(E_STATE, "SPT needs PG mode (SIM 0)")
+            raise self.error(E_STATE, "SPT needs PG mode (SIM 0)")
         if vals[1] not in (1, 2):
-            raise _err(E_RANGE, f"SPT source {vals[1]:g}")
+            raise self.error(E_RANGE, f"SPT source {vals[1]:g}")
         delay, width, lead = vals[2:5]
         trail = vals[5] if len(vals) > 5 else lead
         if delay < 0 or width <= 0 or lead <= 0 or trail <= 0 or width > 10:
-            raise _err(E_RANGE, "SPT timings")
+            raise self.error(E_RANGE, "SPT timings")
         self.spt[ch] = (delay, width, lead, trail)
 
     def _cmd_SPV(self, args):
-        vals = _floats(args, 3, 4)
+        vals = self.floats(args, 3, 4)
         ch = self._spgu(vals[0])
         if vals[1] not in (0, 1, 2):
-            raise _err(E_RANGE, f"SPV source {vals[1]:g}")
+            raise self.error(E_RANGE, f"SPV source {vals[1]:g}")
         base = vals[2]
         peak = vals[3] if len(vals) > 3 else base
         if abs(base) > 40 or abs(peak) > 40:
-            raise _err(E_RANGE, f"SPV {base:g},{peak:g} outside +-40 V")
+            raise self.error(E_RANGE, f"SPV {base:g},{peak:g} outside +-40 V")
         self.spv[ch] = (base, peak)
 
     def _cmd_SPUPD(self, args):
-        chs = _ints(args, 0, 20) or sorted(self.spgu_outputs)
+        chs = self.ints(args, 0, 20) or sorted(self.spgu_outputs)
         for ch in chs:
             self._spgu(ch)
         for ch in chs:
@@ -307,11 +293,12 @@ class VirtualB1500A(VirtualInstrument):
 
     def _cmd_SRP(self, args):
         if self.running:
-            raise _err(E_STATE, "SPGU is already running")
+            raise self.error(E_STATE, "SPGU is already running")
         mode, count = self.sprm
         ch = self.spgu_channel
         if ch in self.enabled and self.spm.get(ch) == 1 and ch in self.applied and self.sim == 0:
-            pulse = self.decode(*self.applied[ch])
+            (_, width, lead, trail), (_, peak) = self.applied[ch]
+            pulse = decode_trapezoid(Trapezoid(peak, width, lead, trail), self.reset_threshold_V)
             if pulse is not None:
                 n = int(count) if mode == 1 else 1
                 for _ in range(n):
@@ -327,20 +314,6 @@ class VirtualB1500A(VirtualInstrument):
 
     def _cmd_SPST_Q(self, args):
         return "1" if self.running else "0"
-
-    def decode(self, timings: tuple[float, ...], levels: tuple[float, float]) -> Pulse | None:
-        """The pulse an SPT/SPV setting outputs (see the module docstring); ``None`` for a
-        0 V peak."""
-        _, width, lead, trail = timings
-        _, peak = levels
-        if peak == 0:
-            return None
-        steps = round((trail - lead) / width) + 1
-        if steps >= 2:
-            return RampSetPulse(peak, width, steps)
-        if abs(peak) >= self.reset_threshold_V:
-            return ResetPulse(peak, width)
-        return PartialSetPulse(peak, width)
 
 
 def _name(head: str) -> str:

@@ -1,7 +1,8 @@
 """Virtual Keysight B2200A/B2201A switch matrix: the SCPI subset of instruments.md.
 
-Channel ``CIIOO``: card C (1-4), input port II (01-14), output pin OO (01-48)
-[Keysight B2200A user's guide; ../shared/reference/instruments.md]. Commands are
+Channel ``CIIOO``: card C (1-4), input port II (01-14), output pin OO (01-48), split by
+the station's codec :func:`hil.station.model.decode_channel` [Keysight B2200A user's guide;
+../shared/reference/instruments.md]. Commands are
 case-insensitive; unknown ones and out-of-range channels go to the error queue with the
 SCPI codes the instrument uses (-113 undefined header, -222 data out of range, -104 data
 type error), so a driver sees them through ``:SYST:ERR?``.
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import re
 
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from hil.core.errors import ConfigError
+from hil.station.model import STATION_CARDS, decode_channel
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualMatrix
 
 _LIST = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
 
@@ -24,8 +28,11 @@ def parse_channel_list(text: str) -> list[int]:
     items = [s.strip() for s in m.group(1).split(",") if s.strip()]
     channels = [int(s) for s in items]
     for ch in channels:
-        card, inp, out = ch // 10000, ch // 100 % 100, ch % 100
-        if not (1 <= card <= 4 and 1 <= inp <= 14 and 1 <= out <= 48 and ch < 50000):
+        try:
+            card, _, _ = decode_channel(ch)
+        except ConfigError:
+            raise CommandError(-222, "Data out of range") from None
+        if card not in STATION_CARDS:  # no auto-config mode (card 0) here
             raise CommandError(-222, "Data out of range")
     return channels
 
@@ -34,7 +41,7 @@ def format_channel_list(channels) -> str:
     return "(@" + ",".join(str(c) for c in sorted(channels)) + ")"
 
 
-class VirtualB2200A(VirtualInstrument):
+class VirtualB2200A(VirtualMatrix):
     """Holds the set of closed relays; nothing else."""
 
     idn = "Agilent Technologies,B2201A,VIRTUAL0,1.0 (hil virtual instrument)"
@@ -85,7 +92,7 @@ class VirtualB2200A(VirtualInstrument):
             card = int(arg.strip())
         except ValueError:
             raise CommandError(-104, "Data type error") from None
-        if not 1 <= card <= 4:
+        if card not in STATION_CARDS:
             raise CommandError(-222, "Data out of range")
         return card
 

@@ -1,5 +1,5 @@
 """Virtual Keithley 4200A-SCS (SMUs + 4225-PMU in segment-ARB mode): the KXCI subset that
-:mod:`instruments.k4200a` sends.
+:mod:`instruments.testers.k4200a` sends.
 
 Commands end in ``\\0`` and every one is answered, also terminated by ``\\0``: ``ACK`` for an
 accepted command, the data for a query [``/work/shared/reference/instruments.md``; pymeasure
@@ -31,12 +31,11 @@ Emulation (every rule [ours] unless cited):
 
 from __future__ import annotations
 
-import math
-
 from hil.core.errors import HilError
 from hil.core.pulses import ReadPulse
 from hil.core.waveforms import Segment, decode
-from sim_backends.virtual.server import CommandError, VirtualInstrument
+from sim_backends.virtual.server import CommandError
+from sim_backends.virtual.twins import VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
 E_UNDEFINED = (100, "Undefined command")
@@ -53,36 +52,13 @@ SEQ_FIELDS = ("TIME", "STARTV", "STOPV", "MEAS:TYPE", "MEAS:START", "MEAS:STOP")
 _SEQ = ":PMU:SARB:SEQ:"
 
 
-def _err(error: tuple[int, str], detail: str = "") -> CommandError:
-    code, message = error
-    text = f"{message}: {detail}" if detail else message
-    return CommandError(code, text, reply=f"ERROR {code}: {text}")
-
-
-def _floats(args: list[str], n_min: int, n_max: int) -> list[float]:
-    if not n_min <= len(args) <= n_max:
-        raise _err(E_NUMERIC, f"expected {n_min}..{n_max} arguments, got {len(args)}")
-    try:
-        values = [float(a) for a in args]
-    except ValueError:
-        raise _err(E_NUMERIC, ", ".join(args)) from None
-    if not all(math.isfinite(v) for v in values):
-        raise _err(E_NUMERIC, ", ".join(args))
-    return values
-
-
-def _ints(args: list[str], n_min: int, n_max: int) -> list[int]:
-    values = _floats(args, n_min, n_max)
-    if any(v != int(v) for v in values):
-        raise _err(E_NUMERIC, ", ".join(args))
-    return [int(v) for v in values]
-
-
-class VirtualK4200A(VirtualInstrument):
+class VirtualK4200A(VirtualTester):
     """State: PMU mode, RPM routes, measure ranges, sequences, sequence lists, output states,
     data rows; SMU forced voltages; the error queue of the base class."""
 
     terminator = "\0"
+    numeric_error = E_NUMERIC
+    error_replies = True
     idn = "KEITHLEY INSTRUMENTS,KI4200A,VIRTUAL0,1.0 (hil virtual instrument)"
 
     def __init__(
@@ -105,7 +81,7 @@ class VirtualK4200A(VirtualInstrument):
         self.pmu_cards = set(pmus)
         self.pmu_channels = {2 * (n - 1) + k for n in pmus for k in (1, 2)}
         self.smu_forced: dict[int, tuple[float, float]] = {}
-        self.pulses_sent: list = []
+        self.pulses_sent = []
         """Every pulse the PMU output (reaching the device or not), decoded."""
         self._reset_pmu(mode=1)
 
@@ -128,8 +104,8 @@ class VirtualK4200A(VirtualInstrument):
     # -- interpreter -----------------------------------------------------------------------
     def internal_error(self, exc: Exception) -> CommandError:
         if isinstance(exc, HilError):  # e.g. decode() refused the waveform
-            return _err(E_STATE, str(exc))
-        return _err(E_STATE, f"{type(exc).__name__}: {exc}")
+            return self.error(E_STATE, str(exc))
+        return self.error(E_STATE, f"{type(exc).__name__}: {exc}")
 
     def execute(self, command: str) -> str | None:
         text = command.strip()
@@ -156,7 +132,7 @@ class VirtualK4200A(VirtualInstrument):
             return self._seq_field(head[len(_SEQ) :], args)
         handler = getattr(self, "_pmu_" + head.replace(":", "_").replace("?", "_Q"), None)
         if handler is None:
-            raise _err(E_UNDEFINED, head or command)
+            raise self.error(E_UNDEFINED, head or command)
         return handler(args)
 
     # -- SMU user mode -----------------------------------------------------------------------
@@ -164,9 +140,9 @@ class VirtualK4200A(VirtualInstrument):
         try:
             n = int(text)
         except ValueError:
-            raise _err(E_NUMERIC, f"SMU number {text!r}") from None
+            raise self.error(E_NUMERIC, f"SMU number {text!r}") from None
         if n not in self.smus:
-            raise _err(E_CHANNEL, f"SMU{n}")
+            raise self.error(E_CHANNEL, f"SMU{n}")
         return n
 
     def _dv(self, tail: str, args: list[str]) -> str:
@@ -177,9 +153,9 @@ class VirtualK4200A(VirtualInstrument):
         if not vals:
             self.smu_forced.pop(smu, None)  # US;DVn disables the SMU
             return "ACK"
-        rng, volts, comp = _floats(vals, 3, 3)
+        rng, volts, comp = self.floats(vals, 3, 3)
         if rng not in range(0, 6) or abs(volts) > 210 or not 0 < abs(comp) <= 1:
-            raise _err(E_RANGE, ",".join(vals))
+            raise self.error(E_RANGE, ",".join(vals))
         self.smu_forced[smu] = (volts, abs(comp))
         return "ACK"
 
@@ -193,94 +169,94 @@ class VirtualK4200A(VirtualInstrument):
 
     # -- PMU ---------------------------------------------------------------------------------
     def _ch(self, text: str) -> int:
-        (ch,) = _ints([text], 1, 1)
+        (ch,) = self.ints([text], 1, 1)
         if ch not in self.pmu_channels:
-            raise _err(E_CHANNEL, f"PMU channel {ch}")
+            raise self.error(E_CHANNEL, f"PMU channel {ch}")
         return ch
 
     def _pmu__PMU_INIT(self, args):
-        (mode,) = _ints(args, 1, 1)
+        (mode,) = self.ints(args, 1, 1)
         if mode not in (0, 1):
-            raise _err(E_RANGE, f"mode {mode}")
+            raise self.error(E_RANGE, f"mode {mode}")
         self._reset_pmu(mode)
         return "ACK"
 
     def _pmu__PMU_RPM_CONFIGURE(self, args):
         if len(args) != 2:
-            raise _err(E_NUMERIC, "expected card-channel, mode")
+            raise self.error(E_NUMERIC, "expected card-channel, mode")
         card, _, ch = args[0].upper().partition("-")
         if not (card.startswith("PMU") and card[3:].isdigit() and ch in ("1", "2")):
-            raise _err(E_NUMERIC, args[0])
+            raise self.error(E_NUMERIC, args[0])
         if int(card[3:]) not in self.pmu_cards:
-            raise _err(E_CHANNEL, card)
-        (mode,) = _ints(args[1:], 1, 1)
+            raise self.error(E_CHANNEL, card)
+        (mode,) = self.ints(args[1:], 1, 1)
         if mode not in (0, 1, 2):
-            raise _err(E_RANGE, f"RPM mode {mode}")
+            raise self.error(E_RANGE, f"RPM mode {mode}")
         self.rpm[2 * (int(card[3:]) - 1) + int(ch)] = mode
         return "ACK"
 
     def _pmu__PMU_MEASURE_RANGE(self, args):
         ch = self._ch(args[0] if args else "")
-        rtype, rng = _floats(args[1:], 2, 2)
+        rtype, rng = self.floats(args[1:], 2, 2)
         if rtype not in (0, 1, 2) or not 0 < rng <= 0.8:
-            raise _err(E_RANGE, ", ".join(args[1:]))
+            raise self.error(E_RANGE, ", ".join(args[1:]))
         self.ranges[ch] = (int(rtype), rng)
         return "ACK"
 
     def _seq_field(self, field: str, args: list[str]) -> str:
         if len(args) < 3:
-            raise _err(E_NUMERIC, "expected channel, sequence, values...")
+            raise self.error(E_NUMERIC, "expected channel, sequence, values...")
         ch = self._ch(args[0])
-        (seq,) = _ints(args[1:2], 1, 1)
+        (seq,) = self.ints(args[1:2], 1, 1)
         if not 1 <= seq <= 512:
-            raise _err(E_RANGE, f"sequence {seq}")
-        values = _floats(args[2:], 1, MAX_SEGMENTS)
+            raise self.error(E_RANGE, f"sequence {seq}")
+        values = self.floats(args[2:], 1, MAX_SEGMENTS)
         if field == "TIME":
             for t in values:
                 steps = t / RESOLUTION_S
                 if t < MIN_SEGMENT_S * (1 - 1e-9) or abs(steps - round(steps)) > 1e-6:
-                    raise _err(E_RANGE, f"segment time {t:g} s")
+                    raise self.error(E_RANGE, f"segment time {t:g} s")
         elif field in ("STARTV", "STOPV"):
             if any(abs(v) > MAX_V for v in values):
-                raise _err(E_RANGE, f"voltage beyond ±{MAX_V:g} V")
+                raise self.error(E_RANGE, f"voltage beyond ±{MAX_V:g} V")
         elif field == "MEAS:TYPE":
             if any(v not in (0, 1, 2) for v in values):
-                raise _err(E_RANGE, "measure type")
+                raise self.error(E_RANGE, "measure type")
         elif any(v < 0 for v in values):
-            raise _err(E_RANGE, "measure window")
+            raise self.error(E_RANGE, "measure window")
         self.sequences.setdefault((ch, seq), {})[field] = values
         return "ACK"
 
     def _pmu__PMU_SARB_WFM_SEQ_LIST(self, args):
         if len(args) < 3 or len(args) % 2 == 0:
-            raise _err(E_NUMERIC, "expected channel, seq, loops[, seq, loops ...]")
+            raise self.error(E_NUMERIC, "expected channel, seq, loops[, seq, loops ...]")
         ch = self._ch(args[0])
-        pairs = _ints(args[1:], 2, 2 * 512)
+        pairs = self.ints(args[1:], 2, 2 * 512)
         items = list(zip(pairs[::2], pairs[1::2], strict=True))
         if any(not 1 <= s <= 512 or n < 1 for s, n in items):
-            raise _err(E_RANGE, ", ".join(args[1:]))
+            raise self.error(E_RANGE, ", ".join(args[1:]))
         self.seq_lists[ch] = items
         return "ACK"
 
     def _pmu__PMU_OUTPUT_STATE(self, args):
         if len(args) != 2:
-            raise _err(E_NUMERIC, "expected channel, state")
+            raise self.error(E_NUMERIC, "expected channel, state")
         ch = self._ch(args[0])
-        (state,) = _ints(args[1:], 1, 1)
+        (state,) = self.ints(args[1:], 1, 1)
         if state not in (0, 1):
-            raise _err(E_RANGE, f"state {state}")
+            raise self.error(E_RANGE, f"state {state}")
         self.output[ch] = bool(state)
         return "ACK"
 
     def _pmu__PMU_EXECUTE(self, args):
         if args:
-            raise _err(E_NUMERIC, "no arguments expected")
+            raise self.error(E_NUMERIC, "no arguments expected")
         if self.mode != 1:
-            raise _err(E_STATE, "segment ARB needs :PMU:INIT 1")
+            raise self.error(E_STATE, "segment ARB needs :PMU:INIT 1")
         if self._busy:
-            raise _err(E_STATE, "a test is running")
+            raise self.error(E_STATE, "a test is running")
         if not self.seq_lists:
-            raise _err(E_STATE, "no sequence list")
+            raise self.error(E_STATE, "no sequence list")
         plans = {ch: self._waveform(ch) for ch in self.seq_lists}  # validate all first
         for ch, segments in plans.items():
             self.data[ch] = self._run(ch, segments)
@@ -293,10 +269,12 @@ class VirtualK4200A(VirtualInstrument):
             fields = self.sequences.get((ch, seq), {})
             missing = [f for f in SEQ_FIELDS if f not in fields]
             if missing:
-                raise _err(E_STATE, f"sequence {seq} of channel {ch} lacks {', '.join(missing)}")
+                raise self.error(
+                    E_STATE, f"sequence {seq} of channel {ch} lacks {', '.join(missing)}"
+                )
             arrays = [fields[f] for f in SEQ_FIELDS]
             if len({len(a) for a in arrays}) != 1:
-                raise _err(E_STATE, f"sequence {seq} of channel {ch}: array lengths differ")
+                raise self.error(E_STATE, f"sequence {seq} of channel {ch}: array lengths differ")
             one = [Segment(t, v0, v1, mt != 0) for t, v0, v1, mt, _, _ in zip(*arrays, strict=True)]
             segments += one * loops
         return segments
@@ -312,16 +290,16 @@ class VirtualK4200A(VirtualInstrument):
                 starts.append(t)
             previous_measured = s.measure
             t += s.duration_s
-        on = self.output.get(ch, False) and self.wafer is not None
+        wafer = self.wafer if self.output.get(ch, False) else None
         rows: list[str] = []
         for pulse in pulses:
             self.pulses_sent.append(pulse)
             if isinstance(pulse, ReadPulse):
-                current = self.wafer.read_current_A(pulse) if on else 0.0
+                current = wafer.read_current_A(pulse) if wafer is not None else 0.0
                 t0 = starts[len(rows)] if len(rows) < len(starts) else 0.0
                 rows.append(f"{float(pulse.amplitude_V):.6E},{current:.6E},{t0:.6E},0")
-            elif on:
-                self.wafer.apply(pulse)
+            elif wafer is not None:
+                wafer.apply(pulse)
         return rows
 
     def _pmu__PMU_TEST_STATUS_Q(self, args):
@@ -332,20 +310,20 @@ class VirtualK4200A(VirtualInstrument):
 
     def _pmu__PMU_DATA_COUNT_Q(self, args):
         if len(args) != 1:
-            raise _err(E_NUMERIC, "expected channel")
+            raise self.error(E_NUMERIC, "expected channel")
         ch = self._ch(args[0])
         return str(len(self.data.get(ch, [])))
 
     def _pmu__PMU_DATA_GET(self, args):
         if not args:
-            raise _err(E_NUMERIC, "expected channel[, start, count]")
+            raise self.error(E_NUMERIC, "expected channel[, start, count]")
         ch = self._ch(args[0])
         if self._busy:
-            raise _err(E_STATE, "a test is running")
+            raise self.error(E_STATE, "a test is running")
         rows = self.data.get(ch, [])
         if len(args) == 1:
             return ";".join(rows)
-        start, count = _ints(args[1:], 2, 2)
+        start, count = self.ints(args[1:], 2, 2)
         if start < 0 or count < 1:
-            raise _err(E_RANGE, ", ".join(args[1:]))
+            raise self.error(E_RANGE, ", ".join(args[1:]))
         return ";".join(rows[start : start + count])

@@ -1,4 +1,4 @@
-"""Virtual MPI SENTIO prober: the remote-command subset that `instruments.sentio` uses.
+"""Virtual MPI SENTIO prober: the remote-command subset that `instruments.drivers.sentio` uses.
 
 Replies are ``errorcode,taskid,message`` with status flags above the low 10 bits of the
 first field (bit 10: end of route), as MPI's own Python bindings parse them
@@ -9,7 +9,7 @@ row by row. Error codes are this emulator's own: 2 unknown command, 3 bad argume
 
 from __future__ import annotations
 
-from sim_backends.virtual.server import VirtualProber
+from sim_backends.virtual.twins import VirtualProber
 
 END_OF_ROUTE = 1 << 10
 

@@ -13,6 +13,7 @@ error queue, as the real one does, and the driver finds it with the error query.
 
 from __future__ import annotations
 
+import math
 import socket
 import socketserver
 import threading
@@ -57,6 +58,11 @@ class VirtualInstrument:
     latency_s = 0.0
     """Time the instrument takes per command (slept by the server before replying)."""
     max_errors = 30
+    numeric_error: tuple[int, str] = (-104, "Data type error")
+    """``(code, message)`` queued for a malformed number or a wrong argument count."""
+    error_replies = False
+    """Whether a refused command is answered with ``ERROR <code>: <text>`` (KXCI answers
+    every command) or not at all (SCPI, FLEX: the error waits in the queue)."""
 
     def __init__(self) -> None:
         self.errors: deque[tuple[int, str]] = deque(maxlen=self.max_errors)
@@ -107,6 +113,34 @@ class VirtualInstrument:
                 self.errors.append((exc.code, exc.message))
                 return exc.reply
 
+    def error(self, error: tuple[int, str], detail: str = "") -> CommandError:
+        """The refusal ``error = (code, message)``, with ``detail`` naming the culprit."""
+        code, message = error
+        text = f"{message.rstrip('.')}: {detail}" if detail else message
+        return CommandError(
+            code, text, reply=f"ERROR {code}: {text}" if self.error_replies else None
+        )
+
+    def floats(self, args: list[str], n_min: int, n_max: int) -> list[float]:
+        """``n_min..n_max`` finite numbers, or :attr:`numeric_error`."""
+        if not n_min <= len(args) <= n_max:
+            detail = f"expected {n_min}..{n_max} arguments, got {len(args)}"
+            raise self.error(self.numeric_error, detail)
+        try:
+            values = [float(a) for a in args]
+        except ValueError:
+            raise self.error(self.numeric_error, ", ".join(args)) from None
+        if not all(math.isfinite(v) for v in values):
+            raise self.error(self.numeric_error, ", ".join(args))
+        return values
+
+    def ints(self, args: list[str], n_min: int, n_max: int) -> list[int]:
+        """``n_min..n_max`` integers (``2`` or ``2.0``), or :attr:`numeric_error`."""
+        values = self.floats(args, n_min, n_max)
+        if any(v != int(v) for v in values):
+            raise self.error(self.numeric_error, ", ".join(args))
+        return [int(v) for v in values]
+
     def internal_error(self, exc: Exception) -> CommandError:
         """What a command that failed inside the instrument leaves in the error queue
         (SCPI -300, device-specific error); instruments with their own codes override it."""
@@ -117,40 +151,6 @@ class VirtualInstrument:
 
     def pop_error(self) -> tuple[int, str]:
         return self.errors.popleft() if self.errors else (0, "No error")
-
-
-class VirtualProber(VirtualInstrument):
-    """A chuck over a ``columns × rows`` wafer map visited row by row (the probers' common
-    part): the die route, the current die, and a count of die steps, each costing
-    ``die_step_s`` (a real chuck move takes ~0.1-1 s)."""
-
-    def __init__(
-        self,
-        columns: int = 4,
-        rows: int = 3,
-        latency_s: float = 0.0,
-        die_step_s: float = 0.0,
-        first_index: int = 0,
-    ):
-        super().__init__()
-        self.latency_s = latency_s
-        self.die_step_s = die_step_s
-        self.route = [(c, r) for r in range(rows) for c in range(columns)]
-        self.index = first_index
-        self.steps = 0
-
-    @property
-    def in_contact(self) -> bool:
-        """Whether the probe needles touch the current die."""
-        raise NotImplementedError
-
-    def move_to(self, index: int) -> tuple[int, int]:
-        """Step the chuck to die ``index`` of the route; returns its (column, row)."""
-        if index != self.index:
-            self.steps += 1
-            self.busy(self.die_step_s)
-        self.index = index
-        return self.route[index]
 
 
 class CommandError(Exception):
@@ -208,7 +208,8 @@ class InstrumentServer:
         self.instrument = instrument
         self._server = _TCPServer((host, port), _Handler)
         self._server.instrument = instrument  # type: ignore[attr-defined]
-        self.host, self.port = self._server.server_address[:2]
+        bound_host, bound_port = self._server.server_address[:2]  # AF_INET: (str, int)
+        self.host, self.port = str(bound_host), int(bound_port)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

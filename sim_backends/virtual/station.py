@@ -10,46 +10,52 @@ gives the same station file pointed at the virtual instruments, for a dry run of
 from __future__ import annotations
 
 import dataclasses
-
-import numpy as np
+from typing import TypeVar
 
 from hil.core.errors import ConfigError
-from hil.station.parser import Station
-from sim_backends.virtual.b2200a import VirtualB2200A
+from hil.station.drivers import VIRTUAL
+from hil.station.model import Station
 from sim_backends.virtual.server import DEFAULT_HOST, InstrumentServer, VirtualInstrument
+from sim_backends.virtual.twins import VirtualMatrix, VirtualProber, VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
-_TESTER_OPTIONS = {
-    "b1500a": ("smu_channel", "spgu_channel", "selector_port"),
-    "k4200a": (),
-}
+_Twin = TypeVar("_Twin", VirtualTester, VirtualMatrix, VirtualProber)
+
+
+def twin_class(station: Station, role: str, base: type[_Twin]) -> type[_Twin]:
+    """The virtual twin registered under the name of ``station``'s ``role`` driver; a
+    :class:`ConfigError` naming the ``driver`` line if there is none."""
+    spec = getattr(station, role)
+    registry = VIRTUAL[role]
+    if spec.driver not in registry:
+        raise ConfigError(
+            f"{station.where(role, 'driver')}: there is no virtual {spec.driver!r} {role} "
+            f"(virtual {role}s: {', '.join(registry.names()) or 'none'}), so this station "
+            "cannot have a dry run; use a driver that has one"
+        )
+    cls = registry.get(spec.driver)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(
+            f"{station.where(role, 'driver')}: the virtual {role} {spec.driver!r} is "
+            f"registered as {cls!r}, which is not a {base.__module__}.{base.__name__}"
+        )
+    return cls
 
 
 class VirtualStation:
-    """Virtual instruments for ``station``; ``latency`` overrides ``[virtual]`` fields."""
+    """Virtual instruments for ``station``, each the twin registered under its driver's
+    name (:data:`hil.station.drivers.VIRTUAL`); ``virtual`` overrides ``[virtual]`` fields."""
 
     def __init__(self, station: Station, host: str = DEFAULT_HOST, **virtual):
         self.station = station
-        self.settings = dataclasses.replace(station.virtual, **virtual)
-        v = self.settings
+        self.settings = v = dataclasses.replace(station.virtual, **virtual)
+        self.prober = twin_class(station, "prober", VirtualProber).for_station(station, v)
+        self.matrix = twin_class(station, "matrix", VirtualMatrix).for_station(station, v)
+        tester_class = twin_class(station, "tester", VirtualTester)
         dm = station.devices
-        columns, rows = int(dm.die_column.max()) + 1, int(dm.die_row.max()) + 1
-        if dm.die_column.min() < 0 or dm.die_row.min() < 0:
-            raise ConfigError(
-                f"{station.where('devices', 'dies')}: the virtual wafer map needs dies >= 0"
-            )
-        if station.prober.driver == "sentio":
-            from sim_backends.virtual.sentio import VirtualSentio
-
-            self.prober = VirtualSentio(columns, rows, v.command_latency_s, v.die_step_s)
-        else:
-            from sim_backends.virtual.velox import VirtualVelox
-
-            self.prober = VirtualVelox(columns, rows, v.command_latency_s, v.die_step_s)
-        self.matrix = VirtualB2200A(v.command_latency_s, v.relay_s)
-        die = dm.die_row.astype(np.int64) * columns + dm.die_column  # the prober's route index
+        route = [self.prober.route_index(c, r) for c, r in dm.dies]  # the prober's die index
         self.wafer = VirtualWafer(
-            die,
+            [route[d] for d in dm.die.tolist()],
             dm.top_pin,
             dm.bottom_pin,
             prober=self.prober,
@@ -60,34 +66,10 @@ class VirtualStation:
             params=v.params,
             seed=v.seed,
         )
-        self.tester = self._tester()
+        self.tester = tester_class.for_station(station, v, self.wafer)
         self.servers = {
-            role: InstrumentServer(inst, host=host)
-            for role, inst in (
-                ("tester", self.tester),
-                ("matrix", self.matrix),
-                ("prober", self.prober),
-            )
+            role: InstrumentServer(inst, host=host) for role, inst in self.instruments.items()
         }
-
-    def _tester(self) -> VirtualInstrument:
-        spec, v = self.station.tester, self.settings
-        opts = {
-            k: spec.options[k] for k in _TESTER_OPTIONS.get(spec.driver, ()) if k in spec.options
-        }
-        if spec.driver == "b1500a":
-            from sim_backends.virtual.b1500a import VirtualB1500A
-
-            return VirtualB1500A(self.wafer, latency_s=v.command_latency_s, **opts)
-        if spec.driver == "k4200a":
-            from sim_backends.virtual.k4200a import VirtualK4200A
-
-            return VirtualK4200A(self.wafer, latency_s=v.command_latency_s)
-        raise ConfigError(
-            f"{self.station.where('tester', 'driver')}: there is no virtual {spec.driver}: the "
-            "WGFMU is driven through Keysight's library, not a socket; use b1500a or k4200a "
-            "for a dry run"
-        )
 
     @property
     def instruments(self) -> dict[str, VirtualInstrument]:

@@ -9,7 +9,7 @@ Velox accepts as a jump to that die.
 
 from __future__ import annotations
 
-from sim_backends.virtual.server import VirtualProber
+from sim_backends.virtual.twins import VirtualProber
 
 
 class VirtualVelox(VirtualProber):

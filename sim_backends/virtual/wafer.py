@@ -20,10 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.core.pulses import Operation, Pulse, ReadPulse, SafetyEnvelope
+from hil.core.errors import BackendError
+from hil.core.pulses import (
+    Operation,
+    PartialSetPulse,
+    Pulse,
+    RampSetPulse,
+    ReadPulse,
+    ResetPulse,
+    SafetyEnvelope,
+)
+from hil.station.model import encode_channels
 from sim_backends.emulator import EmulatorBackend
-from sim_backends.virtual.b2200a import VirtualB2200A
-from sim_backends.virtual.server import VirtualProber
+from sim_backends.virtual.twins import VirtualMatrix, VirtualProber
 
 INSTRUMENT_LIMITS = SafetyEnvelope(
     max_program_V=40.0,
@@ -65,7 +74,7 @@ class VirtualWafer:
         bottom_pin,
         *,
         prober: VirtualProber,
-        matrix: VirtualB2200A,
+        matrix: VirtualMatrix,
         card: int = 1,
         force_port: int = 1,
         ground_port: int = 2,
@@ -82,8 +91,8 @@ class VirtualWafer:
         self.prober = prober
         self.matrix = matrix
         self.emulator = EmulatorBackend(n, params=params, seed=seed, envelope=INSTRUMENT_LIMITS)
-        self.top_channel = card * 10000 + force_port * 100 + self.top_pin
-        self.bottom_channel = card * 10000 + ground_port * 100 + self.bottom_pin
+        self.top_channel = encode_channels(card, force_port, self.top_pin)
+        self.bottom_channel = encode_channels(card, ground_port, self.bottom_pin)
         self.time_scale = time_scale
         self.lock = threading.Lock()
         self.history: list[Applied] = []
@@ -115,10 +124,12 @@ class VirtualWafer:
             self._follow_wall_clock()
             ids = self.connected()
             if ids.size:
-                if pulse.op is Operation.RESET:
+                if isinstance(pulse, ResetPulse):
                     self.emulator.reset(ids, pulse)
-                else:
+                elif isinstance(pulse, PartialSetPulse | RampSetPulse):
                     self.emulator.set(ids, pulse)
+                else:
+                    raise BackendError(f"the wafer takes program pulses here, got {pulse!r}")
             self.history.append(_applied(ids, pulse))
 
     def read_current_A(self, read: ReadPulse) -> float:

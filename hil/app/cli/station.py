@@ -1,4 +1,6 @@
-"""``hil station check`` and ``hil virtual-station``: the probe-station commands."""
+"""``hil station check``, ``hil station drivers`` and ``hil virtual-station``: the
+probe-station commands. Driver names come from the station registries
+(:mod:`hil.station.drivers`), the same ones the station parser reads."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 import click
 
 from hil.core.errors import ConfigError
+from hil.station.drivers import DRIVERS, VIRTUAL
+from hil.station.parser import load_station
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -24,8 +28,8 @@ def station():
 def check(station_file, walk_dies):
     """Connect to every instrument of STATION_FILE, identify it, check the tester's modules
     and the die map; prints a table. Nothing is pulsed. Exit status 1 on a problem."""
-    from hil.station.parser import load_station
-    from instruments.connect import check_station, format_check
+    # pymeasure and pyvisa load only when a station command runs: `hil --help` stays fast.
+    from instruments.connect import check_station, format_check  # noqa: PLC0415
 
     st = load_station(station_file)
     rows = check_station(st, walk_dies=walk_dies)
@@ -34,6 +38,21 @@ def check(station_file, walk_dies):
     click.echo(f"device map: {dm.n_devices} devices on {len(dm.dies)} dies; envelope {st.envelope}")
     if not all(r.ok for r in rows):
         raise SystemExit(1)
+
+
+@station.command()
+def drivers():
+    """List the registered drivers of each role (the names a station file's ``driver`` may
+    give), the class each names, and its virtual twin for ``hil virtual-station``."""
+    rows = [("role", "driver", "class", "virtual twin")]
+    for role, registry in DRIVERS.items():
+        twins = VIRTUAL[role]
+        for name in registry.names():
+            twin = twins.source(name) if name in twins else "-"
+            rows.append((role, name, registry.source(name), twin))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
 
 
 @click.command("virtual-station")
@@ -57,8 +76,8 @@ def check(station_file, walk_dies):
 def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed, host):
     """Serve virtual instruments for STATION_FILE (one emulated wafer behind its tester,
     matrix and prober) on 127.0.0.1 until Ctrl-C; prints the VISA resources to use."""
-    from hil.station.parser import load_station
-    from sim_backends.virtual.station import VirtualStation
+    # The emulator and the virtual instruments load only for this command (`hil --help`).
+    from sim_backends.virtual.station import VirtualStation  # noqa: PLC0415
 
     st = load_station(station_file)
     overrides = {

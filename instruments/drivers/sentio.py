@@ -16,9 +16,12 @@ Connect with ``Sentio("TCPIP::<host>::35555::SOCKET")``.
 
 from __future__ import annotations
 
-from pymeasure.instruments import Instrument
+import math
 
-from hil.core.errors import ConfigError
+from pymeasure.instruments import Instrument
+from pymeasure.instruments.validators import strict_range
+
+from instruments.drivers.validators import check, integer
 from instruments.errors import ProberError
 
 PORT = 35555
@@ -57,7 +60,7 @@ def parse_reply(command: str, reply: str) -> tuple[int, str]:
     return status, message
 
 
-def _ints(command: str, message: str, count: int) -> tuple[int, ...]:
+def _parse_ints(command: str, message: str, count: int) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in message.split(","))
     except ValueError:
@@ -67,14 +70,6 @@ def _ints(command: str, message: str, count: int) -> tuple[int, ...]:
             f"SENTIO reply to {command!r} should hold {count} integers, got {message!r}"
         )
     return values
-
-
-def _check_int(name: str, value: object, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"SENTIO {name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"SENTIO {name} must be >= {minimum}, got {value}")
-    return value
 
 
 class Sentio(Instrument):
@@ -97,7 +92,8 @@ class Sentio(Instrument):
     def _step(self, command: str) -> tuple[int, int, int]:
         status, message = self.command(command)
         self.end_of_route = bool(status & STATUS_END_OF_ROUTE)
-        return _ints(command, message, 3)
+        column, row, site = _parse_ints(command, message, 3)
+        return column, row, site
 
     def move_chuck_contact(self) -> None:
         """Move the chuck up to contact height (``move_chuck_contact``)."""
@@ -112,9 +108,9 @@ class Sentio(Instrument):
 
         Returns ``(column, row, site)`` reached. Arguments are checked before sending.
         """
-        _check_int("column", column)
-        _check_int("row", row)
-        _check_int("site", site, minimum=0)
+        integer("SENTIO column", column)
+        integer("SENTIO row", row)
+        check("SENTIO site", site, (0, math.inf), strict_range, int)
         return self._step(CMD_STEP_DIE.format(column=column, row=row, site=site))
 
     def step_first_die(self) -> tuple[int, int, int]:
@@ -135,5 +131,5 @@ class Sentio(Instrument):
         SENTIO replies ``route index,column,row``; the route index is dropped.
         """
         _, message = self.command(CMD_CURRENT_DIE)
-        _, column, row = _ints(CMD_CURRENT_DIE, message, 3)
+        _, column, row = _parse_ints(CMD_CURRENT_DIE, message, 3)
         return column, row

@@ -9,13 +9,29 @@ own command sequence, as few round trips as the instrument allows.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
-from hil.core.errors import ConfigError
+from hil.core.errors import BackendError, ConfigError
 from hil.core.pulses import Pulse, PulseTiming, ReadPulse
+from instruments.visa import drain
+
+
+class OutputsOffError(BackendError):
+    """Some steps of :meth:`Tester.outputs_off` failed (every step was tried);
+    ``failures`` holds ``(step, exception)`` of each."""
+
+    def __init__(self, tester: str, failures: list[tuple[str, Exception]]):
+        listed = "; ".join(f"{what}: {type(exc).__name__}: {exc}" for what, exc in failures)
+        super().__init__(
+            f"{tester} outputs off: {len(failures)} step(s) failed ({listed}); switch the "
+            "outputs off by hand before touching the wafer"
+        )
+        self.failures = failures
 
 
 class Tester(abc.ABC):
@@ -23,8 +39,26 @@ class Tester(abc.ABC):
     already passed the station's safety envelope."""
 
     name: str = "tester"
+    """The instrument's name in messages (``"B1500A"``)."""
     timing: PulseTiming = PulseTiming()
     """Shortest program pulse / ramp step and time grid the tester can make."""
+    identity: ClassVar[tuple[str, ...]] = ()
+    """Text of which the instrument's :meth:`identify` must contain one (``hil station
+    check`` catches a resource that points at another instrument); ``()``: no check."""
+
+    @classmethod
+    def station_options(cls) -> frozenset[str]:
+        """The keys a station file's ``[tester] options`` may hold: the keyword parameters
+        of the constructor after the resource."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return frozenset(p.name for p in params if p.kind in kinds)
+
+    @classmethod
+    def open(cls, resource: str, options: dict, visa: dict) -> Tester:
+        """The tester at ``resource``, configured by the station file's ``options``, over a
+        VISA connection with ``visa`` (:func:`instruments.visa.visa_kwargs`)."""
+        return cls(resource, **options, **visa)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def identify(self) -> str:
@@ -51,14 +85,29 @@ class Tester(abc.ABC):
         """
 
     @abc.abstractmethod
+    def off_steps(self) -> list[tuple[str, Callable[[], object]]]:
+        """The steps that switch every output off, in order, each named by the command it
+        sends (``("DZ", ...)``). Steps must be safe to run more than once."""
+
     def outputs_off(self) -> None:
         """Switch every output off (0 V, channels disconnected). Called on every exit path;
-        must be safe to call more than once."""
+        safe to call more than once.
+
+        Every step of :meth:`off_steps` is tried, even after one failed (an output left on
+        is the one thing a safe stop must not do); then one :class:`OutputsOffError` lists
+        every step that failed.
+        """
+        failures = []
+        for what, step in self.off_steps():
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the remaining steps must still run
+                failures.append((what, exc))
+        if failures:
+            raise OutputsOffError(self.name, failures)
 
     def recover(self) -> None:
         """Put the conversation back in step after a timed-out or unparsable reply."""
-        from instruments.visa import drain
-
         drain(getattr(self, "inst", None))
 
     def close(self) -> None:  # noqa: B027 - optional hook

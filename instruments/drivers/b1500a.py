@@ -14,19 +14,13 @@ Channel numbers follow the FLEX convention pymeasure uses: an SMU is addressed b
 in slot 1). Every argument is validated before anything is sent; bad values raise
 :class:`~hil.errors.ConfigError`.
 
-:class:`B1500ATester` implements :class:`instruments.tester.Tester` on top of
-:class:`B1500A`: program pulses from the SPGU in PG mode, reads from the SMU (``DV`` +
-high-speed spot ``TI``), the selector switched between the two as needed.
+The tester built on it is :class:`instruments.testers.b1500a.B1500ATester`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import time
-from collections.abc import Sequence
 
-import numpy as np
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.agilent.agilentB1500 import (
     SPGU,
@@ -37,15 +31,14 @@ from pymeasure.instruments.agilent.agilentB1500 import (
     SPGUOperationMode,
     SPGUOutputMode,
 )
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from hil.core.errors import BackendError, ConfigError
-from hil.core.pulses import Pulse, PulseTiming, RampSetPulse, ReadPulse
-from hil.core.waveforms import DEFAULT_EDGE_S
-from instruments.tester import Tester, check_visit, scalar_field
+from instruments.drivers.validators import check, validator
 
 SMU_CHANNELS = range(1, 11)
 """SMU channel numbers: the module's slot, 1-10 [FLEX reference; pymeasure ``SMU``]."""
-SPGU_CHANNELS = frozenset(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
+SPGU_CHANNELS = tuple(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
 """SPGU output channel numbers ``slot*100 + 1|2`` [pymeasure ``SPGU``: ``ch1``/``ch2``]."""
 SPGU_MAX_V = 40.0
 """Largest |base| or |peak| of the B1525A SPGU [pymeasure ``set_output_voltage``: ±40 V]."""
@@ -53,9 +46,9 @@ SMU_MAX_V = 100.0
 """Largest |DV| output accepted here (MPSMU/HRSMU 100 V range) [ours: a sane bound]."""
 SMU_MAX_COMPLIANCE_A = 1.0
 """Largest |Icomp| accepted here (HPSMU 1 A range) [ours: a sane bound]."""
-SMU_VOLTAGE_RANGES = frozenset({0, 2, 5, 11, 12, 13, 14, 15, 20, 50, 200, 400, 1000, 2000})
+SMU_VOLTAGE_RANGES = (0, 2, 5, 11, 12, 13, 14, 15, 20, 50, 200, 400, 1000, 2000)
 """``DV`` output range indices (0 = auto) [pymeasure ``SMUVoltageRanging``]."""
-SMU_CURRENT_RANGES = frozenset({0, *range(8, 21), *(-i for i in range(8, 21))})
+SMU_CURRENT_RANGES = (*(-i for i in range(20, 7, -1)), 0, *range(8, 21))
 """``TI`` measurement range indices: 0 auto, 8-20 (1 pA-1 A) limited auto, negative
 fixed [pymeasure ``SMUCurrentRanging``]."""
 SELECTOR_PORTS = range(0, 4)
@@ -63,6 +56,16 @@ SELECTOR_PORTS = range(0, 4)
 2/3 of the second."""
 SELECTOR_OPEN, SELECTOR_SMU, SELECTOR_PG = 0, 1, 2
 """``ERSSP`` connection status [pymeasure ``PgSelectorConnectionStatus``]."""
+SELECTOR_STATUSES = range(0, 4)
+"""``ERSSP`` status values (3 = PG open) [pymeasure ``PgSelectorConnectionStatus``]."""
+OUTPUT_FORMATS = (1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25)
+"""``FMT`` formats [B1500 Programming Guide, FMT; pymeasure ``data_format``]."""
+OUTPUT_MODES = range(0, 11)
+"""``FMT`` output modes [B1500 Programming Guide, FMT]."""
+MIN_PERIOD_S = 2e-8
+"""Shortest SPGU period [pymeasure ``SPGU.period``: 20 ns-10 s]."""
+MAX_PULSE_COUNT = 1_000_000
+"""Most pulses per ``SRP`` in count mode [pymeasure ``SPGU.set_output_mode``: 1-1,000,000]."""
 MAX_TIME_S = 10.0
 """Longest SPGU period/width accepted [pymeasure ``SPGU.period``: 20 ns-10 s]."""
 
@@ -81,32 +84,6 @@ _STATUS = {
 _SPOT = re.compile(r"^([A-Z])([A-Za-z])([A-Za-z])([+-]?\d+(?:\.\d*)?(?:[Ee][+-]?\d+)?)$")
 
 
-def _check_int(name: str, value: object, valid) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"B1500A {name} must be an integer, got {value!r}")
-    if int(value) not in valid:
-        raise ConfigError(f"B1500A {name} {value} is not valid (allowed: {_describe(valid)})")
-    return int(value)
-
-
-def _describe(valid) -> str:
-    if isinstance(valid, range):
-        return f"{valid.start}..{valid.stop - 1}"
-    return ", ".join(str(v) for v in sorted(valid))
-
-
-def _check_float(name: str, value: object, lo: float, hi: float) -> float:
-    if isinstance(value, bool | str | bytes):
-        raise ConfigError(f"B1500A {name} must be a number, got {value!r}")
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"B1500A {name} must be a number, got {value!r}") from None
-    if not (math.isfinite(x) and lo <= x <= hi):
-        raise ConfigError(f"B1500A {name} {value!r} is out of range {lo:g}..{hi:g}")
-    return x
-
-
 def _num(x: float) -> str:
     """A number as FLEX accepts it, without float noise: ``0.2``, ``0.0001``, ``1E-05``."""
     return format(float(x), ".6G")
@@ -119,17 +96,24 @@ def _t(x: float) -> float:
 
 def check_smu_channel(ch: object) -> int:
     """Validate an SMU channel number (1-10); raises :class:`ConfigError`."""
-    return _check_int("SMU channel", ch, SMU_CHANNELS)
+    return check("B1500A SMU channel", ch, SMU_CHANNELS, strict_range, int)
 
 
 def check_spgu_channel(ch: object) -> int:
     """Validate an SPGU channel number (``101``, ``102``, ... ``1002``)."""
-    return _check_int("SPGU channel", ch, SPGU_CHANNELS)
+    return check("B1500A SPGU channel", ch, SPGU_CHANNELS, strict_discrete_set, int)
 
 
 def check_channel(ch: object) -> int:
     """Validate an SMU or SPGU channel number."""
-    return _check_int("channel", ch, SPGU_CHANNELS | frozenset(SMU_CHANNELS))
+    return check("B1500A channel", ch, (*SMU_CHANNELS, *SPGU_CHANNELS), strict_discrete_set, int)
+
+
+def _parse_spst(value: object) -> bool:
+    reply = str(value).strip()
+    if reply not in ("0", "1"):
+        raise BackendError(f"B1500A sent an unparsable SPST? reply: {reply!r}")
+    return reply == "0"
 
 
 def parse_spot_current(reply: str, channel: int | None = None) -> float:
@@ -242,8 +226,8 @@ class B1500A(AgilentB1500):
         pymeasure's ``data_format`` also queries ``ERRX?`` and prints a note; this one only
         writes. :func:`parse_spot_current` expects format 1.
         """
-        _check_int("output format", fmt, {1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25})
-        _check_int("output mode", mode, range(0, 11))
+        fmt = check("B1500A output format", fmt, OUTPUT_FORMATS, strict_discrete_set, int)
+        mode = check("B1500A output mode", mode, OUTPUT_MODES, strict_range, int)
         self.write(f"FMT {fmt},{mode}")
 
     def enable_channels(self, *channels: int) -> None:
@@ -267,11 +251,10 @@ class B1500A(AgilentB1500):
         query ``ERRX?`` after the write, so it costs no round trip.
         """
         ch = check_smu_channel(channel)
-        rng = _check_int("DV range", v_range, SMU_VOLTAGE_RANGES)
-        v = _check_float("DV voltage", volts, -SMU_MAX_V, SMU_MAX_V)
-        comp = _check_float(
-            "DV compliance", compliance_A, -SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A
-        )
+        rng = check("B1500A DV range", v_range, SMU_VOLTAGE_RANGES, strict_discrete_set, int)
+        v = check("B1500A DV voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
+        limit = (-SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
+        comp = check("B1500A DV compliance", compliance_A, limit)
         if comp == 0:
             raise ConfigError("B1500A DV compliance must be non-zero")
         self.write(f"DV {ch},{rng},{_num(v)},{_num(comp)}")
@@ -282,20 +265,20 @@ class B1500A(AgilentB1500):
         The reply (FMT 1, e.g. ``NAI+1.23450E-06``) is parsed by :func:`parse_spot_current`.
         """
         ch = check_smu_channel(channel)
-        rng = _check_int("TI range", i_range, SMU_CURRENT_RANGES)
+        rng = check("B1500A TI range", i_range, SMU_CURRENT_RANGES, strict_discrete_set, int)
         return parse_spot_current(self.ask(f"TI {ch},{rng}"), ch)
 
     def set_selector(self, port: int, status: int) -> None:
         """Connect selector output ``port`` to the SMU (1), the PG (2), or open it (0)
         (``ERSSP port, status``; pymeasure :meth:`set_port_connection`)."""
-        p = PgSelectorPort(_check_int("selector port", port, SELECTOR_PORTS))
-        s = PgSelectorConnectionStatus(_check_int("selector status", status, range(0, 4)))
-        self.set_port_connection(p, s)
+        p = check("B1500A selector port", port, SELECTOR_PORTS, strict_range, int)
+        s = check("B1500A selector status", status, SELECTOR_STATUSES, strict_range, int)
+        self.set_port_connection(PgSelectorPort(p), PgSelectorConnectionStatus(s))
 
     # -- SPGU (pymeasure SPGU / SPGUChannel) ----------------------------------------------
     def spgu(self, slot: int) -> SPGU:
         """pymeasure's :class:`SPGU` child for the module in ``slot`` (created once)."""
-        slot = _check_int("SPGU slot", slot, SMU_CHANNELS)
+        slot = check("B1500A SPGU slot", slot, SMU_CHANNELS, strict_range, int)
         if slot not in self._spgus:
             self._spgus[slot] = self.add_child(SPGU, slot, collection="spgus", prefix="spgu")
         return self._spgus[slot]
@@ -312,16 +295,19 @@ class B1500A(AgilentB1500):
 
     def set_pulse_count(self, slot: int, count: int = 1) -> None:
         """Output ``count`` pulses per run (``SPRM 1, N``; pymeasure ``set_output_mode``)."""
-        count = _check_int("pulse count", count, range(1, 1_000_001))
+        count = check("B1500A pulse count", count, (1, MAX_PULSE_COUNT), strict_range, int)
         self.spgu(slot).set_output_mode(SPGUOutputMode.COUNT, count)
 
-    def set_pulse_period(self, period_s: float) -> None:
-        """Pulse period of all SPGUs (``SPPER 1E-06``).
+    pulse_period_s = Instrument.setting(
+        "SPPER %s",
+        """Set the pulse period of all SPGUs, 20 ns-10 s (``SPPER 1E-06``).
 
-        Own method: pymeasure's ``SPGU.period`` formats with ``%f``, which rounds 20 ns to 0.
-        """
-        p = _check_float("SPGU period", period_s, 2e-8, MAX_TIME_S)
-        self.write(f"SPPER {_num(p)}")
+        Declared here: pymeasure's ``SPGU.period`` formats with ``%f``, which rounds 20 ns
+        to 0.""",
+        validator=validator("B1500A SPGU period"),
+        values=(MIN_PERIOD_S, MAX_TIME_S),
+        set_process=_num,
+    )
 
     def set_channel_pulse_mode(self, channel: int) -> None:
         """2-level pulse output from signal source 1 (``SPM ch, 1``; pymeasure ``output_mode``)."""
@@ -333,10 +319,11 @@ class B1500A(AgilentB1500):
         """Timings of source 1 (``SPT ch, 1, delay, width, lead, trail``; pymeasure
         ``set_pulse_timings``), validated first: width 0-10 s, edges 0-10 s."""
         ch = self.spgu_channel(channel)
-        delay = _check_float("SPT delay", delay_s, 0.0, MAX_TIME_S)
-        width = _check_float("SPT width", width_s, 0.0, MAX_TIME_S)
-        lead = _check_float("SPT leading edge", lead_s, 0.0, MAX_TIME_S)
-        trail = _check_float("SPT trailing edge", trail_s, 0.0, MAX_TIME_S)
+        span = (0.0, MAX_TIME_S)
+        delay = check("B1500A SPT delay", delay_s, span)
+        width = check("B1500A SPT width", width_s, span)
+        lead = check("B1500A SPT leading edge", lead_s, span)
+        trail = check("B1500A SPT trailing edge", trail_s, span)
         if width <= 0 or lead <= 0 or trail <= 0:
             raise ConfigError("B1500A SPT width and edges must be > 0")
         ch.set_pulse_timings(1, _t(delay), _t(width), _t(lead), _t(trail))
@@ -345,8 +332,8 @@ class B1500A(AgilentB1500):
         """Levels of source 1 (``SPV ch, 1, base, peak``; pymeasure ``set_output_voltage``),
         validated first against the SPGU's ±40 V."""
         ch = self.spgu_channel(channel)
-        base = _check_float("SPV base", base_V, -SPGU_MAX_V, SPGU_MAX_V)
-        peak = _check_float("SPV peak", peak_V, -SPGU_MAX_V, SPGU_MAX_V)
+        base = check("B1500A SPV base", base_V, (-SPGU_MAX_V, SPGU_MAX_V))
+        peak = check("B1500A SPV peak", peak_V, (-SPGU_MAX_V, SPGU_MAX_V))
         ch.set_output_voltage(1, base, peak)
 
     def apply_pulse_setup(self, channel: int) -> None:
@@ -361,203 +348,13 @@ class B1500A(AgilentB1500):
         """Stop the SPGU output, channels at base voltage (``SPP``; ``SPGU.output = False``)."""
         self.spgu(slot).output = False
 
-    def pulses_done(self, slot: int) -> bool:
-        """Whether the SPGU output has stopped (``SPST?``: 0 stopped, 1 busy).
+    pulses_stopped = Instrument.measurement(
+        "SPST?",
+        """Get whether the SPGU output has stopped (``SPST?``: 0 stopped, 1 busy).
 
-        Own method rather than pymeasure's ``SPGU.complete``, to reject any other reply
-        with :class:`BackendError` instead of a bare :class:`ValueError`.
-        """
-        reply = self.ask("SPST?").strip()
-        if reply not in ("0", "1"):
-            raise BackendError(f"B1500A sent an unparsable SPST? reply: {reply!r}")
-        return reply == "0"
-
-
-class B1500ATester(Tester):
-    """Pulse/read tester: B1525A SPGU for program pulses, an SMU for reads, one 16440A
-    selector output switching the device between them.
-
-    :param adapter: a :class:`B1500A`, a VISA resource name or a pymeasure adapter.
-    :param smu_channel: SMU slot (1-10) used for reads.
-    :param spgu_channel: SPGU output (``101``, ``102``, ...) used for program pulses.
-    :param selector_port: ``ERSSP`` port (0-3) wired to the device.
-    :param edge_s: rise/fall time of every pulse edge.
-    :param read_range: ``TI`` range index (0 = auto).
-    :param poll_interval_s, poll_timeout_s: ``SPST?`` polling.
-    :param period_s: SPGU pulse period set by :meth:`setup` (raised per pulse if needed).
-    :param smu_model: model of the read SMU (for :meth:`required_modules`).
-    :param visa_kwargs: passed to :class:`B1500A` when ``adapter`` is not one.
-
-    Waveforms (``w`` width, ``A`` amplitude, ``e`` = ``edge_s``):
-
-    - RESET / partial SET: one pulse ``SPT ch, 1, 0, w, e, e`` at ``A``.
-    - ramp SET of ``n`` steps of ``w``: PG mode cannot output a staircase, so it is sent as
-      one pulse at ``A`` of width ``w`` with a trailing edge of ``(n-1)·w + e``: a linear
-      ramp-down from ``A`` through (approximately) the staircase's levels ``A·(n-k)/n`` at
-      ``t = k·w``. The virtual B1500A decodes it back as a :class:`RampSetPulse`.
-    - read: ``ERSSP`` to SMU, ``DV smu,0,V,Icomp``, ``TI smu,range``, ``DV smu,0,0,Icomp``.
-      The integration time is the SMU's ADC setting, not ``read.width_s``.
-
-    Only ``SPST?`` (once per short pulse) and ``TI`` are queries: a RESET + ramp SET + read
-    visit costs 3 round trips.
-    """
-
-    name = "b1500a"
-    timing = PulseTiming(min_width_s=10e-9, resolution_s=2.5e-9)
-    """B1525A SPGU: pulse width >= 10 ns, set in 2.5 ns steps [Keysight B1500A data sheet,
-    SPGU specifications; to verify against your firmware]."""
-
-    def __init__(
-        self,
-        adapter,
-        smu_channel: int = 1,
-        spgu_channel: int = 201,
-        selector_port: int = 0,
-        edge_s: float = DEFAULT_EDGE_S,
-        read_range: int = 0,
-        poll_interval_s: float = 1e-3,
-        poll_timeout_s: float = 1.0,
-        period_s: float = 10e-6,
-        smu_model: str = "B1517A",
-        **visa_kwargs,
-    ):
-        self.smu_channel = check_smu_channel(smu_channel)
-        self.spgu_channel = check_spgu_channel(spgu_channel)
-        self.spgu_slot = self.spgu_channel // 100
-        if self.spgu_slot == self.smu_channel:
-            raise ConfigError(f"B1500A SMU and SPGU cannot share slot {self.smu_channel}")
-        self.selector_port = _check_int("selector port", selector_port, SELECTOR_PORTS)
-        self.edge_s = _check_float("edge_s", edge_s, 1e-9, 1e-3)
-        self.read_range = _check_int("TI range", read_range, SMU_CURRENT_RANGES)
-        self.poll_interval_s = _check_float("poll_interval_s", poll_interval_s, 0.0, 10.0)
-        self.poll_timeout_s = _check_float("poll_timeout_s", poll_timeout_s, 0.0, 3600.0)
-        self.period_s = _check_float("period_s", period_s, 2e-8, MAX_TIME_S)
-        if not isinstance(smu_model, str) or not smu_model:
-            raise ConfigError(f"B1500A smu_model must be a model name, got {smu_model!r}")
-        self.smu_model = smu_model
-        if isinstance(adapter, B1500A):
-            if visa_kwargs:
-                raise ConfigError("visa keyword arguments need a resource name, not a B1500A")
-            self.inst = adapter
-        else:
-            self.inst = B1500A(adapter, **visa_kwargs)
-        self._selector: int | None = None  # unknown until we set it
-        self._period = self.period_s
-
-    # -- Tester interface -------------------------------------------------------------------
-    def identify(self) -> str:
-        """``*IDN?``."""
-        return self.inst.id
-
-    def modules(self) -> list[str]:
-        """Installed module models from ``UNT?``, empty slots left out."""
-        return [model for model, _ in self.inst.installed_modules() if model != "0"]
-
-    def required_modules(self) -> list[str]:
-        return ["B1525A", self.smu_model]
-
-    def setup(self) -> None:
-        """``FMT 1,0``, ``CN smu,spgu``, ``SIM 0``, ``SPRM 1, 1``, ``SPPER``, ``SPM ch, 1``,
-        selector to the SMU, then ``ERRX?`` (raises :class:`BackendError` on errors)."""
-        inst = self.inst
-        inst.set_output_format(1, 0)
-        inst.enable_channels(self.smu_channel, self.spgu_channel)
-        inst.set_pg_mode(self.spgu_slot)
-        inst.set_pulse_count(self.spgu_slot, 1)
-        inst.set_pulse_period(self.period_s)
-        self._period = self.period_s
-        inst.set_channel_pulse_mode(self.spgu_channel)
-        self._switch(SELECTOR_SMU)
-        inst.check_errors()
-
-    def timings(self, pulse: Pulse) -> tuple[float, float, float, float]:
-        """``(delay, width, lead, trail)`` of the SPT command for one program pulse."""
-        width = scalar_field("B1500A", "width_s", pulse.width_s)
-        trail = self.edge_s
-        if isinstance(pulse, RampSetPulse):
-            steps = int(scalar_field("B1500A", "steps", pulse.steps))
-            if steps < 1:
-                raise ConfigError(f"B1500A ramp needs >= 1 step, got {steps}")
-            trail = (steps - 1) * width + self.edge_s
-        return 0.0, width, self.edge_s, trail
-
-    def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
-        # Validate the whole visit before the first write.
-        check_visit("B1500A", pulses, read)
-        plan = [self._plan(pulse) for pulse in pulses]
-        if read is not None:
-            read_args = self._read_args(read)
-        for amp, timings in plan:
-            self._pulse(amp, timings)
-        if read is None:
-            return None
-        return self._read(*read_args)
-
-    def outputs_off(self) -> None:
-        """``SPP`` (stop the SPGU), ``DZ`` (0 V everywhere), ``CL`` (all channels off), then
-        ``*OPC?``: returns only once the B1500A has carried them out."""
-        self.inst.stop_pulses(self.spgu_slot)
-        self.inst.force_gnd()
-        self.inst.disable_channels()
-        self.inst.ask("*OPC?")
-
-    def close(self) -> None:
-        self.inst.adapter.close()
-
-    # -- internals -------------------------------------------------------------------------
-    def _switch(self, status: int) -> None:
-        if self._selector != status:
-            self.inst.set_selector(self.selector_port, status)
-            self._selector = status
-
-    def _plan(self, pulse: Pulse) -> tuple[float, tuple[float, float, float, float]]:
-        amp = _check_float(
-            "pulse amplitude",
-            scalar_field("B1500A", "amplitude_V", pulse.amplitude_V),
-            -SPGU_MAX_V,
-            SPGU_MAX_V,
-        )
-        timings = self.timings(pulse)
-        for name, v in zip(("width", "trailing edge"), timings[1::2], strict=True):
-            _check_float(f"pulse {name}", v, 1e-10, MAX_TIME_S)
-        return amp, timings
-
-    def _pulse(self, amp: float, timings: tuple[float, float, float, float]) -> None:
-        delay, width, lead, trail = timings
-        needed = delay + width + lead + trail
-        self._switch(SELECTOR_PG)
-        if needed > self._period:
-            self._period = _t(min(MAX_TIME_S, 2 * needed))
-            self.inst.set_pulse_period(self._period)
-        ch = self.spgu_channel
-        self.inst.set_pulse_timings(ch, delay, width, lead, trail)
-        self.inst.set_pulse_levels(ch, 0.0, amp)
-        self.inst.apply_pulse_setup(ch)
-        self.inst.start_pulses(self.spgu_slot)
-        self._wait_stopped()
-
-    def _wait_stopped(self) -> None:
-        deadline = time.monotonic() + self.poll_timeout_s
-        while not self.inst.pulses_done(self.spgu_slot):
-            if time.monotonic() > deadline:
-                self.inst.stop_pulses(self.spgu_slot)
-                raise BackendError(
-                    f"B1500A SPGU still busy after {self.poll_timeout_s} s (SPST? = 1); sent SPP"
-                )
-            time.sleep(self.poll_interval_s)
-
-    def _read_args(self, read: ReadPulse) -> tuple[float, float]:
-        volts = scalar_field("B1500A", "read amplitude_V", read.amplitude_V)
-        volts = _check_float("read voltage", volts, -SMU_MAX_V, SMU_MAX_V)
-        comp = _check_float("read compliance", read.compliance_A, 1e-12, SMU_MAX_COMPLIANCE_A)
-        return volts, comp
-
-    def _read(self, volts: float, comp: float) -> float:
-        self._switch(SELECTOR_SMU)
-        smu = self.smu_channel
-        self.inst.force_voltage(smu, volts, comp)
-        try:
-            current = self.inst.spot_current(smu, self.read_range)
-        finally:
-            self.inst.force_voltage(smu, 0.0, comp)
-        return current
+        Declared here rather than pymeasure's ``SPGU.complete``, to reject any other reply
+        with :class:`BackendError` instead of a bare :class:`ValueError`.""",
+        cast=str,
+        maxsplit=0,
+        get_process=_parse_spst,
+    )

@@ -19,15 +19,12 @@ Layers:
   ctypes library, or a fake in the tests): Python strings to bytes, out-parameters and
   arrays as ctypes objects, and every return code checked (negative = error), raising
   :class:`~hil.errors.BackendError` with the library's own error text.
-- :class:`WGFMUTester` implements :class:`instruments.tester.Tester`: one visit is one
-  WGFMU pattern built from :func:`hil.waveforms.waveform`, executed once, the read's flat
-  segment averaged by one measurement event.
+- :class:`instruments.testers.wgfmu.WGFMUTester` builds the tester on :class:`WGFMU`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -35,11 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from hil.core.errors import BackendError, ConfigError
-from hil.core.pulses import Pulse, PulseTiming, ReadPulse
-from hil.core.waveforms import DEFAULT_EDGE_S, Segment, waveform
-from instruments.tester import Tester, check_visit
 
 # -- constants of wgfmu.h ------------------------------------------------------------------------
+
+CHANNELS = tuple(slot * 100 + out for slot in range(1, 11) for out in (1, 2))
+"""WGFMU channel ids ``slot*100 + 1|2`` (101, 102, ..., 1002) [guide, channel id]."""
 
 WGFMU_NO_ERROR = 0
 ERROR_NAMES = {
@@ -282,6 +279,7 @@ class WGFMU:
         self._call("openSession", _bytes(address))
 
     def close_session(self) -> None:
+        """``WGFMU_closeSession``."""
         self._call("closeSession")
 
     def initialize(self) -> None:
@@ -305,15 +303,19 @@ class WGFMU:
 
     # -- channel setup ------------------------------------------------------------------------
     def set_operation_mode(self, channel: int, mode: int) -> None:
+        """``WGFMU_setOperationMode(channel, mode)`` (``WGFMU_OPERATION_MODE_*``)."""
         self._call("setOperationMode", int(channel), int(mode))
 
     def set_force_voltage_range(self, channel: int, rng: int) -> None:
+        """``WGFMU_setForceVoltageRange(channel, range)`` (:data:`FORCE_VOLTAGE_RANGES`)."""
         self._call("setForceVoltageRange", int(channel), int(rng))
 
     def set_measure_mode(self, channel: int, mode: int) -> None:
+        """``WGFMU_setMeasureMode(channel, mode)`` (``WGFMU_MEASURE_MODE_*``)."""
         self._call("setMeasureMode", int(channel), int(mode))
 
     def set_measure_current_range(self, channel: int, rng: int) -> None:
+        """``WGFMU_setMeasureCurrentRange(channel, range)`` (:data:`MEASURE_CURRENT_RANGES`)."""
         self._call("setMeasureCurrentRange", int(channel), int(rng))
 
     def connect(self, channel: int) -> None:
@@ -326,6 +328,7 @@ class WGFMU:
 
     # -- patterns, events, sequences --------------------------------------------------------
     def create_pattern(self, pattern: str, initial_V: float) -> None:
+        """``WGFMU_createPattern(pattern, initial_V)``: a new pattern starting at ``initial_V``."""
         self._call("createPattern", _bytes(pattern), float(initial_V))
 
     def add_vector(self, pattern: str, delta_s: float, voltage: float) -> None:
@@ -334,6 +337,7 @@ class WGFMU:
         self._call("addVector", _bytes(pattern), float(delta_s), float(voltage))
 
     def add_vectors(self, pattern: str, deltas_s: Sequence[float], volts: Sequence[float]):
+        """``WGFMU_addVectors(pattern, deltas, volts, n)``: several :meth:`add_vector` at once."""
         n = len(deltas_s)
         if len(volts) != n:
             raise ConfigError("WGFMU add_vectors: as many times as voltages are needed")
@@ -355,6 +359,8 @@ class WGFMU:
         average_s: float,
         raw_data: int = WGFMU_MEASURE_EVENT_DATA_AVERAGED,
     ) -> None:
+        """``WGFMU_setMeasureEvent(pattern, event, time, points, interval, average,
+        rawData)``: measure ``points`` points from ``time_s`` into the pattern."""
         self._call(
             "setMeasureEvent",
             _bytes(pattern),
@@ -367,6 +373,7 @@ class WGFMU:
         )
 
     def add_sequence(self, channel: int, pattern: str, count: float = 1.0) -> None:
+        """``WGFMU_addSequence(channel, pattern, count)``: play ``pattern`` ``count`` times."""
         self._call("addSequence", int(channel), _bytes(pattern), float(count))
 
     # -- run and fetch -------------------------------------------------------------------------
@@ -375,9 +382,11 @@ class WGFMU:
         self._call("execute")
 
     def wait_until_completed(self) -> None:
+        """``WGFMU_waitUntilCompleted``: blocks until every sequencer has stopped."""
         self._call("waitUntilCompleted")
 
     def abort(self) -> None:
+        """``WGFMU_abort``: stops the sequencers."""
         self._call("abort")
 
     def measure_value_size(self, channel: int) -> tuple[int, int]:
@@ -400,249 +409,3 @@ class WGFMU:
         )
         k = min(max(got.value, 0), n)
         return np.array(times[:k], dtype=np.float64), np.array(values[:k], dtype=np.float64)
-
-
-def _lookup(kind: str, value: object, table: dict[str, int]) -> int:
-    if isinstance(value, str):
-        if value in table:
-            return table[value]
-    elif isinstance(value, int | np.integer) and not isinstance(value, bool):
-        if int(value) in table.values():
-            return int(value)
-    allowed = ", ".join(f"{k!r} ({v})" for k, v in table.items())
-    raise ConfigError(f"WGFMU {kind} {value!r} is not valid; allowed: {allowed}")
-
-
-def _t(x: float) -> float:
-    """A time without float noise from summing (10 ns resolution in the instrument)."""
-    return round(float(x), 12)
-
-
-class WGFMUTester(Tester):
-    """Pulse/read tester on one B1530A WGFMU channel in Fast IV mode.
-
-    :param address: VISA address of the B1500A mainframe (``WGFMU_openSession``).
-    :param channel: WGFMU channel id, ``slot*100 + 1|2`` (101, 102, ...).
-    :param library: ``None`` (load ``wgfmu.dll`` / ``libwgfmu.so``), a path to the library,
-        a :class:`WGFMU`, or an object with the ``WGFMU_*`` functions (a fake in tests).
-    :param edge_s: rise/fall time of every edge, and of each step of a ramp SET.
-    :param voltage_range: force range, a key of :data:`FORCE_VOLTAGE_RANGES` (default
-        ``"5V"``: ±5 V covers the default safety envelope).
-    :param current_range: measurement range, a key of :data:`MEASURE_CURRENT_RANGES` (default
-        ``"100uA"``: the read's default compliance, 500 uS at 0.2 V). The WGFMU has no
-        compliance setting; [unsure] the Fast IV output current is also limited by this
-        range, so a RESET that needs more current wants ``"1mA"`` or ``"10mA"``.
-
-    A visit is one pattern ``hil_visit`` from 0 V: every segment of
-    :func:`hil.waveforms.waveform` (program pulses, then the read) becomes
-    ``WGFMU_addVector(pattern, duration, stop_V)``; a ramp SET's level change (a jump,
-    which a vector cannot make) takes ``edge_s`` out of the step it starts:
-    ``addVector(edge_s, level)`` + ``addVector(step - edge_s, level)``. The read's flat
-    segment carries one measurement event of 1 point averaged over the whole flat
-    (``WGFMU_setMeasureEvent(pattern, "hil_read", t_flat, 1, width, width, AVERAGED)``);
-    the visit returns that averaged current.
-
-    ``WGFMU_clear`` before every visit empties the previous pattern and sequence; as it also
-    drops the software channel setup, which ``WGFMU_execute`` applies [guide, WGFMU_execute
-    and WGFMU_clear], the mode and ranges are set again after it. The channel stays
-    connected between visits (connection is hardware state, ``clear`` keeps it).
-    """
-
-    name = "b1530a"
-    timing = PulseTiming(min_width_s=2 * MIN_VECTOR_S, resolution_s=MIN_VECTOR_S)
-    """A ramp step holds an edge and a flat part, each >= 10 ns on the 10 ns vector grid
-    [WGFMU programming guide, WGFMU_addVector]."""
-
-    def __init__(
-        self,
-        address: str = "GPIB0::18::INSTR",
-        channel: int = 101,
-        library=None,
-        edge_s: float = DEFAULT_EDGE_S,
-        voltage_range: str | int = "5V",
-        current_range: str | int = "100uA",
-    ):
-        if not isinstance(address, str) or not address:
-            raise ConfigError(f"WGFMU address must be a VISA resource name, got {address!r}")
-        self.address = address
-        if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
-            raise ConfigError(f"WGFMU channel must be an integer such as 101, got {channel!r}")
-        slot, out = divmod(int(channel), 100)
-        if not (1 <= slot <= 10 and out in (1, 2)):
-            raise ConfigError(
-                f"WGFMU channel {channel} is not slot*100 + 1|2 (101, 102, ..., 1002)"
-            )
-        self.channel = int(channel)
-        try:
-            edge = float(edge_s)
-        except (TypeError, ValueError):
-            raise ConfigError(f"WGFMU edge_s must be a number, got {edge_s!r}") from None
-        if not (math.isfinite(edge) and MIN_VECTOR_S <= edge <= 1e-3):
-            raise ConfigError(
-                f"WGFMU edge_s {edge_s!r} must be in {MIN_VECTOR_S:g}..1e-3 s (the WGFMU's "
-                "shortest vector is 10 ns)"
-            )
-        self.edge_s = edge
-        self.voltage_range = _lookup("voltage_range", voltage_range, FORCE_VOLTAGE_RANGES)
-        self.current_range = _lookup("current_range", current_range, MEASURE_CURRENT_RANGES)
-        if isinstance(library, WGFMU):
-            self.wg = library
-        elif library is None or isinstance(library, str | os.PathLike):
-            self.wg = WGFMU(load_wgfmu_library(library))
-        else:
-            self.wg = WGFMU(library)
-        self._session = False
-        self._connected = False
-
-    # -- Tester interface -------------------------------------------------------------------
-    def identify(self) -> str:
-        """The library has no ``*IDN?``: the address and the installed WGFMU channels
-        (``WGFMU_getChannelIds``, when the library has it). Opens the session if needed."""
-        self._open()
-        text = f"Keysight B1530A WGFMU at {self.address}"
-        if self.wg.has("getChannelIds") and self.wg.has("getChannelIdSize"):
-            ids = self.wg.channel_ids()
-            text += ", channels " + ",".join(str(i) for i in ids)
-        return text
-
-    def modules(self) -> list[str]:
-        """One ``B1530A`` per slot holding WGFMU channels (``WGFMU_getChannelIds``)."""
-        self._open()
-        if not (self.wg.has("getChannelIds") and self.wg.has("getChannelIdSize")):
-            return []
-        slots = sorted({i // 100 for i in self.wg.channel_ids()})
-        return [MODULE] * len(slots)
-
-    def required_modules(self) -> list[str]:
-        return [MODULE]
-
-    def setup(self) -> None:
-        """``WGFMU_openSession``, ``WGFMU_initialize``, channel setup (Fast IV, force
-        voltage range, current measurement and its range), ``WGFMU_connect``."""
-        self._open()
-        self.wg.initialize()
-        self._channel_setup()
-        self.wg.connect(self.channel)
-        self._connected = True
-
-    def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
-        # Validate and build the whole visit before the first library call.
-        vectors, event = self.plan(pulses, read)
-        if not vectors:
-            return None
-        if not self._session:
-            raise BackendError("WGFMU tester: call setup() before visit()")
-        wg, ch = self.wg, self.channel
-        wg.clear()
-        self._channel_setup()
-        wg.create_pattern(PATTERN, 0.0)
-        for dt, volts in vectors:
-            wg.add_vector(PATTERN, dt, volts)
-        if event is not None:
-            t0, width = event
-            wg.set_measure_event(
-                PATTERN, READ_EVENT, t0, 1, width, width, WGFMU_MEASURE_EVENT_DATA_AVERAGED
-            )
-        wg.add_sequence(ch, PATTERN, 1.0)
-        wg.execute()
-        wg.wait_until_completed()
-        if event is None:
-            return None
-        measured, total = wg.measure_value_size(ch)
-        if measured < 1 or measured != total:
-            raise BackendError(
-                f"WGFMU channel {ch} returned {measured} of {total} read points after "
-                "WGFMU_waitUntilCompleted"
-            )
-        _, values = wg.measure_values(ch, 0, measured)
-        if values.size == 0 or not np.all(np.isfinite(values)):
-            raise BackendError(f"WGFMU channel {ch} returned no valid read value: {values!r}")
-        return float(values.mean())
-
-    def outputs_off(self) -> None:
-        """``WGFMU_disconnect(channel)`` then ``WGFMU_closeSession``. Does nothing when no
-        session is open, so it is safe to call twice or before :meth:`setup`. Both calls
-        are attempted; the first failure is raised afterwards."""
-        if not self._session:
-            return
-        errors: list[BackendError] = []
-        if self._connected:
-            self._connected = False
-            try:
-                self.wg.disconnect(self.channel)
-            except BackendError as exc:
-                errors.append(exc)
-        self._session = False
-        try:
-            self.wg.close_session()
-        except BackendError as exc:
-            errors.append(exc)
-        if errors:
-            raise errors[0]
-
-    def close(self) -> None:
-        self.outputs_off()
-
-    # -- building a visit -------------------------------------------------------------------
-    def plan(
-        self, pulses: Sequence[Pulse], read: ReadPulse | None
-    ) -> tuple[list[tuple[float, float]], tuple[float, float] | None]:
-        """``(vectors, event)`` of a visit: ``(delta_s, voltage)`` per ``WGFMU_addVector``
-        and ``(start_s, width_s)`` of the read's measurement event (``None`` without read).
-
-        Raises :class:`ConfigError` for a visit the WGFMU cannot output.
-        """
-        allp = check_visit("WGFMU", pulses, read)
-        segs: list[Segment] = waveform(allp, self.edge_s)
-        lo, hi = FORCE_VOLTAGE_LIMITS[self.voltage_range]
-        vectors: list[tuple[float, float]] = []
-        event = None
-        level, t = 0.0, 0.0
-        for seg in segs:
-            for v in (seg.start_V, seg.stop_V):
-                if not lo <= v <= hi:
-                    raise ConfigError(
-                        f"WGFMU visit: {v} V is outside the force voltage range {lo:g}..{hi:g} V"
-                        " (voltage_range)"
-                    )
-            if seg.measure:
-                if not MIN_AVERAGE_S <= seg.duration_s <= MAX_AVERAGE_S:
-                    raise ConfigError(
-                        f"WGFMU read width {seg.duration_s:g} s must be in "
-                        f"{MIN_AVERAGE_S:g}..{MAX_AVERAGE_S:g} s (longest averaging time)"
-                    )
-                event = (_t(t), seg.duration_s)
-            if seg.start_V != level:  # a jump (ramp SET step): spend edge_s on it
-                rest = seg.duration_s - self.edge_s
-                if rest < MIN_VECTOR_S - 1e-15:
-                    raise ConfigError(
-                        f"WGFMU visit: a {seg.duration_s:g} s ramp step is too short; it needs "
-                        f"edge_s ({self.edge_s:g} s) for its level change plus "
-                        f"{MIN_VECTOR_S:g} s"
-                    )
-                vectors.append((self.edge_s, seg.start_V))
-                vectors.append((_t(rest), seg.stop_V))
-            else:
-                vectors.append((seg.duration_s, seg.stop_V))
-            level = seg.stop_V
-            t += seg.duration_s
-        for dt, _ in vectors:
-            if not MIN_VECTOR_S - 1e-15 <= dt <= MAX_VECTOR_S:
-                raise ConfigError(
-                    f"WGFMU visit: vector time {dt:g} s is outside {MIN_VECTOR_S:g}.."
-                    f"{MAX_VECTOR_S:g} s (pulse width or edge_s too short)"
-                )
-        return vectors, event
-
-    # -- internals -------------------------------------------------------------------------
-    def _open(self) -> None:
-        if not self._session:
-            self.wg.open_session(self.address)
-            self._session = True
-
-    def _channel_setup(self) -> None:
-        ch = self.channel
-        self.wg.set_operation_mode(ch, WGFMU_OPERATION_MODE_FASTIV)
-        self.wg.set_force_voltage_range(ch, self.voltage_range)
-        self.wg.set_measure_mode(ch, WGFMU_MEASURE_MODE_CURRENT)
-        self.wg.set_measure_current_range(ch, self.current_range)

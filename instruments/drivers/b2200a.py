@@ -8,8 +8,9 @@ channels with ``:CLOS:CARD? 0``. The command subset used here is listed in
 
 Channel numbers are five-digit integers ``CIIOO``: card ``C`` (1-4, or 0 for all cards
 in auto-config mode, as QCoDeS uses it), input port ``II`` (01-14) and output pin
-``OO`` (01-48). Build them with :func:`channel`, which rejects out-of-range values
-before anything is sent.
+``OO`` (01-48). Build and split them with :func:`hil.station.model.encode_channel` and
+:func:`~hil.station.model.decode_channel`, the station's one channel codec; every channel
+is validated before anything is sent.
 """
 
 from __future__ import annotations
@@ -17,49 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pymeasure.instruments import Instrument
+from pymeasure.instruments.validators import strict_range
 
 from hil.core.errors import BackendError, ConfigError
+from hil.station.model import MATRIX_CARDS, decode_channel
+from instruments.drivers.validators import check
+from instruments.matrices import SwitchMatrix
 
-CARDS = range(0, 5)
-"""Valid card numbers: 1-4 address one card, 0 all cards in auto-config mode."""
-INPUTS = range(1, 15)
-"""Valid input ports (14 inputs)."""
-OUTPUTS = range(1, 49)
-"""Valid output pins (48 per card)."""
-
-
-def _check_int(name: str, value: object, valid: range) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"B2200A {name} must be an integer, got {value!r}")
-    if value not in valid:
-        raise ConfigError(f"B2200A {name} {value} is out of range {valid.start}..{valid.stop - 1}")
-    return value
-
-
-def channel(card: int, inp: int, out: int) -> int:
-    """The channel number ``CIIOO`` connecting input ``inp`` to output ``out`` on ``card``.
-
-    >>> channel(1, 1, 2)
-    10102
-
-    Raises :class:`hil.errors.ConfigError` (a :class:`ValueError`) for values out of range.
-    """
-    _check_int("card", card, CARDS)
-    _check_int("input port", inp, INPUTS)
-    _check_int("output pin", out, OUTPUTS)
-    return card * 10000 + inp * 100 + out
-
-
-def split_channel(number: int) -> tuple[int, int, int]:
-    """``(card, input, output)`` of a channel number ``CIIOO``; validates each part."""
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise ConfigError(f"B2200A channel must be an integer CIIOO, got {number!r}")
-    if not 0 <= number <= 99999:
-        raise ConfigError(f"B2200A channel {number} is not a five-digit CIIOO number")
-    card, rest = divmod(number, 10000)
-    inp, out = divmod(rest, 100)
-    channel(card, inp, out)
-    return card, inp, out
+MAX_ERROR_READS = 100
+"""Most ``:SYST:ERR?`` reads of one :meth:`B2200A.check_errors` [ours: far more than an
+SCPI error queue holds]."""
 
 
 def channel_list(channels: Iterable[int]) -> str:
@@ -68,7 +36,7 @@ def channel_list(channels: Iterable[int]) -> str:
     if not numbers:
         raise ConfigError("B2200A channel list is empty; give at least one channel")
     for number in numbers:
-        split_channel(number)
+        decode_channel(number)
     return "(@" + ",".join(f"{n:05d}" for n in numbers) + ")"
 
 
@@ -99,15 +67,17 @@ def _parse_single_error(value: object) -> tuple[int, str]:
     raise BackendError(f"B2200A sent an unparsable error reply: {value!r}")
 
 
-class B2200A(Instrument):
-    """Keysight B2200A / B2201A switch matrix.
+class B2200A(Instrument, SwitchMatrix):
+    """Keysight B2200A / B2201A switch matrix (a :class:`~instruments.matrices.SwitchMatrix`).
 
     :param adapter: a VISA resource name or a pymeasure adapter.
     :param name: instrument name used in logs.
 
     >>> matrix = B2200A("GPIB0::22::INSTR")          # doctest: +SKIP
-    >>> matrix.close_channels([channel(1, 1, 2)])    # doctest: +SKIP
+    >>> matrix.close_channels([encode_channel(1, 1, 2)])    # doctest: +SKIP
     """
+
+    identity = ("B2200", "B2201")
 
     def __init__(self, adapter, name: str = "Keysight B2200A switch matrix", **kwargs):
         kwargs.setdefault("write_termination", "\n")
@@ -140,6 +110,14 @@ class B2200A(Instrument):
         get_process=lambda v: v == 1,
     )
 
+    def identify(self) -> str:
+        """``*IDN?``."""
+        return str(self.id)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.adapter.close()
+
     def reset(self) -> None:
         """Reset the matrix to its power-on state, opening all relays (``*RST``)."""
         self.write("*RST")
@@ -149,13 +127,23 @@ class B2200A(Instrument):
         self.write("*CLS")
 
     def check_errors(self) -> list[tuple[int, str]]:
-        """Read the error queue until ``0`` and return the non-zero entries (``:SYST:ERR?``)."""
-        errors = []
-        while True:
+        """Read the error queue until ``0`` and return the non-zero entries (``:SYST:ERR?``).
+
+        Reads at most :data:`MAX_ERROR_READS` entries: a matrix that still answers errors
+        after that is not emptying its queue, and :class:`BackendError` says so.
+        """
+        errors: list[tuple[int, str]] = []
+        for _ in range(MAX_ERROR_READS):
             code, message = self.next_error
             if code == 0:
                 return errors
             errors.append((code, message))
+        last = "; ".join(f"{code}: {message}" for code, message in errors[-3:])
+        raise BackendError(
+            f"B2200A still reports errors after {MAX_ERROR_READS} reads of :SYST:ERR? "
+            f"(last: {last}); its error queue does not empty: check the matrix and its "
+            "connection, then clear it (*CLS)"
+        )
 
     def close_channels(self, channels: Iterable[int]) -> None:
         """Connect the given channels (``:ROUT:CLOS (@10102,10203)``).
@@ -170,7 +158,7 @@ class B2200A(Instrument):
 
     def open_card(self, card: int) -> None:
         """Open every relay on ``card`` (``:ROUT:OPEN:CARD 1``; 0 = all cards, auto-config)."""
-        _check_int("card", card, CARDS)
+        check("B2200A card", card, MATRIX_CARDS, strict_range, int)
         self.write(f":ROUT:OPEN:CARD {card}")
 
     def closed_channels(self, card: int) -> list[int]:
@@ -178,5 +166,5 @@ class B2200A(Instrument):
 
         Accepts ``(@10102,10203)``, ``10102,10203`` and an empty list (``(@)`` or ``""``).
         """
-        _check_int("card", card, CARDS)
+        check("B2200A card", card, MATRIX_CARDS, strict_range, int)
         return parse_channel_list(self.ask(f":ROUT:CLOS:CARD? {card}"))

@@ -24,27 +24,26 @@ unless it is ``ACK`` (pymeasure's settings with ``check_set_errors=True`` do the
 through :meth:`K4200A.check_set_errors`). Arguments are validated before anything is sent;
 bad values raise :class:`~hil.errors.ConfigError` naming the limit.
 
-:class:`K4200ATester` implements :class:`instruments.tester.Tester`: a visit is one
-segment-ARB sequence built by :func:`hil.waveforms.waveform` (program pulses and the read
-in one execution, the read measured as a spot mean on its flat segment).
+The tester built on it is :class:`instruments.testers.k4200a.K4200ATester`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import numpy as np
 from pymeasure.instruments import Channel, Instrument
 from pymeasure.instruments.keithley.keithley4200 import SMU, Keithley4200
+from pymeasure.instruments.validators import (
+    strict_discrete_range,
+    strict_discrete_set,
+    strict_range,
+)
 
 from hil.core.errors import BackendError, ConfigError
-from hil.core.pulses import Pulse, PulseTiming, ReadPulse
-from hil.core.waveforms import Segment, waveform
-from instruments.tester import Tester, check_visit
+from hil.core.waveforms import Segment
+from instruments.drivers.validators import check, validator
 
 ACK = "ACK"
 """Reply of every accepted KXCI command [instruments.md; pymeasure ``check_set_errors``]."""
@@ -81,10 +80,20 @@ SEQUENCES = range(1, 513)
 """Sequence numbers [ours: 1-512 as in the LPT ``seg_arb_sequence`` reference, unverified]."""
 MAX_LOOPS = 10**12
 """Most loops of one listed sequence [ours]."""
+MAX_DATA_ROWS = 1_000_000
+"""Most data rows of one test [instruments.md: ≤ 1 M samples per test]."""
 SMU_MAX_V = 210.0
 """Largest |DV| voltage (4210-SMU 200 V range) [pymeasure ``SMU.voltage_setpoint`` ranges]."""
 SMU_MAX_COMPLIANCE_A = 1.0
 """Largest |Icomp| (4211-SMU 1 A range) [pymeasure ``SMU.current_setpoint`` ranges]."""
+SMU_NUMBERS = range(1, 10)
+"""SMU cards ``SMU1`` .. ``SMU9`` [pymeasure ``Keithley4200``: one child per ``SMUn``]."""
+SMU_VOLTAGE_RANGES = range(0, 6)
+"""``DV`` range indices, 0 = auto [pymeasure ``SMU.voltage_setpoint``]."""
+RPM_CHANNELS = range(1, 3)
+"""Channels of one PMU card (``PMU1-1``, ``PMU1-2``) [KXCI examples]."""
+OUTPUT_STATES = {True: 1, False: 0}
+"""``:PMU:OUTPUT:STATE`` values [KXCI example ``simple segarb pulse``]."""
 
 _CARD = re.compile(r"^PMU([1-9])$")
 
@@ -99,30 +108,6 @@ class PmuSample(NamedTuple):
 
 
 # -- validation ----------------------------------------------------------------------------
-def _int(name: str, value: object, valid) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"4200A {name} must be an integer, got {value!r}")
-    if int(value) not in valid:
-        if isinstance(valid, range):
-            allowed = f"{valid.start}..{valid.stop - 1}"
-        else:
-            allowed = ", ".join(str(v) for v in valid)
-        raise ConfigError(f"4200A {name} {value!r} is not allowed ({allowed})")
-    return int(value)
-
-
-def _float(name: str, value: object, lo: float, hi: float) -> float:
-    if isinstance(value, bool | str | bytes):
-        raise ConfigError(f"4200A {name} must be a number, got {value!r}")
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"4200A {name} must be a number, got {value!r}") from None
-    if not (math.isfinite(x) and lo <= x <= hi):
-        raise ConfigError(f"4200A {name} {value!r} is out of range {lo:g}..{hi:g}")
-    return x
-
-
 def _num(x: float) -> str:
     """A number as sent: ``1e-07``, ``0.2``, ``4`` (12 significant digits, no float noise)."""
     return format(float(x), ".12g")
@@ -130,37 +115,35 @@ def _num(x: float) -> str:
 
 def check_channel(ch: object) -> int:
     """Validate a PMU channel (1-2) [brief]; raises :class:`ConfigError`."""
-    return _int("PMU channel", ch, PMU_CHANNELS)
+    return check("4200A PMU channel", ch, PMU_CHANNELS, strict_range, int)
 
 
 def check_segment_time(t: object, name: str = "segment duration") -> float:
-    """Validate a segment duration: ≥ 20 ns, a multiple of 10 ns (rejected, not rounded)."""
-    x = _float(name, t, 0.0, MAX_SEGMENT_S)
+    """Validate a segment duration: ≥ 20 ns, a multiple of 10 ns (rejected, not rounded;
+    only float noise below the 12 digits sent is ignored)."""
+    x = check(f"4200A {name}", t, (0.0, MAX_SEGMENT_S))
     if x < MIN_SEGMENT_S * (1 - 1e-9):
         raise ConfigError(
             f"4200A {name} {x:g} s is below the 4225-PMU minimum segment time "
             f"{MIN_SEGMENT_S:g} s (20 ns)"
         )
-    steps = x / SEGMENT_RESOLUTION_S
-    if abs(steps - round(steps)) > 1e-6:
+    try:
+        strict_discrete_range(float(_num(x)), (0.0, MAX_SEGMENT_S), SEGMENT_RESOLUTION_S)
+    except ValueError:
         raise ConfigError(
             f"4200A {name} {x:g} s is not a multiple of the 4225-PMU segment resolution "
             f"{SEGMENT_RESOLUTION_S:g} s (10 ns); round it yourself"
-        )
+        ) from None
     return x
 
 
 def check_voltage(v: object, name: str = "segment voltage") -> float:
     """Validate a PMU level: within ±10 V, the 4225-PMU's 10 V source range."""
-    x = _float(name, v, -math.inf, math.inf)
-    if abs(x) > PMU_MAX_V:
-        raise ConfigError(
-            f"4200A {name} {x:g} V exceeds ±{PMU_MAX_V:g} V, the 4225-PMU's 10 V source range"
-        )
-    return x
+    note = f"±{PMU_MAX_V:g} V, the 4225-PMU's 10 V source range"
+    return check(f"4200A {name}", v, (-PMU_MAX_V, PMU_MAX_V), note=note)
 
 
-def _array(name: str, values: Sequence, check) -> list[float]:
+def _array(name: str, values: Sequence, check_one: Callable[[object], float]) -> list[float]:
     items = list(values)
     if not items:
         raise ConfigError(f"4200A {name}: a sequence needs at least one segment")
@@ -168,35 +151,31 @@ def _array(name: str, values: Sequence, check) -> list[float]:
         raise ConfigError(
             f"4200A {name}: {len(items)} segments exceed the limit of {MAX_SEGMENTS} per sequence"
         )
-    return [check(v) for v in items]
+    return [check_one(v) for v in items]
 
 
 def _meas_type(v: object) -> int:
-    return _int("measure type", v, MEAS_TYPES)
+    return check("4200A measure type", v, MEAS_TYPES, strict_discrete_set, int)
 
 
 def _meas_time(v: object) -> float:
-    return _float("measure window time", v, 0.0, MAX_SEGMENT_S)
+    return check("4200A measure window time", v, (0.0, MAX_SEGMENT_S))
 
 
-def _check_current_range(value: float) -> float:
-    x = _float("current range", value, 0.0, 1.0)
-    for r in CURRENT_RANGES_A:
-        if math.isclose(x, r, rel_tol=1e-9):
-            return r
-    allowed = ", ".join(f"{r:g}" for r in CURRENT_RANGES_A)
-    raise ConfigError(f"4200A current range {value!r} A is not a PMU/RPM range ({allowed})")
+def check_current_range(value: object) -> float:
+    """Validate a PMU/RPM measure range, A (one of :data:`CURRENT_RANGES_A`)."""
+    x = check("4200A current range", value, (0.0, 1.0))
+    return check("4200A current range", float(f"{x:.6g}"), CURRENT_RANGES_A, strict_discrete_set)
 
 
-def _validator_int_in(value, values):
-    """pymeasure-style validator raising :class:`ConfigError`."""
-    return _int("setting", value, values)
+def check_sequence(seq: object) -> int:
+    """Validate a segment-ARB sequence number (1-512)."""
+    return check("4200A sequence number", seq, SEQUENCES, strict_range, int)
 
 
-def _validator_bool(value, values):
-    if not isinstance(value, bool | int | np.integer) or int(value) not in (0, 1):
-        raise ConfigError(f"4200A output state must be True/False (1/0), got {value!r}")
-    return int(bool(value))
+def check_smu(smu: object) -> int:
+    """Validate an SMU number (``SMU1`` .. ``SMU9`` as ``*OPT?`` lists them)."""
+    return check("4200A SMU number", smu, SMU_NUMBERS, strict_range, int)
 
 
 # -- replies --------------------------------------------------------------------------------
@@ -243,9 +222,10 @@ class K4200SMU(SMU):
     def force_voltage(self, volts: float, compliance_A: float, v_range: int = 0) -> None:
         """Force ``volts`` with compliance ``compliance_A`` (``US;DV1,0,0.2,0.001``),
         validated before sending; range 0 = auto [pymeasure ``voltage_setpoint``]."""
-        rng = _int("SMU voltage range", v_range, range(0, 6))
-        v = _float("SMU voltage", volts, -SMU_MAX_V, SMU_MAX_V)
-        comp = _float("SMU compliance", compliance_A, -SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
+        rng = check("4200A SMU voltage range", v_range, SMU_VOLTAGE_RANGES, strict_range, int)
+        v = check("4200A SMU voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
+        limit = (-SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
+        comp = check("4200A SMU compliance", compliance_A, limit)
         if comp == 0:
             raise ConfigError("4200A SMU compliance must be non-zero")
         self.voltage_setpoint = (rng, v, comp)
@@ -258,7 +238,9 @@ class PMUChannel(Channel):
         ":PMU:OUTPUT:STATE {ch}, %d",
         """Set the output relay on (True) or off (False) (``:PMU:OUTPUT:STATE 1, 1``)
         [KXCI example ``simple segarb pulse``].""",
-        validator=_validator_bool,
+        validator=validator("4200A output state", strict_discrete_set, bool),
+        values=OUTPUT_STATES,
+        map_values=True,
         check_set_errors=True,
     )
 
@@ -278,12 +260,12 @@ class PMUChannel(Channel):
     def set_measure_range(self, range_A: float, range_type: int = 2) -> None:
         """Current measure range (``:PMU:MEASURE:RANGE 1, 2, 1e-06``; type 2 = fixed)
         [KXCI example ``simple segarb pulse``]."""
-        rt = _int("measure range type", range_type, RANGE_TYPES)
-        r = _check_current_range(range_A)
+        rt = check("4200A measure range type", range_type, RANGE_TYPES, strict_range, int)
+        r = check_current_range(range_A)
         self.command(f":PMU:MEASURE:RANGE {{ch}}, {rt}, {_num(r)}")
 
     def _seq(self, what: str, seq: int, values: list) -> None:
-        s = _int("sequence number", seq, SEQUENCES)
+        s = check_sequence(seq)
         self.command(f":PMU:SARB:SEQ:{what} {{ch}}, {s}, " + ", ".join(_num(v) for v in values))
 
     def set_segment_times(self, seq: int, times_s: Sequence[float]) -> None:
@@ -321,8 +303,8 @@ class PMUChannel(Channel):
         args = []
         for seq, loops in items:
             args += [
-                _int("sequence number", seq, SEQUENCES),
-                _int("loops", loops, range(1, MAX_LOOPS + 1)),
+                check_sequence(seq),
+                check("4200A loops", loops, (1, MAX_LOOPS), strict_range, int),
             ]
         self.command(":PMU:SARB:WFM:SEQ:LIST {ch}, " + ", ".join(str(a) for a in args))
 
@@ -331,7 +313,7 @@ class PMUChannel(Channel):
         (a measured segment gets a spot mean over its whole duration [ours]). Everything is
         validated before the first command is sent."""
         segs = list(segments)
-        _int("sequence number", seq, SEQUENCES)
+        check_sequence(seq)
         times = _array("segment times", [s.duration_s for s in segs], check_segment_time)
         starts = _array("start voltages", [s.start_V for s in segs], check_voltage)
         stops = _array("stop voltages", [s.stop_V for s in segs], check_voltage)
@@ -347,8 +329,8 @@ class PMUChannel(Channel):
     def get_data(self, start: int = 0, count: int = 1) -> list[PmuSample]:
         """Data rows ``start .. start+count-1`` (``:PMU:DATA:GET 1, 0, 2048``), parsed by
         :func:`parse_pmu_data`."""
-        s = _int("data start", start, range(0, 10**9))
-        n = _int("data count", count, range(1, 10**9))
+        s = check("4200A data start", start, (0, MAX_DATA_ROWS - 1), strict_range, int)
+        n = check("4200A data count", count, (1, MAX_DATA_ROWS), strict_range, int)
         return parse_pmu_data(self.ask(self.insert_id(f":PMU:DATA:GET {{ch}}, {s}, {n}")))
 
 
@@ -394,7 +376,7 @@ class K4200A(Keithley4200):
 
     def smu_channel(self, smu: int) -> K4200SMU:
         """The SMU child ``smu`` (``*OPT?`` listed ``SMU<smu>``)."""
-        child = getattr(self, f"smu{_int('SMU number', smu, range(1, 10))}", None)
+        child = getattr(self, f"smu{check_smu(smu)}", None)
         if child is None:
             raise ConfigError(f"4200A has no SMU{smu} (*OPT? listed {self.options!r})")
         return child
@@ -403,7 +385,7 @@ class K4200A(Keithley4200):
         ":PMU:INIT %d",
         """Set the PMU test mode and reset the PMU (``:PMU:INIT 1``): 0 standard pulse,
         1 segment ARB [KXCI examples].""",
-        validator=_validator_int_in,
+        validator=validator("4200A PMU mode", strict_discrete_set, int),
         values=PMU_MODES,
         check_set_errors=True,
     )
@@ -420,166 +402,10 @@ class K4200A(Keithley4200):
         """Route an RPM's input (``:PMU:RPM:CONFIGURE PMU1-1, 0``; 0 = to the PMU)."""
         if not isinstance(card, str) or not _CARD.match(card):
             raise ConfigError(f"4200A PMU card must be named PMU1..PMU9, got {card!r}")
-        ch = _int("RPM channel", channel, range(1, 3))
-        m = _int("RPM mode", mode, RPM_MODES)
+        ch = check("4200A RPM channel", channel, RPM_CHANNELS, strict_range, int)
+        m = check("4200A RPM mode", mode, RPM_MODES, strict_range, int)
         self.command(f":PMU:RPM:CONFIGURE {card}-{ch}, {m}")
 
     def execute(self) -> None:
         """Start the configured PMU test (``:PMU:EXECUTE``) [KXCI examples]."""
         self.command(":PMU:EXECUTE")
-
-
-# -- tester -----------------------------------------------------------------------------------
-class K4200ATester(Tester):
-    """4200A-SCS + 4225-PMU tester: each visit is one segment-ARB execution.
-
-    :param adapter: a :class:`K4200A`, a VISA resource name or a pymeasure adapter.
-    :param pmu: PMU card name as ``*OPT?`` lists it (``PMU1``).
-    :param channel: channel of that card wired (through its RPM) to the matrix force port.
-    :param smu: SMU number zeroed by :meth:`outputs_off` (``None``: no SMU) [ours: an SMU
-        on the matrix must not drive the device while the PMU pulses].
-    :param edge_s: rise/fall time of every edge (≥ 20 ns, 10 ns steps).
-    :param current_range_A: fixed PMU measure range for the read.
-    :param poll_interval_s, poll_timeout_s: ``:PMU:TEST:STATUS?`` polling.
-    :param sequence: sequence number used for the visit's waveform.
-    :param visa_kwargs: passed to :class:`K4200A` when ``adapter`` is not one.
-
-    The visit's segments come from :func:`hil.waveforms.waveform` ``([*pulses, read],
-    edge_s)``; the virtual 4200A decodes them with :func:`hil.waveforms.decode`. The
-    uploaded sequence is cached by its tuple of segments: a visit with the same waveform as
-    the previous one sends ``:PMU:EXECUTE``, ``:PMU:TEST:STATUS?`` (once if the test is
-    done) and ``:PMU:DATA:GET`` = 3 round trips; a new waveform adds the six
-    ``:PMU:SARB:SEQ:...`` arrays and ``:PMU:SARB:WFM:SEQ:LIST`` = 10 round trips.
-    """
-
-    name = "k4200a"
-    timing = PulseTiming(min_width_s=MIN_SEGMENT_S, resolution_s=SEGMENT_RESOLUTION_S)
-    """4225-PMU segments: >= 20 ns on a 10 ns grid (../shared/reference/instruments.md)."""
-
-    def __init__(
-        self,
-        adapter,
-        pmu: str = "PMU1",
-        channel: int = 1,
-        smu: int | None = 1,
-        edge_s: float = 20e-9,
-        current_range_A: float = 1e-4,
-        poll_interval_s: float = 1e-3,
-        poll_timeout_s: float = 5.0,
-        sequence: int = 1,
-        **visa_kwargs,
-    ):
-        m = _CARD.match(pmu) if isinstance(pmu, str) else None
-        if not m:
-            raise ConfigError(f"4200A PMU card must be named PMU1..PMU9, got {pmu!r}")
-        self.pmu = pmu
-        self.card_channel = _int("PMU card channel", channel, range(1, 3))
-        # KXCI numbers channels across cards: PMU1 → 1, 2; PMU2 → 3, 4 [KXCI 4-chan example].
-        self.channel = check_channel(2 * (int(m.group(1)) - 1) + self.card_channel)
-        self.smu = None if smu is None else _int("SMU number", smu, range(1, 10))
-        self.edge_s = check_segment_time(edge_s, "edge_s")
-        self.current_range_A = _check_current_range(current_range_A)
-        self.poll_interval_s = _float("poll_interval_s", poll_interval_s, 0.0, 10.0)
-        self.poll_timeout_s = _float("poll_timeout_s", poll_timeout_s, 0.0, 3600.0)
-        self.sequence = _int("sequence number", sequence, SEQUENCES)
-        if isinstance(adapter, K4200A):
-            if visa_kwargs:
-                raise ConfigError("visa keyword arguments need a resource name, not a K4200A")
-            self.inst = adapter
-        else:
-            self.inst = K4200A(adapter, **visa_kwargs)
-        self._uploaded: tuple[Segment, ...] | None = None
-        self._output_on = False
-
-    @property
-    def pmu_ch(self) -> PMUChannel:
-        return self.inst.pmu_channel(self.channel)
-
-    # -- Tester interface -------------------------------------------------------------------
-    def identify(self) -> str:
-        """``ID`` [pymeasure ``Keithley4200.id``]."""
-        return self.inst.id
-
-    def modules(self) -> list[str]:
-        """Cards listed by ``*OPT?`` (``SMU1,SMU2,PMU1``)."""
-        return [str(o).strip() for o in self.inst.options if str(o).strip()]
-
-    def required_modules(self) -> list[str]:
-        return [self.pmu] + ([f"SMU{self.smu}"] if self.smu is not None else [])
-
-    def setup(self) -> None:
-        """``:PMU:INIT 1`` (segment ARB; clears the uploaded sequences),
-        ``:PMU:RPM:CONFIGURE PMU1-1, 0``, ``:PMU:MEASURE:RANGE ch, 2, range``,
-        ``:PMU:OUTPUT:STATE ch, 1``."""
-        self._uploaded = None
-        self.inst.pmu_mode = 1
-        self.inst.configure_rpm(self.pmu, self.card_channel, 0)
-        self.pmu_ch.set_measure_range(self.current_range_A, 2)
-        self.pmu_ch.output_enabled = True
-        self._output_on = True
-
-    def segments(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> tuple[Segment, ...]:
-        """The visit's waveform, validated against the PMU limits (nothing is sent)."""
-        visit = check_visit("4200A", pulses, read)
-        segs = tuple(waveform(visit, self.edge_s))
-        _array("segment times", [s.duration_s for s in segs], check_segment_time)
-        _array("start voltages", [s.start_V for s in segs], check_voltage)
-        _array("stop voltages", [s.stop_V for s in segs], check_voltage)
-        return segs
-
-    def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
-        if not pulses and read is None:
-            return None
-        segs = self.segments(pulses, read)
-        n_measured = sum(1 for s in segs if s.measure)
-        ch = self.pmu_ch
-        if segs != self._uploaded:
-            self._uploaded = None  # a failed upload leaves an unknown sequence behind
-            ch.upload_sequence(self.sequence, segs)
-            ch.set_sequence_list([(self.sequence, 1)])
-            self._uploaded = segs
-        if not self._output_on:
-            ch.output_enabled = True
-            self._output_on = True
-        self.inst.execute()
-        self._wait_idle()
-        if read is None:
-            return None
-        rows = ch.get_data(0, n_measured)
-        if len(rows) != n_measured:
-            raise BackendError(
-                f"4200A returned {len(rows)} data rows for {n_measured} measured segment(s)"
-            )
-        return rows[-1].current_A
-
-    def outputs_off(self) -> None:
-        """``:PMU:OUTPUT:STATE ch, 0``, then the SMU to 0 V (``US;DVn,0,0,0.001``) and
-        disabled (``US;DVn``). Every step is tried; the first failure is raised after."""
-        first: Exception | None = None
-        steps = [lambda: setattr(self.pmu_ch, "output_enabled", False)]
-        if self.smu is not None:
-            smu = self.smu
-            steps.append(lambda: self.inst.smu_channel(smu).force_voltage(0.0, 1e-3))
-            steps.append(lambda: self.inst.smu_channel(smu).disable())
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:  # keep switching the rest off
-                first = first or exc
-        self._output_on = False
-        if first is not None:
-            raise first
-
-    def close(self) -> None:
-        self.inst.adapter.close()
-
-    # -- internals -------------------------------------------------------------------------
-    def _wait_idle(self) -> None:
-        deadline = time.monotonic() + self.poll_timeout_s
-        while self.inst.test_status != 0:
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"4200A PMU test still running after {self.poll_timeout_s} s "
-                    "(:PMU:TEST:STATUS? = 1)"
-                )
-            time.sleep(self.poll_interval_s)

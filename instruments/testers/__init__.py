@@ -1,0 +1,2 @@
+"""Pulse/read testers: the :class:`~instruments.testers.base.Tester` contract and one module per
+tester, each turning a device visit into its instrument's command sequence."""
