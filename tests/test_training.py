@@ -18,8 +18,7 @@ from hil.nn.config import SynapseConfig, TrainConfig, apply_overrides
 from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray, CapacitorConfig
 from hil.runfile.reader import PulseLogReader
-from sim_backends.emulator import EmulatorBackend
-from sim_backends.pcm_models import preset
+from sim_backends.emulator import EmulatorBackend, preset
 
 US = 1e6
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.core.backend import DeviceBackend
+from hil.core.capabilities import Composed, Deferring, Snapshotting, StationBacked
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
 from hil.core.rng import RandomPool
@@ -135,9 +136,9 @@ class Trainer:
 
     def _state_arrays(self, net: Network, inner: DeviceBackend | None) -> dict[str, np.ndarray]:
         arrays = {f"cells/{k}": np.asarray(v) for k, v in net.cells.state().items()}
-        snap = inner.snapshot() if inner is not None else None
-        for k, v in (snap or {}).items():
-            arrays[f"backend/{k}"] = np.asarray(v)
+        if isinstance(inner, Snapshotting):
+            for k, v in inner.snapshot().items():
+                arrays[f"backend/{k}"] = np.asarray(v)
         return arrays
 
     # -- the run --------------------------------------------------------------------------
@@ -268,8 +269,11 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
-        # The snapshot first: a station sends its waiting RESETs then, and they are logged
-        # and counted before the checkpoint records how far the log has come.
+        # A station's waiting RESETs go out first, so that they are logged and counted
+        # before the checkpoint records how far the log has come.
+        for part in _parts(inner):
+            if isinstance(part, Deferring):
+                part.flush_deferred()
         arrays = self._state_arrays(net, inner)
         writer.flush()
         prog.checkpoints += 1
@@ -307,7 +311,7 @@ class Trainer:
         )
         net.rng.bit_generator.state = meta["rng_state"]
         snap = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
-        if inner is not None and snap:
+        if isinstance(inner, Snapshotting):
             inner.restore(snap)
         if self._recorder is not None:
             for op in Operation:
@@ -364,7 +368,14 @@ def _counts(recorder: Recorder | None) -> dict[str, int]:
 
 def _store_stations(f, inner) -> None:
     """Keep the text of every station file the run uses in the run file (for audit)."""
-    parts = getattr(inner, "parts", [inner])
-    texts = [(str(p.station.path), p.station.text) for p in parts if hasattr(p, "station")]
+    stations = [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
+    texts = [(str(s.path), s.text) for s in stations]
     if texts:
         f.attrs["station_files"] = json.dumps(dict(texts))
+
+
+def _parts(inner: DeviceBackend | None) -> list[DeviceBackend]:
+    """The backends the run's devices are on: a composite's parts, else ``inner`` itself."""
+    if inner is None:
+        return []
+    return list(inner.parts) if isinstance(inner, Composed) else [inner]
