@@ -48,7 +48,7 @@ def transfer(n: int, latency_s: float, relay_s: float, die_step_s: float, seed: 
             t0 = time.perf_counter()
             g = hb.read(ids)
             result = program_and_verify(hb, ids, targets, g_start_S=g)
-            hb.snapshot()  # sends any RESET still waiting
+            hb.flush_deferred()  # sends any RESET still waiting
             wall = time.perf_counter() - t0
             busy = vs.modelled_time_s() - busy0
             trips = {k: v - trips0[k] for k, v in vs.round_trips().items()}

@@ -7,8 +7,10 @@ How a batch runs:
   relay stays closed; answers come back in request order.
 - **One visit per device.** A RESET is not sent when asked for: it waits for the device's
   next SET or read and goes out in the same visit (program-and-verify's RESET + ramp SET +
-  read is one route, one tester sequence). :meth:`wait`, :meth:`snapshot` and
-  :meth:`close` send any RESET still waiting.
+  read is one route, one tester sequence). :meth:`wait`, :meth:`flush_deferred` (which
+  makes the backend :class:`~hil.core.capabilities.Deferring`; a trainer calls it before a
+  checkpoint) and :meth:`close` send any RESET still waiting. Real devices keep their own
+  state, so the backend is not Snapshotting.
 - **Pulse events.** Each visit's pulses are reported (:class:`~hil.core.events.PulseEvent`,
   one per pulse, stamped with the clock when the visit started) once the tester has sent
   them: a deferred RESET when, and only if, its visit goes out. A visit whose reply was lost
@@ -326,11 +328,11 @@ class HardwareBackend(DeviceBackend):
         self._flush_pending()
         time.sleep(seconds)
 
-    def snapshot(self):
-        """Real devices keep their own state; only the waiting RESETs are sent."""
+    def flush_deferred(self) -> None:
+        """Send the RESETs still waiting for their device's next visit (nothing once the
+        backend is closed or broken)."""
         if not self._broken and not self.closed:
             self._flush_pending()
-        return None
 
     def _close(self) -> None:
         try:

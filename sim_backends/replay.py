@@ -27,7 +27,8 @@ import logging
 import numpy as np
 
 from hil.core.backend import DeviceBackend
-from hil.core.errors import BackendError, HilError
+from hil.core.capabilities import Adopting, Snapshotting
+from hil.core.errors import BackendError, ConfigError, HilError
 from hil.core.ids import occurrence
 from hil.core.pulses import Operation, Pulse
 from hil.runfile.reader import PulseLogReader
@@ -113,13 +114,16 @@ class _ShapeTable:
 class ReplayBackend(DeviceBackend):
     """A :class:`DeviceBackend` that answers from the pulse log of ``run_file``.
 
-    ``fallback``: optional backend (the normal seam methods plus ``adopt(ids, g_S)``) that
-    takes over at the first divergence instead of raising :class:`DivergenceError`: the
+    ``fallback``: optional backend (a :class:`DeviceBackend` that is
+    :class:`~hil.core.capabilities.Adopting`, e.g. the fitted backend) that takes over at
+    the first divergence instead of raising :class:`DivergenceError`: the
     replay logs a warning naming device, pulse and difference, calls
     ``fallback.adopt(all_ids, g)`` with the last conductance the log served each device
     (a device not read yet: its first logged read; none logged: 0), and from then on
     forwards every call, including the diverging one, to it. The replay owns the fallback
-    and closes it. ``divergence`` holds the message of that first divergence.
+    and closes it. ``divergence`` holds the message of that first divergence. The replay is
+    :class:`~hil.core.capabilities.Snapshotting` (its cursors, and the fallback's state
+    when the fallback is Snapshotting too).
     """
 
     def __init__(
@@ -128,9 +132,14 @@ class ReplayBackend(DeviceBackend):
         n_devices: int | None = None,
         envelope=None,
         *,
-        fallback: DeviceBackend | None = None,
+        fallback: Adopting | None = None,
         chunk_records: int = INDEX_CHUNK_RECORDS,
     ):
+        if fallback is not None and not isinstance(fallback, DeviceBackend):
+            raise ConfigError(
+                f"replay fallback {type(fallback).__name__} is not a DeviceBackend; pass a "
+                "backend that can also adopt(ids, g_S), like FittedBackend"
+            )
         with PulseLogReader(run_file) as log:
             counts, read_counts = self._count_records(log, chunk_records)
             logged = counts.size if log.n_records else 1
@@ -214,7 +223,7 @@ class ReplayBackend(DeviceBackend):
     @property
     def index_bytes(self) -> int:
         """Memory held by the index (per-record arrays, per-device arrays, tables)."""
-        arrays = [self._code, self._width, self._g, self._start, self._count]
+        arrays: list[np.ndarray] = [self._code, self._width, self._g, self._start, self._count]
         arrays += [self._read_start, self._read_count, *self._shape.values()]
         return int(sum(a.nbytes for a in arrays))
 
@@ -264,13 +273,13 @@ class ReplayBackend(DeviceBackend):
         return np.asarray(self._fallback.set_and_read(ids, pulse, read_pulse), dtype=np.float64)
 
     def _clock(self) -> float:
-        if self.diverged:
+        if self.diverged and self._fallback is not None:
             return self._clock_offset + self._fallback.clock()
         return self._now
 
     def _wait(self, seconds: float) -> None:
         self._now += seconds
-        if self.diverged:
+        if self.diverged and self._fallback is not None:
             self._fallback.wait(seconds)
 
     def _close(self) -> None:
@@ -286,8 +295,9 @@ class ReplayBackend(DeviceBackend):
             text = (self.divergence or "").encode()
             state["divergence"] = np.frombuffer(text, dtype=np.uint8).copy()
             state["clock_offset_s"] = np.array(self._clock_offset)
-            for k, v in (self._fallback.snapshot() or {}).items():
-                state[f"fallback_{k}"] = v
+            if isinstance(self._fallback, Snapshotting):
+                for k, v in self._fallback.snapshot().items():
+                    state[f"fallback_{k}"] = v
         return state
 
     def restore(self, state) -> None:
@@ -304,7 +314,7 @@ class ReplayBackend(DeviceBackend):
         if self._fallback is not None:
             self._clock_offset = float(state.get("clock_offset_s", 0.0))
             sub = {k[len("fallback_") :]: v for k, v in state.items() if k.startswith("fallback_")}
-            if sub:
+            if isinstance(self._fallback, Snapshotting):
                 self._fallback.restore(sub)
 
     def _reads_before(self, cursor: np.ndarray) -> np.ndarray:

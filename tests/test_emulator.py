@@ -12,8 +12,7 @@ import pytest
 
 from hil.core.backend import PartialSetPulse, RampSetPulse, ReadPulse
 from hil.core.errors import BackendClosedError, ConfigError
-from sim_backends.emulator import EmulatorBackend
-from sim_backends.pcm_models import PCMParams, preset, preset_names
+from sim_backends.emulator import EmulatorBackend, PCMParams, preset, preset_names
 
 N = 20_000
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -78,7 +77,7 @@ def test_parameter_validation_and_dict_round_trip():
         PCMParams(ramp_step_min_s=1e-6, ramp_step_max_s=1e-7)
     p = preset("joshi2020")
     assert PCMParams.from_dict(p.to_dict()) == p
-    assert PCMParams.from_dict({"drift_t0_s": 5.0}, base="joshi2020").g_max_uS == 25.0
+    assert PCMParams.from_dict({"drift_t0_s": 5.0}, base=preset("joshi2020")).g_max_uS == 25.0
     with pytest.raises(ConfigError, match="seed"):
         EmulatorBackend(10, seed=-1)
 

@@ -27,9 +27,8 @@ from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
 from hil.runfile.writer import PulseLogWriter
 from protocols import characterize as ch
-from sim_backends.emulator import EmulatorBackend
+from sim_backends.emulator import EmulatorBackend, preset
 from sim_backends.fitted import FittedBackend
-from sim_backends.pcm_models import preset
 
 US = 1e6
 HIL = [sys.executable, "-m", "hil"]

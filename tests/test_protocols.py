@@ -8,8 +8,7 @@ import pytest
 from hil.core.errors import ConfigError
 from protocols import characterize as ch
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
-from sim_backends.emulator import EmulatorBackend
-from sim_backends.pcm_models import preset
+from sim_backends.emulator import EmulatorBackend, preset
 
 US = 1e6
 

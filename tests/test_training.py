@@ -20,8 +20,7 @@ from hil.nn.periphery import CapacitorArray, CapacitorConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file
 from hil.runfile.reader import PulseLogReader
-from sim_backends.emulator import EmulatorBackend
-from sim_backends.pcm_models import preset
+from sim_backends.emulator import EmulatorBackend, preset
 
 US = 1e6
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from hil.app.registry import make_backend
 from hil.core.backend import DeviceBackend
+from hil.core.capabilities import Composed, Deferring, Snapshotting, StationBacked
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
 from hil.core.rng import RandomPool
@@ -135,12 +136,12 @@ class Trainer:
         net = Network(cfg, rng, inner, self.pool)
         return net, inner
 
-    def _state_arrays(self, net: Network, inner: DeviceBackend | None) -> dict[str, np.ndarray]:
-        arrays = {f"cells/{k}": np.asarray(v) for k, v in net.cells.state().items()}
-        snap = inner.snapshot() if inner is not None else None
-        for k, v in (snap or {}).items():
-            arrays[f"backend/{k}"] = np.asarray(v)
-        return arrays
+    def _state(self, net: Network, inner: DeviceBackend | None) -> CheckpointState:
+        """What a checkpoint stores as arrays: the cells' state, the backend's snapshot."""
+        snapshot: dict[str, np.ndarray] = {}
+        if isinstance(inner, Snapshotting):
+            snapshot = inner.snapshot()
+        return CheckpointState(cells=net.cells.state(), backend=snapshot)
 
     # -- the run --------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -156,7 +157,7 @@ class Trainer:
         started = time.perf_counter()
         try:
             if resume:
-                prog = self._restore(net, inner, dict(state.paths()), meta)
+                prog = self._restore(net, inner, state, meta)
             else:
                 prog = self._initialize(net, inner, writer)
             return self._train(net, inner, writer, prog, started)
@@ -164,7 +165,7 @@ class Trainer:
             self._close(inner, writer)
 
     def _create_run_file(self, net: Network, inner: DeviceBackend | None) -> PulseLogWriter:
-        template = _sections(self._state_arrays(net, inner))
+        template = self._state(net, inner)
 
         def prepare(f: h5py.File) -> None:
             # Datasets must exist before the file enters SWMR mode.
@@ -296,9 +297,12 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
-        # The snapshot first: a station sends its waiting RESETs then, and they are logged
-        # and counted before the checkpoint records how far the log has come.
-        state = _sections(self._state_arrays(net, inner))
+        # A station's waiting RESETs go out first, so that they are logged and counted
+        # before the checkpoint records how far the log has come.
+        for part in _parts(inner):
+            if isinstance(part, Deferring):
+                part.flush_deferred()
+        state = self._state(net, inner)
         writer.flush()
         prog.checkpoints += 1
         self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
@@ -329,14 +333,11 @@ class Trainer:
             )
         return state, meta
 
-    def _restore(self, net, inner, arrays, meta) -> Progress:
-        net.cells.load_state(
-            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("cells/")}
-        )
+    def _restore(self, net: Network, inner, state: CheckpointState, meta: dict) -> Progress:
+        net.cells.load_state(dict(state.cells))
         net.rng.bit_generator.state = meta["rng_state"]
-        snap = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
-        if inner is not None and snap:
-            inner.restore(snap)
+        if isinstance(inner, Snapshotting):
+            inner.restore(dict(state.backend))
         if self._recorder is not None:
             for op in Operation:
                 self._recorder.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
@@ -382,17 +383,6 @@ class Trainer:
         }
 
 
-def _sections(arrays: dict[str, np.ndarray]) -> CheckpointState:
-    """``Trainer._state_arrays``' "cells/NAME" and "backend/NAME" arrays as checkpoint
-    sections."""
-    # Until _state_arrays returns sections itself (it is being changed in another branch).
-    by_section: dict[str, dict[str, np.ndarray]] = {"cells": {}, "backend": {}}
-    for path, arr in arrays.items():
-        section, _, name = path.partition("/")
-        by_section[section][name] = arr
-    return CheckpointState(**by_section)
-
-
 def _counts(recorder: Recorder | None) -> dict[str, int]:
     if recorder is not None:
         return {op.name: int(c) for op, c in recorder.counts.items()}
@@ -401,7 +391,14 @@ def _counts(recorder: Recorder | None) -> dict[str, int]:
 
 def _store_stations(f, inner) -> None:
     """Keep the text of every station file the run uses in the run file (for audit)."""
-    parts = getattr(inner, "parts", [inner])
-    texts = [(str(p.station.path), p.station.text) for p in parts if hasattr(p, "station")]
+    stations = [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
+    texts = [(str(s.path), s.text) for s in stations]
     if texts:
         f.attrs["station_files"] = json.dumps(dict(texts))
+
+
+def _parts(inner: DeviceBackend | None) -> list[DeviceBackend]:
+    """The backends the run's devices are on: a composite's parts, else ``inner`` itself."""
+    if inner is None:
+        return []
+    return list(inner.parts) if isinstance(inner, Composed) else [inner]

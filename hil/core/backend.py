@@ -13,6 +13,10 @@ Every pulse applied is reported to the backend's subscribers as a
 :class:`~hil.core.events.PulseEvent` (:meth:`DeviceBackend.subscribe`): by the seam once
 ``_reset``/``_set``/``_read`` returned, or, for a backend that applies pulses at other
 moments (:attr:`DeviceBackend.reports_own_events`), by the backend itself when it sends them.
+
+What only some backends can do (snapshot and restore their device state, send deferred
+pulses, take devices over, ...) is not on the seam: it is a capability of
+:mod:`hil.core.capabilities`, asked with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -173,15 +177,6 @@ class DeviceBackend(abc.ABC):
             raise ConfigError(f"wait(seconds) needs a finite value >= 0, got {seconds!r}")
         self._check_open()
         self._wait(seconds)
-
-    def snapshot(self) -> dict[str, np.ndarray] | None:
-        """The device state as named arrays, for checkpoints; ``None`` when the devices
-        keep their own state (real hardware: a resumed run finds them as they are)."""
-        return None
-
-    def restore(self, state: dict[str, np.ndarray]) -> None:
-        """Put the devices back into a state returned by :meth:`snapshot`."""
-        raise BackendError(f"{type(self).__name__} cannot restore a device snapshot")
 
     def close(self) -> None:
         """Turn outputs off and release connections. Safe to call more than once."""

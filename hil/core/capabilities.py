@@ -1,11 +1,22 @@
 """What a backend can do beyond the seam, as small structural types.
 
 The seam (:class:`~hil.core.backend.DeviceBackend`) is what every backend does. Some do
-more: keep their device state in arrays a checkpoint can hold, make only certain pulse
-widths, take over devices from another backend, stand for a probe station, or be made of
-parts. Code that needs such a capability asks with ``isinstance(backend, Capability)``
+more: keep their device state in arrays a checkpoint can hold, hold pulses back until a
+later moment, take over devices from another backend, stand for a probe station, or be made
+of parts. Code that needs such a capability asks with ``isinstance(backend, Capability)``
 (each protocol is ``runtime_checkable``) instead of ``hasattr`` or a ``None`` convention;
-a backend has a capability by having the methods, without inheriting anything.
+a backend has a capability by having the methods, without inheriting anything. The seam
+gives none of them a default (timing aside, see below), so the check tells which backends
+really can.
+
+Who has which: :class:`Snapshotting` the emulator, the fitted backend, replay, and a
+composite with at least one such part (a station part's devices keep their own state);
+:class:`Deferring` a station (:class:`instruments.hardware.HardwareBackend`);
+:class:`Adopting` the fitted backend; :class:`StationBacked` a station;
+:class:`Composed` a :class:`~hil.core.composite.CompositeBackend`. Every backend is
+:class:`PulseTimed`: the seam gives each one ``timing``/``quantize_widths`` (no limit unless
+a tester sets one), because program-and-verify puts its steps on the grid of any backend;
+the protocol types code that needs only that.
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ from hil.core.pulses import PulseTiming
 
 @runtime_checkable
 class Snapshotting(Protocol):
-    """Holds the devices' state itself (emulator, fitted model, replay, a composite of such
-    parts), so a checkpoint stores it and a resumed run puts it back."""
+    """Holds the devices' state itself (emulator, fitted model, replay, a composite with
+    such parts), so a checkpoint stores it and a resumed run puts it back. Real devices keep
+    their own state: a station is not Snapshotting, a resumed run finds them as they are."""
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Every mutable part of the device state, random streams included, as named arrays."""
@@ -32,6 +44,18 @@ class Snapshotting(Protocol):
     def restore(self, state: dict[str, np.ndarray]) -> None:
         """Continue exactly from a state :meth:`snapshot` returned (same constructor
         arguments)."""
+        ...
+
+
+@runtime_checkable
+class Deferring(Protocol):
+    """Holds some pulses back until a later moment (a station sends a RESET with the
+    device's next visit); such a pulse is reported when it is sent. Before a checkpoint
+    records how far the log has come, the trainer sends them with :meth:`flush_deferred`."""
+
+    def flush_deferred(self) -> None:
+        """Send every pulse still held back now (nothing once the backend is closed or
+        broken)."""
         ...
 
 

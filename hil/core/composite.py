@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hil.core.backend import DeviceBackend
+from hil.core.capabilities import Snapshotting
 from hil.core.errors import ConfigError
 from hil.core.events import PulseEvent
 from hil.core.pulses import Operation, Pulse, PulseTiming
 
-__all__ = ["CompositeBackend"]
+__all__ = ["CompositeBackend", "SnapshottingComposite"]
 
 
 def _slice_pulse(pulse: Pulse, sel: np.ndarray, n: int) -> Pulse:
@@ -57,10 +58,17 @@ class CompositeBackend(DeviceBackend):
 
     ``parts`` is a list of ``(backend, n)``: the first ``n`` global ids go to the first
     backend (as its ids ``0..n-1``), the next to the second, and so on. Answers come in
-    request order.
+    request order. When a part is :class:`~hil.core.capabilities.Snapshotting`, the
+    composite made is a :class:`SnapshottingComposite`.
     """
 
     reports_own_events = True
+
+    def __new__(cls, parts: Sequence[tuple[DeviceBackend, int]], envelope=None):
+        # Snapshotting (hil.core.capabilities) only if some part holds device state.
+        if cls is CompositeBackend and any(isinstance(b, Snapshotting) for b, _ in parts):
+            cls = SnapshottingComposite
+        return super().__new__(cls)
 
     def __init__(self, parts: Sequence[tuple[DeviceBackend, int]], envelope=None):
         if not parts:
@@ -130,20 +138,6 @@ class CompositeBackend(DeviceBackend):
                     _slice_pulse(read_pulse, sel, ids.size),
                 )
         return out
-
-    def snapshot(self):
-        with self._gather():  # a station sends its waiting RESETs
-            snaps = [b.snapshot() for b in self.parts]
-        if all(s is None for s in snaps):
-            return None
-        return {f"part{k}/{name}": v for k, s in enumerate(snaps) if s for name, v in s.items()}
-
-    def restore(self, state):
-        for k, b in enumerate(self.parts):
-            prefix = f"part{k}/"
-            sub = {n[len(prefix) :]: v for n, v in state.items() if n.startswith(prefix)}
-            if sub:
-                b.restore(sub)
 
     def _clock(self) -> float:
         return max(b.clock() for b in self.parts)
@@ -229,3 +223,24 @@ class CompositeBackend(DeviceBackend):
                 if event.op is not pulse.op or not np.array_equal(event.ids, mine):
                     return False
         return True
+
+
+class SnapshottingComposite(CompositeBackend):
+    """A composite with parts that hold their device state (what
+    ``CompositeBackend(parts)`` makes then): its snapshot holds theirs; the other parts'
+    devices (a station's) keep their own state."""
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The state of every Snapshotting part ``k``, its names prefixed ``part{k}/``."""
+        return {
+            f"part{k}/{name}": v
+            for k, b in enumerate(self.parts)
+            if isinstance(b, Snapshotting)
+            for name, v in b.snapshot().items()
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for k, b in enumerate(self.parts):
+            if isinstance(b, Snapshotting):
+                prefix = f"part{k}/"
+                b.restore({n[len(prefix) :]: v for n, v in state.items() if n.startswith(prefix)})

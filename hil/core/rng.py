@@ -11,6 +11,7 @@ import json
 import math
 import queue
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -150,6 +151,6 @@ def rng_state_array(state) -> np.ndarray:
     return np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy()
 
 
-def rng_state_from_array(arr) -> object:
+def rng_state_from_array(arr) -> Any:
     """The state stored by :func:`rng_state_array`; ``ValueError`` if it is not one."""
     return json.loads(bytes(np.asarray(arr, dtype=np.uint8)))

@@ -315,6 +315,11 @@ class PulseLogWriter:
                 "layer": layer,
             },
         )
+        self._buffer(values, n)
+
+    def _buffer(self, values: dict, n: int) -> None:
+        """Copy ``n`` records (columns: arrays of ``n`` or scalars) into the buffer, writing
+        its full chunks whenever it fills."""
         pos = 0
         while pos < n:
             if self._fill == self._capacity:

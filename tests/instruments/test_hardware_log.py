@@ -76,13 +76,13 @@ def test_an_aborted_visit_after_a_deferred_reset_logs_only_what_the_wafer_receiv
     assert np.all(t[is_reset] > after_reset_call)
 
 
-def test_waiting_resets_are_logged_when_a_wait_or_snapshot_sends_them(virtual, tmp_path):
+def test_waiting_resets_are_logged_when_a_wait_or_a_flush_sends_them(virtual, tmp_path):
     vs, st = virtual
     hb = HardwareBackend(st)
     recorder = Recorder(hb, PulseLogWriter(tmp_path / "log.h5"))
     hb.reset([0, 9])
     assert recorder.counts[Operation.RESET] == 0
-    assert hb.snapshot() is None  # real devices keep their state; the RESETs go out now
+    hb.flush_deferred()  # the RESETs go out now (before a checkpoint)
     assert recorder.counts[Operation.RESET] == 2
     hb.reset([3])
     hb.wait(0.0)

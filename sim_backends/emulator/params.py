@@ -1,8 +1,8 @@
-"""Device-parameter sets of the statistical PCM emulator, and named presets.
+"""The device-parameter set of the statistical PCM emulator: :class:`PCMParams`.
 
-One flat, frozen dataclass, :class:`PCMParams`, in the style of aihwkit's device configs: a
-docstring under each field says what it does and where its default comes from. Sources
-(see ../shared/reference/pcm-training.md §4):
+One flat, frozen dataclass in the style of aihwkit's device configs: a docstring under each
+field says what it does and where its default comes from. Sources (see
+../shared/reference/pcm-training.md §4):
 
 - [Nandakumar 2018]: S. R. Nandakumar et al., "A phase-change memory model for neuromorphic
   computing", J. Appl. Phys. 124, 152135 (2018): partial-SET increments, RESET state,
@@ -17,11 +17,8 @@ docstring under each field says what it does and where its default comes from. S
 
 Conductances in these parameters are in µS (the papers' unit, and every name says so);
 times in seconds. Every physics term can be switched off: a ``*_std``/``*_scale``/
-``*_fraction`` of zero, ``drift_enabled=False`` or ``read_noise="none"``. The ``ideal``
-preset switches all of them off at once (deterministic, for tests).
-
-Presets: :func:`preset` returns one by name (``nandakumar2018``, ``joshi2020``, ``ideal``);
-:func:`preset_names` lists them; an unknown name raises :class:`hil.errors.ConfigError`.
+``*_fraction`` of zero, ``drift_enabled=False`` or ``read_noise="none"``. The named,
+cited parameter sets are in :mod:`sim_backends.emulator.presets`.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -37,7 +34,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError
 
-__all__ = ["READ_NOISE_MODELS", "PCMParams", "preset", "preset_names", "resolve_params"]
+__all__ = ["READ_NOISE_MODELS", "PCMParams"]
 
 READ_NOISE_MODELS = ("none", "gaussian", "1/f")
 """Accepted values of :attr:`PCMParams.read_noise`."""
@@ -138,7 +135,8 @@ class PCMParams:
 
     # -- drift ------------------------------------------------------------------------------
     drift_enabled: bool = True
-    """Apply power-law drift G(t) = G_p·((t - t_p)/t0)^(-ν) at read time."""
+    """Apply power-law drift G(t) = G_p·((t - t_p)/t0)^(-ν) at read time [Nandakumar 2018;
+    Joshi 2020]."""
     drift_t0_s: float = 38.6
     """Reference time t0 of the drift law; no drift until t - t_p > t0 [Nandakumar 2018:
     38.6 s; Joshi 2020: 20 s]."""
@@ -191,51 +189,9 @@ class PCMParams:
     """Conductance of a stuck-low device [ours: an open cell conducts nothing]."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in ("name", "read_noise"):
-                if not isinstance(v, str):
-                    raise ConfigError(f"PCMParams.{f.name} must be a string, got {v!r}")
-                continue
-            if f.name == "drift_enabled":
-                if not isinstance(v, bool):
-                    raise ConfigError(f"PCMParams.drift_enabled must be true/false, got {v!r}")
-                continue
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise ConfigError(f"PCMParams.{f.name} must be a finite number, got {v!r}")
-        positive: tuple[str, ...] = ("g_max_uS", "ramp_step_min_s", "ramp_step_max_s", "g_norm_uS")
-        positive += ("drift_t0_s", "read_t_read_s", "set_history_decay")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"PCMParams.{name} must be > 0, got {getattr(self, name)!r}")
-        non_negative = [f.name for f in fields(self) if f.name.endswith(("_std", "_scale"))]
-        non_negative += ["reset_g_uS", "ramp_g_min_uS", "stuck_low_g_uS", "read_qs_max"]
-        non_negative += ["reset_history_p", "ramp_history_p", "read_qs_coeff", "read_sigma0_uS"]
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"PCMParams.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("stuck_fraction", "stuck_high_share", "set_history_decay"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"PCMParams.{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.ramp_step_min_s >= self.ramp_step_max_s:
-            raise ConfigError(
-                f"PCMParams.ramp_step_min_s ({self.ramp_step_min_s}) must be smaller than "
-                f"ramp_step_max_s ({self.ramp_step_max_s})"
-            )
-        if self.ramp_g_min_uS >= self.g_max_uS:
-            raise ConfigError(
-                f"PCMParams.ramp_g_min_uS ({self.ramp_g_min_uS}) must be below g_max_uS "
-                f"({self.g_max_uS})"
-            )
-        if self.drift_nu_mu_min > self.drift_nu_mu_max:
-            raise ConfigError("PCMParams.drift_nu_mu_min must be <= drift_nu_mu_max")
-        if self.drift_nu_sigma_min > self.drift_nu_sigma_max:
-            raise ConfigError("PCMParams.drift_nu_sigma_min must be <= drift_nu_sigma_max")
-        if self.read_noise not in READ_NOISE_MODELS:
-            raise ConfigError(
-                f"PCMParams.read_noise must be one of {', '.join(READ_NOISE_MODELS)}; "
-                f"got {self.read_noise!r}"
-            )
+        _check_types(self)
+        _check_ranges(self)
+        _check_order(self)
 
     # -- convenience ------------------------------------------------------------------------
     def replace(self, **changes: Any) -> PCMParams:
@@ -248,14 +204,15 @@ class PCMParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: str | PCMParams | None = None):
-        """Parameters from a mapping (e.g. a TOML table), on top of ``base`` (a preset name
-        or parameter set; default: the dataclass defaults). Unknown keys raise ConfigError."""
+    def from_dict(cls, values: Mapping[str, Any], base: PCMParams | None = None) -> PCMParams:
+        """Parameters from a mapping (e.g. a TOML table), on top of ``base`` (default: the
+        dataclass defaults; a preset: :func:`~sim_backends.emulator.presets.preset`).
+        Unknown keys raise ConfigError."""
         values = dict(values)
         _check_names(values)
         if base is None:
             return cls(**values)
-        return resolve_params(base).replace(**values)
+        return base.replace(**values)
 
     # -- derived quantities (µS in, µS out; plain floats or numpy arrays) -----------------
     def increment_mean_uS(self, g_uS, p):
@@ -323,82 +280,57 @@ def _check_names(values: Mapping[str, Any]) -> None:
         )
 
 
-# -- presets --------------------------------------------------------------------------------
-def _nandakumar2018() -> PCMParams:
-    """Partial-SET, RESET, drift and Gaussian read noise of Nandakumar 2018 (the dataclass
-    defaults), plus this project's device-to-device spreads and stuck devices [ours]."""
-    return PCMParams(name="nandakumar2018")
+def _check_types(p: PCMParams) -> None:
+    """Strings are strings, the drift switch a bool, every other field a finite number."""
+    for f in fields(p):
+        v = getattr(p, f.name)
+        if f.name in ("name", "read_noise"):
+            if not isinstance(v, str):
+                raise ConfigError(f"PCMParams.{f.name} must be a string, got {v!r}")
+            continue
+        if f.name == "drift_enabled":
+            if not isinstance(v, bool):
+                raise ConfigError(f"PCMParams.drift_enabled must be true/false, got {v!r}")
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ConfigError(f"PCMParams.{f.name} must be a finite number, got {v!r}")
 
 
-def _joshi2020() -> PCMParams:
-    """Joshi 2020 / aihwkit PCMLikeNoiseModel: programming noise, per-device drift exponent
-    (t0 = 20 s), 1/f read noise, g_max = 25 µS. Joshi has no partial-SET or RESET model, so
-    those stay Nandakumar 2018's; spreads and stuck devices [ours] as in nandakumar2018."""
-    return PCMParams(
-        name="joshi2020",
-        g_max_uS=25.0,
-        g_norm_uS=25.0,
-        drift_t0_s=20.0,
-        drift_nu_mu0=0.0244,
-        drift_nu_mu_log=-0.0155,
-        drift_nu_mu_min=0.049,
-        drift_nu_mu_max=0.1,
-        drift_nu_sigma0=-0.0059,
-        drift_nu_sigma_log=-0.0125,
-        drift_nu_sigma_min=0.008,
-        drift_nu_sigma_max=0.045,
-        read_noise="1/f",
-    )
+def _check_ranges(p: PCMParams) -> None:
+    """Scales and times > 0, spreads and levels >= 0, fractions in [0, 1]."""
+    positive: tuple[str, ...] = ("g_max_uS", "ramp_step_min_s", "ramp_step_max_s", "g_norm_uS")
+    positive += ("drift_t0_s", "read_t_read_s", "set_history_decay")
+    for name in positive:
+        if getattr(p, name) <= 0:
+            raise ConfigError(f"PCMParams.{name} must be > 0, got {getattr(p, name)!r}")
+    non_negative = [f.name for f in fields(p) if f.name.endswith(("_std", "_scale"))]
+    non_negative += ["reset_g_uS", "ramp_g_min_uS", "stuck_low_g_uS", "read_qs_max"]
+    non_negative += ["reset_history_p", "ramp_history_p", "read_qs_coeff", "read_sigma0_uS"]
+    for name in non_negative:
+        if getattr(p, name) < 0:
+            raise ConfigError(f"PCMParams.{name} must be >= 0, got {getattr(p, name)!r}")
+    for name in ("stuck_fraction", "stuck_high_share", "set_history_decay"):
+        if not 0 <= getattr(p, name) <= 1:
+            raise ConfigError(f"PCMParams.{name} must lie in [0, 1], got {getattr(p, name)}")
 
 
-def _ideal() -> PCMParams:
-    """Noise-free, drift-free, spread-free, no stuck devices: deterministic mean increments,
-    exact RESET and exact ramp targets. For tests and for separating model terms."""
-    return PCMParams(
-        name="ideal",
-        g_max_d2d_rel_std=0.0,
-        set_sigma0_uS=0.0,
-        set_sigma_g=0.0,
-        set_sigma_p_uS=0.0,
-        set_step_d2d_rel_std=0.0,
-        reset_rel_std=0.0,
-        prog_noise_scale=0.0,
-        drift_enabled=False,
-        read_noise="none",
-        stuck_fraction=0.0,
-    )
-
-
-_PRESETS: dict[str, Callable[[], PCMParams]] = {
-    "nandakumar2018": _nandakumar2018,
-    "joshi2020": _joshi2020,
-    "ideal": _ideal,
-}
-
-
-def preset_names() -> tuple[str, ...]:
-    """Names accepted by :func:`preset`."""
-    return tuple(_PRESETS)
-
-
-def preset(name: str) -> PCMParams:
-    """The named parameter set; :class:`ConfigError` listing the known names otherwise."""
-    try:
-        factory = _PRESETS[name]
-    except (KeyError, TypeError):
+def _check_order(p: PCMParams) -> None:
+    """Lower limits below upper ones; a known read-noise model."""
+    if p.ramp_step_min_s >= p.ramp_step_max_s:
         raise ConfigError(
-            f"unknown PCM preset {name!r}; known presets: {', '.join(_PRESETS)}"
-        ) from None
-    return factory()
-
-
-def resolve_params(params: str | PCMParams) -> PCMParams:
-    """A preset name or a :class:`PCMParams` → :class:`PCMParams`."""
-    if isinstance(params, PCMParams):
-        return params
-    if isinstance(params, str):
-        return preset(params)
-    raise ConfigError(
-        f"PCM parameters must be a preset name ({', '.join(_PRESETS)}) or a PCMParams, "
-        f"got {type(params).__name__}"
-    )
+            f"PCMParams.ramp_step_min_s ({p.ramp_step_min_s}) must be smaller than "
+            f"ramp_step_max_s ({p.ramp_step_max_s})"
+        )
+    if p.ramp_g_min_uS >= p.g_max_uS:
+        raise ConfigError(
+            f"PCMParams.ramp_g_min_uS ({p.ramp_g_min_uS}) must be below g_max_uS ({p.g_max_uS})"
+        )
+    if p.drift_nu_mu_min > p.drift_nu_mu_max:
+        raise ConfigError("PCMParams.drift_nu_mu_min must be <= drift_nu_mu_max")
+    if p.drift_nu_sigma_min > p.drift_nu_sigma_max:
+        raise ConfigError("PCMParams.drift_nu_sigma_min must be <= drift_nu_sigma_max")
+    if p.read_noise not in READ_NOISE_MODELS:
+        raise ConfigError(
+            f"PCMParams.read_noise must be one of {', '.join(READ_NOISE_MODELS)}; "
+            f"got {p.read_noise!r}"
+        )
