@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hil.app.replay import replay
+from hil.app.replay import fitted_fallback, replay
 from hil.app.training import Trainer
 from hil.core.pulses import PartialSetPulse
 from hil.nn.config import TrainConfig
@@ -49,8 +49,6 @@ def test_changed_learning_rate_stops_with_a_divergence_message(logged_run, mnist
 
 
 def test_changed_learning_rate_goes_on_with_a_fitted_fallback(logged_run, mnist_dir, tmp_path):
-    from hil.app.replay import fitted_fallback
-
     out, summary = logged_run
     factory = fitted_fallback("fitted", out, tmp_path / "fb.h5")
     assert (tmp_path / "fb.fitted.h5").exists()

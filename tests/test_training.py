@@ -17,6 +17,8 @@ from hil.nn.cells import Ambrogio2PCM3T1C
 from hil.nn.config import SynapseConfig, TrainConfig, apply_overrides
 from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray, CapacitorConfig
+from hil.runfile import checkpoint
+from hil.runfile.container import open_run_file
 from hil.runfile.reader import PulseLogReader
 from sim_backends.emulator import EmulatorBackend, preset
 
@@ -228,14 +230,13 @@ def test_resumed_run_equals_uninterrupted_run(mnist_dir, tmp_path):
         assert a.n_records == b.n_records
         for col in ("device", "op", "g_S", "time_s", "width_s", "transfer", "epoch"):
             np.testing.assert_array_equal(a.column(col), b.column(col), err_msg=col)
-    from hil.runfile import checkpoint
-    from hil.runfile.container import open_run_file
-
     with open_run_file(full) as fa, open_run_file(part) as fb:
         wa, _ = checkpoint.latest(fa)
         wb, _ = checkpoint.latest(fb)
-    for k in wa:
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert wa.cells.keys() == wb.cells.keys() and wa.backend.keys() == wb.backend.keys()
+    assert wa.backend  # the emulator's snapshot
+    for (path, a), (_, b) in zip(wa.paths(), wb.paths(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=path)
 
 
 # -- configuration errors ----------------------------------------------------------------------

@@ -61,19 +61,25 @@ def make_backend(
 
 
 @register_backend("emulator")
-def _emulator(preset: str, n_devices: int, seed: int, layer_devices) -> DeviceBackend:
+def _emulator(
+    preset: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
+) -> DeviceBackend:
     return EmulatorBackend(n_devices, params=preset or "nandakumar2018", seed=seed)
 
 
 @register_backend("station")
-def _station(path: str, n_devices: int, seed: int, layer_devices) -> DeviceBackend:
+def _station(
+    path: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
+) -> DeviceBackend:
     if not path:
         raise ConfigError("backend 'station' needs a station file: station:STATION.toml")
     return place_layers(load_station(path), n_devices, seed, layer_devices)
 
 
 @register_backend("fitted")
-def _fitted(path: str, n_devices: int, seed: int, layer_devices) -> DeviceBackend:
+def _fitted(
+    path: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
+) -> DeviceBackend:
     if not path:
         raise ConfigError("backend 'fitted' needs a model path: fitted:MODEL.h5 (hil fit)")
     return FittedBackend(path, n_devices, seed=seed)

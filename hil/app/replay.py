@@ -62,7 +62,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     with open_run_file(run_file) as f:
         cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
         original = checkpoint.read_summary(f)
-        weights_a = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
+        weights_a = checkpoint.latest(f)[0].cells
     if not cell_kind(cfg.cell).uses_devices:
         raise ConfigError(f"{run_file} is a floating-point run: it sent no pulses to replay")
     if overrides:
@@ -79,7 +79,7 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
     )
     summary = trainer.run()
     with open_run_file(out) as f:
-        weights_b = {k: v for k, v in checkpoint.latest(f)[0].items() if k.startswith("cells/")}
+        weights_b = checkpoint.latest(f)[0].cells
     weights_equal = weights_a.keys() == weights_b.keys() and all(
         np.array_equal(weights_a[k], weights_b[k]) for k in weights_a
     )

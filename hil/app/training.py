@@ -24,8 +24,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
+from hil.app.registry import make_backend
 from hil.core.backend import DeviceBackend
 from hil.core.capabilities import Composed, Deferring, Snapshotting, StationBacked
 from hil.core.errors import ConfigError, LogError
@@ -34,8 +37,10 @@ from hil.core.rng import RandomPool
 from hil.data import Dataset
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
-from hil.nn.network import Network
+from hil.nn.layout import Layout
+from hil.nn.network import Network, n_devices_for
 from hil.runfile import checkpoint
+from hil.runfile.checkpoint import CheckpointState
 from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
@@ -106,27 +111,24 @@ class Trainer:
         tests can check resume after a real crash."""
         self._recorder: Recorder | None = None
         """Logs the backend's pulses with the training context (None: not logged)."""
+        self._eval_s = 0.0
+        """Time spent evaluating the test set, in this process."""
 
     # -- set-up ---------------------------------------------------------------------------
     def _make_backend(self, n_devices: int) -> DeviceBackend:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
-        from hil.app.registry import make_backend
-        from hil.nn.layout import Layout
-
         layout = Layout(self.cfg.layers)
         per_layer = (2 * np.diff(layout.offsets)).tolist()
         return make_backend(
             self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed), layer_devices=per_layer
         )
 
-    def _build(self):
+    def _build(self) -> tuple[Network, DeviceBackend | None]:
         cfg = self.cfg
         rng = _rng_for(cfg.seed, _NET)
         inner = None
         if cell_kind(cfg.cell).uses_devices:
-            from hil.nn.network import n_devices_for
-
             inner = self._make_backend(n_devices_for(cfg.layers))
         # Pulse-train and noise numbers restart from a new key at every checkpoint, so a
         # checkpoint need only store how many there were.
@@ -134,68 +136,84 @@ class Trainer:
         net = Network(cfg, rng, inner, self.pool)
         return net, inner
 
-    def _state_arrays(self, net: Network, inner: DeviceBackend | None) -> dict[str, np.ndarray]:
-        arrays = {f"cells/{k}": np.asarray(v) for k, v in net.cells.state().items()}
+    def _state(self, net: Network, inner: DeviceBackend | None) -> CheckpointState:
+        """What a checkpoint stores as arrays: the cells' state, the backend's snapshot."""
+        snapshot: dict[str, np.ndarray] = {}
         if isinstance(inner, Snapshotting):
-            for k, v in inner.snapshot().items():
-                arrays[f"backend/{k}"] = np.asarray(v)
-        return arrays
+            snapshot = inner.snapshot()
+        return CheckpointState(cells=net.cells.state(), backend=snapshot)
 
     # -- the run --------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         """Train to the configured number of epochs; returns the summary dict."""
-        cfg = self.cfg
         net, inner = self._build()
-        prog = Progress()
         if resume:
-            arrays, meta = self._load_checkpoint()
+            state, meta = self._load_checkpoint()
             writer = PulseLogWriter.reopen(self.out, truncate_to=meta["pulse_records"])
         else:
-            template = self._state_arrays(net, inner)
-            writer = PulseLogWriter.create(
-                self.out,
-                config_text=cfg.to_json(),
-                seed=cfg.seed,
-                overwrite=self.overwrite,
-                device_table=net.layout.device_table() if inner is not None else None,
-                prepare=lambda f: (checkpoint.declare(f, template), _store_stations(f, inner)),
-            )
-        backend = inner
-        if inner is not None and cfg.log_pulses:
+            writer = self._create_run_file(net, inner)
+        if inner is not None and self.cfg.log_pulses:
             self._recorder = Recorder(inner, writer, layer_of_device=net.layout.layer_of_device)
         started = time.perf_counter()
         try:
             if resume:
-                prog = self._restore(net, inner, arrays, meta)
+                prog = self._restore(net, inner, state, meta)
             else:
-                if backend is not None:
-                    with self._context(phase=Phase.TRANSFER, transfer=0, epoch=0):
-                        init = net.initialize(backend)
-                else:
-                    init = net.initialize(None)
-                prog.history.append({"epoch": -1, "init": init})
-                self._checkpoint(writer, net, inner, prog)
-            images_before = prog.images_seen
-            self._eval_s = 0.0
-            loop_started = time.perf_counter()
-            self._loop(net, inner, backend, writer, prog)
-            train_s = time.perf_counter() - loop_started - self._eval_s
-            summary = self._summary(prog, time.perf_counter() - started)
-            summary["train_s"] = round(train_s, 3)
-            summary["eval_s"] = round(self._eval_s, 3)
-            summary["images_per_s"] = round((prog.images_seen - images_before) / train_s, 1)
-            checkpoint.write_summary(writer.file, summary)
-            return summary
+                prog = self._initialize(net, inner, writer)
+            return self._train(net, inner, writer, prog, started)
         finally:
-            self.pool.close()
-            try:
-                if backend is not None:
-                    backend.close()  # what a station sends on closing is still logged
-            finally:
-                if self._recorder is not None:
-                    self._recorder.close()  # closes the writer
-                if not writer.closed:
-                    writer.close()
+            self._close(inner, writer)
+
+    def _create_run_file(self, net: Network, inner: DeviceBackend | None) -> PulseLogWriter:
+        template = self._state(net, inner)
+
+        def prepare(f: h5py.File) -> None:
+            # Datasets must exist before the file enters SWMR mode.
+            checkpoint.declare(f, template)
+            _store_stations(f, inner)
+
+        return PulseLogWriter.create(
+            self.out,
+            config_text=self.cfg.to_json(),
+            seed=self.cfg.seed,
+            overwrite=self.overwrite,
+            device_table=net.layout.device_table() if inner is not None else None,
+            prepare=prepare,
+        )
+
+    def _initialize(self, net: Network, inner: DeviceBackend | None, writer) -> Progress:
+        """The initial weights programmed, and the first checkpoint."""
+        prog = Progress()
+        with self._context(phase=Phase.TRANSFER, transfer=0, epoch=0):
+            init = net.initialize(inner)
+        prog.history.append({"epoch": -1, "init": init})
+        self._checkpoint(writer, net, inner, prog)
+        return prog
+
+    def _train(self, net: Network, inner, writer, prog: Progress, started: float) -> dict:
+        """The epochs still to train, from ``prog``; returns the summary (also stored)."""
+        images_before = prog.images_seen
+        self._eval_s = 0.0
+        loop_started = time.perf_counter()
+        self._loop(net, inner, writer, prog)
+        train_s = time.perf_counter() - loop_started - self._eval_s
+        summary = self._summary(prog, time.perf_counter() - started)
+        summary["train_s"] = round(train_s, 3)
+        summary["eval_s"] = round(self._eval_s, 3)
+        summary["images_per_s"] = round((prog.images_seen - images_before) / train_s, 1)
+        checkpoint.write_summary(writer.file, summary)
+        return summary
+
+    def _close(self, inner: DeviceBackend | None, writer: PulseLogWriter) -> None:
+        self.pool.close()
+        try:
+            if inner is not None:
+                inner.close()  # what a station sends on closing is still logged
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()  # closes the writer
+            if not writer.closed:
+                writer.close()
 
     def _context(self, **fields):
         """The log's training context, when pulses are logged."""
@@ -203,61 +221,71 @@ class Trainer:
             return self._recorder.context(**fields)
         return nullcontext()
 
-    def _loop(self, net, inner, backend, writer, prog: Progress) -> None:
-        cfg = self.cfg
-        n = self.x_train.shape[0]
-        k_leak = cfg.leak_update_images
-        dt_leak = k_leak * cfg.image_time_s
-        per_image_context = net.cells.needs_backend_per_image and self._recorder is not None
+    def _loop(self, net: Network, inner, writer, prog: Progress) -> None:
         x_train = net.prepare_inputs(self.x_train)  # the input DAC, once
         bar = self._bar(prog)
         try:
-            while prog.epoch < cfg.epochs:
-                order = _rng_for(cfg.seed, _ORDER, prog.epoch).permutation(n)
-                lr = cfg.learning_rate * cfg.lr_decay**prog.epoch
-                train_ctx = self._context(phase=Phase.TRAIN, epoch=prog.epoch)
-                with train_ctx:
-                    while prog.position < n:
-                        img = order[prog.position]
-                        if per_image_context:
-                            self._recorder.set_context(image=prog.images_seen)
-                        prog.correct_this_epoch += net.train_image(
-                            x_train[img], int(self.y_train[img]), lr, prepared=True
-                        )
-                        prog.position += 1
-                        prog.images_seen += 1
-                        if prog.images_seen % k_leak == 0:
-                            net.cells.elapse(dt_leak)
-                            if inner is not None:
-                                backend.wait(dt_leak)
-                        if prog.images_seen % cfg.transfer_interval == 0:
-                            self._transfer(net, backend, prog)
-                            self._checkpoint(writer, net, inner, prog)
-                        if bar is not None and prog.position % 250 == 0:
-                            self._bar_update(bar, prog, 250)
-                        if self.kill_after_images == prog.images_seen:
-                            os.kill(os.getpid(), signal.SIGKILL)
-                t_eval = time.perf_counter()
-                test_acc = net.accuracy(self.x_test, self.y_test)
-                self._eval_s += time.perf_counter() - t_eval
-                prog.history.append(
-                    {
-                        "epoch": prog.epoch,
-                        "test_accuracy": test_acc,
-                        "train_accuracy": prog.correct_this_epoch / n,
-                        "learning_rate": lr,
-                        "pulses": _counts(self._recorder),
-                    }
-                )
-                prog.epoch += 1
-                prog.position = 0
-                prog.correct_this_epoch = 0
-                self._checkpoint(writer, net, inner, prog)
-                if bar is not None:
-                    bar.set_postfix_str(f"epoch {prog.epoch} test {test_acc:.2%}")
+            while prog.epoch < self.cfg.epochs:
+                lr = self.cfg.learning_rate * self.cfg.lr_decay**prog.epoch
+                with self._context(phase=Phase.TRAIN, epoch=prog.epoch):
+                    self._train_epoch(net, inner, writer, prog, x_train, lr, bar)
+                self._end_epoch(net, inner, writer, prog, lr, bar)
         finally:
             if bar is not None:
                 bar.close()
+
+    def _train_epoch(self, net: Network, inner, writer, prog, x_train, lr: float, bar) -> None:
+        """This epoch's images from ``prog.position`` on, in the epoch's order."""
+        n = self.x_train.shape[0]
+        order = _rng_for(self.cfg.seed, _ORDER, prog.epoch).permutation(n)
+        per_image = self._recorder if net.cells.needs_backend_per_image else None
+        while prog.position < n:
+            img = order[prog.position]
+            if per_image is not None:
+                per_image.set_context(image=prog.images_seen)
+            prog.correct_this_epoch += net.train_image(
+                x_train[img], int(self.y_train[img]), lr, prepared=True
+            )
+            prog.position += 1
+            prog.images_seen += 1
+            self._after_image(net, inner, writer, prog, bar)
+
+    def _after_image(self, net: Network, inner, writer, prog: Progress, bar) -> None:
+        """What falls due after an image: leak, transfer and checkpoint, progress."""
+        cfg = self.cfg
+        if prog.images_seen % cfg.leak_update_images == 0:
+            dt_leak = cfg.leak_update_images * cfg.image_time_s
+            net.cells.elapse(dt_leak)
+            if inner is not None:
+                inner.wait(dt_leak)
+        if prog.images_seen % cfg.transfer_interval == 0:
+            self._transfer(net, inner, prog)
+            self._checkpoint(writer, net, inner, prog)
+        if bar is not None and prog.position % 250 == 0:
+            self._bar_update(bar, prog, 250)
+        if self.kill_after_images == prog.images_seen:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _end_epoch(self, net: Network, inner, writer, prog: Progress, lr: float, bar) -> None:
+        """Evaluate on the test set, record the epoch, checkpoint."""
+        t_eval = time.perf_counter()
+        test_acc = net.accuracy(self.x_test, self.y_test)
+        self._eval_s += time.perf_counter() - t_eval
+        prog.history.append(
+            {
+                "epoch": prog.epoch,
+                "test_accuracy": test_acc,
+                "train_accuracy": prog.correct_this_epoch / self.x_train.shape[0],
+                "learning_rate": lr,
+                "pulses": _counts(self._recorder),
+            }
+        )
+        prog.epoch += 1
+        prog.position = 0
+        prog.correct_this_epoch = 0
+        self._checkpoint(writer, net, inner, prog)
+        if bar is not None:
+            bar.set_postfix_str(f"epoch {prog.epoch} test {test_acc:.2%}")
 
     def _transfer(self, net, backend, prog: Progress) -> None:
         if not net.cells.transfers:
@@ -274,7 +302,7 @@ class Trainer:
         for part in _parts(inner):
             if isinstance(part, Deferring):
                 part.flush_deferred()
-        arrays = self._state_arrays(net, inner)
+        state = self._state(net, inner)
         writer.flush()
         prog.checkpoints += 1
         self.pool.reseed((self.cfg.seed, _PULSES, prog.checkpoints))
@@ -284,13 +312,13 @@ class Trainer:
             "pulse_records": writer.n_records,
             "pulse_counts": _counts(self._recorder),
         }
-        checkpoint.write(writer.file, arrays, json.loads(json.dumps(meta, default=int)))
+        checkpoint.write(writer.file, state, json.loads(json.dumps(meta, default=int)))
 
-    def _load_checkpoint(self):
+    def _load_checkpoint(self) -> tuple[CheckpointState, dict]:
         try:
             with open_run_file(self.out, "r") as f:
                 stored = read_root_attrs(f)["config_text"]
-                arrays, meta = checkpoint.latest(f)
+                state, meta = checkpoint.latest(f)
         except OSError as exc:
             raise LogError(f"cannot open {self.out} to resume: {exc}") from None
 
@@ -303,16 +331,13 @@ class Trainer:
                 f"{self.out} was written with a different configuration; resume it with "
                 "`hil train --resume RUN.h5` alone (the stored configuration is used)"
             )
-        return arrays, meta
+        return state, meta
 
-    def _restore(self, net, inner, arrays, meta) -> Progress:
-        net.cells.load_state(
-            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("cells/")}
-        )
+    def _restore(self, net: Network, inner, state: CheckpointState, meta: dict) -> Progress:
+        net.cells.load_state(dict(state.cells))
         net.rng.bit_generator.state = meta["rng_state"]
-        snap = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
         if isinstance(inner, Snapshotting):
-            inner.restore(snap)
+            inner.restore(dict(state.backend))
         if self._recorder is not None:
             for op in Operation:
                 self._recorder.counts[op] = int(meta["pulse_counts"].get(op.name, 0))
@@ -321,11 +346,9 @@ class Trainer:
         return prog
 
     # -- reporting ------------------------------------------------------------------------
-    def _bar(self, prog: Progress):
+    def _bar(self, prog: Progress) -> tqdm | None:
         if not self.show_progress:
             return None
-        from tqdm import tqdm
-
         total = self.cfg.epochs * self.x_train.shape[0]
         return tqdm(
             total=total,

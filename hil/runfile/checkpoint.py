@@ -1,10 +1,12 @@
 """Checkpoints inside the run file, written so that a crash at any moment leaves one intact.
 
 Two slots, ``/checkpoint/slot0`` and ``slot1``, each with one dataset per state array and a
-``meta`` dataset (UTF-8 JSON as uint8). A new checkpoint overwrites the older slot, arrays
-first and ``meta`` last; ``meta`` carries a sequence number and a CRC-32 of every array. On
-resume the newest slot whose meta parses and whose arrays match their CRCs wins, so a
-checkpoint torn by a crash falls back to the previous one.
+``meta`` dataset (UTF-8 JSON as uint8). The arrays come in two sections
+(:class:`CheckpointState`): the network's cells (datasets ``cells/<name>``) and the backend's
+snapshot (``backend/<name>``). A new checkpoint overwrites the older slot, arrays first and
+``meta`` last; ``meta`` carries a sequence number and a CRC-32 of every array, keyed by its
+dataset path. On resume the newest slot whose meta parses and whose arrays match their CRCs
+wins, so a checkpoint torn by a crash falls back to the previous one.
 
 Every dataset is created before the file enters SWMR mode (HDF5 forbids creating objects
 afterwards); writing and resizing existing datasets is allowed while readers watch.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 
 import h5py
 import numpy as np
@@ -24,16 +28,34 @@ GROUP = "checkpoint"
 SUMMARY = "summary_json"
 
 
-def declare(f: h5py.File, template: dict[str, np.ndarray]) -> None:
+@dataclass(frozen=True)
+class CheckpointState:
+    """The arrays of one checkpoint, by section (each: array name → array)."""
+
+    cells: Mapping[str, np.ndarray]
+    """The network's cell state (:meth:`hil.nn.cells.CellArray.state`)."""
+    backend: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """The backend's snapshot (empty: the backend keeps no state, or there is none)."""
+
+    def paths(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(dataset path within the slot, array)`` for every array, section by section."""
+        for section in _SECTIONS:
+            for name, arr in getattr(self, section).items():
+                yield f"{section}/{name}", np.asarray(arr)
+
+
+_SECTIONS = tuple(f.name for f in fields(CheckpointState))
+
+
+def declare(f: h5py.File, template: CheckpointState) -> None:
     """Create both slots for arrays shaped like ``template``, and the summary dataset."""
     g = f.require_group(GROUP)
     for slot in ("slot0", "slot1"):
         s = g.require_group(slot)
-        for name, arr in template.items():
-            arr = np.asarray(arr)
+        for path, arr in template.paths():
             # Resizable: some state (a JSON-encoded random-generator state) varies in size.
             s.create_dataset(
-                name,
+                path,
                 shape=arr.shape,
                 dtype=arr.dtype,
                 maxshape=(None,) * arr.ndim,
@@ -56,23 +78,22 @@ def _crc(arr: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)
 
 
-def write(f: h5py.File, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Store ``arrays`` and ``meta`` in the older slot, then flush."""
+def write(f: h5py.File, state: CheckpointState, meta: dict) -> None:
+    """Store ``state`` and ``meta`` in the older slot, then flush."""
     g = f[GROUP]
     seqs = [_slot_seq(g[s]) for s in ("slot0", "slot1")]
     target = "slot0" if seqs[0] <= seqs[1] else "slot1"
     s = g[target]
     crcs = {}
-    for name, arr in arrays.items():
-        arr = np.asarray(arr)
-        if name not in s or s[name].ndim != arr.ndim or s[name].dtype != arr.dtype:
+    for path, arr in state.paths():
+        if path not in s or s[path].ndim != arr.ndim or s[path].dtype != arr.dtype:
             raise LogError(
-                f"checkpoint array {name!r} {arr.shape} was not declared in the run file"
+                f"checkpoint array {path!r} {arr.shape} was not declared in the run file"
             )
-        if s[name].shape != arr.shape:
-            s[name].resize(arr.shape)
-        s[name][...] = arr
-        crcs[name] = _crc(arr)
+        if s[path].shape != arr.shape:
+            s[path].resize(arr.shape)
+        s[path][...] = arr
+        crcs[path] = _crc(arr)
     meta = {**meta, "seq": max(seqs) + 1, "crc32": crcs}
     _put_bytes(s["meta"], json.dumps(meta).encode())
     f.flush()
@@ -85,11 +106,12 @@ def _slot_seq(s: h5py.Group) -> int:
         return -1
 
 
-def latest(f: h5py.File) -> tuple[dict[str, np.ndarray], dict]:
-    """The newest intact checkpoint; :class:`LogError` if there is none."""
+def latest(f: h5py.File) -> tuple[CheckpointState, dict]:
+    """The newest intact checkpoint: its arrays and its meta; :class:`LogError` if there is
+    none."""
     if GROUP not in f:
         raise LogError(f"{f.filename} holds no checkpoints (was it written by `hil train`?)")
-    best = None
+    best: tuple[CheckpointState, dict] | None = None
     for slot in ("slot0", "slot1"):
         s = f[GROUP][slot]
         try:
@@ -98,14 +120,28 @@ def latest(f: h5py.File) -> tuple[dict[str, np.ndarray], dict]:
             continue
         if not isinstance(meta, dict) or "seq" not in meta:
             continue
-        arrays = {name: s[name][...] for name in meta["crc32"]}
-        if any(_crc(arrays[n]) != c for n, c in meta["crc32"].items()):
+        state = _read_state(s, meta["crc32"])
+        if state is None:
             continue  # torn by a crash mid-write: fall back to the other slot
         if best is None or meta["seq"] > best[1]["seq"]:
-            best = (arrays, meta)
+            best = (state, meta)
     if best is None:
         raise LogError(f"{f.filename}: no intact checkpoint; the run cannot be resumed")
     return best
+
+
+def _read_state(s: h5py.Group, crcs: dict[str, int]) -> CheckpointState | None:
+    """The slot's arrays listed in its meta, or None if one does not match its CRC."""
+    sections: dict[str, dict[str, np.ndarray]] = {section: {} for section in _SECTIONS}
+    for path, crc in crcs.items():
+        section, _, name = path.partition("/")
+        if section not in sections:
+            return None
+        arr = s[path][...]
+        if _crc(arr) != crc:
+            return None
+        sections[section][name] = arr
+    return CheckpointState(**sections)
 
 
 def write_summary(f: h5py.File, summary: dict) -> None:

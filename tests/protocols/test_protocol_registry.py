@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from hil.app.cli import main as cli
+from hil.app.cli import characterize as cli
 from hil.core.errors import ConfigError
 from hil.runfile import PulseLogReader, read_summary
 from protocols import registry

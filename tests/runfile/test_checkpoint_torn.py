@@ -15,27 +15,35 @@ from hil.app.training import Trainer
 from hil.core.errors import LogError
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
+from hil.runfile.checkpoint import CheckpointState
 from hil.runfile.container import open_run_file
 from hil.runfile.reader import PulseLogReader
 
-TEMPLATE = {
-    "cells/w": np.zeros(100_000, np.float32),  # several HDF5 chunks
-    "backend/g_uS": np.zeros(5000, np.float32),
-    "backend/now_s": np.array(0.0),
-}
+TEMPLATE = CheckpointState(
+    cells={"w": np.zeros(100_000, np.float32)},  # several HDF5 chunks
+    backend={"g_uS": np.zeros(5000, np.float32), "now_s": np.array(0.0)},
+)
 
 
-def _state(value: float) -> dict[str, np.ndarray]:
-    return {k: np.full(v.shape, value, v.dtype) for k, v in TEMPLATE.items()}
+def _state(value: float) -> CheckpointState:
+    return CheckpointState(
+        cells={k: np.full(v.shape, value, v.dtype) for k, v in TEMPLATE.cells.items()},
+        backend={k: np.full(v.shape, value, v.dtype) for k, v in TEMPLATE.backend.items()},
+    )
 
 
 class _CrashAfterFirstArray(dict):
-    """Checkpoint arrays whose writing stops after the first one, as a crash would."""
+    """A section whose writing stops after its first array, as a crash would."""
 
     def items(self):
         it = iter(super().items())
         yield next(it)
         raise KeyboardInterrupt("killed while writing the checkpoint")
+
+
+def _torn(value: float) -> CheckpointState:
+    state = _state(value)
+    return CheckpointState(cells=state.cells, backend=_CrashAfterFirstArray(state.backend))
 
 
 def _new_file(tmp_path):
@@ -44,16 +52,27 @@ def _new_file(tmp_path):
     return f
 
 
+def test_sections_are_stored_under_their_own_dataset_paths(tmp_path):
+    with _new_file(tmp_path) as f:
+        checkpoint.write(f, _state(1.0), {"step": 1})
+        slot = f[checkpoint.GROUP]["slot0"]
+        assert set(_slot_meta(slot)["crc32"]) == {"cells/w", "backend/g_uS", "backend/now_s"}
+        np.testing.assert_array_equal(slot["backend/g_uS"][...], 1.0)
+        state, meta = checkpoint.latest(f)
+    assert meta["step"] == 1
+    assert state.cells.keys() == {"w"} and state.backend.keys() == {"g_uS", "now_s"}
+
+
 def test_a_slot_written_half_way_falls_back_to_the_previous_checkpoint(tmp_path):
     with _new_file(tmp_path) as f:
         checkpoint.write(f, _state(1.0), {"step": 1})
         checkpoint.write(f, _state(2.0), {"step": 2})
         with pytest.raises(KeyboardInterrupt):
-            checkpoint.write(f, _CrashAfterFirstArray(_state(3.0)), {"step": 3})
-        arrays, meta = checkpoint.latest(f)
+            checkpoint.write(f, _torn(3.0), {"step": 3})
+        state, meta = checkpoint.latest(f)
         assert meta["step"] == 2
-        for name, value in arrays.items():
-            np.testing.assert_array_equal(value, 2.0, err_msg=name)
+        for path, value in state.paths():
+            np.testing.assert_array_equal(value, 2.0, err_msg=path)
         # The next checkpoint overwrites the torn slot again and wins.
         checkpoint.write(f, _state(4.0), {"step": 4})
         assert checkpoint.latest(f)[1]["step"] == 4
@@ -64,7 +83,7 @@ def test_no_intact_slot_is_an_error_that_says_the_run_cannot_be_resumed(tmp_path
         checkpoint.write(f, _state(1.0), {"step": 1})
         checkpoint.write(f, _state(2.0), {"step": 2})
         with pytest.raises(KeyboardInterrupt):
-            checkpoint.write(f, _CrashAfterFirstArray(_state(3.0)), {"step": 3})
+            checkpoint.write(f, _torn(3.0), {"step": 3})
         _corrupt_crc(f, _newest_slot(f))
         with pytest.raises(LogError, match="no intact checkpoint"):
             checkpoint.latest(f)

@@ -1,0 +1,149 @@
+"""``hil characterize PROTOCOL``: run a characterisation protocol, log every pulse, plot it.
+
+The protocols are those of :mod:`protocols.registry`, read when this module is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from hil.app.registry import make_backend
+from hil.runfile.container import write_summary
+from hil.runfile.recorder import Recorder
+from hil.runfile.schema import Phase
+from hil.runfile.writer import PulseLogWriter
+from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
+
+
+@click.command()
+@click.argument("protocol", type=click.Choice(list(PROTOCOLS)))
+@click.option(
+    "--backend",
+    "backend_spec",
+    default="emulator",
+    show_default=True,
+    help="Device backend: emulator, emulator:PRESET or fitted:MODEL.h5.",
+)
+@click.option(
+    "--devices",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of devices to characterise.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Run file to write (HDF5); the plot goes next to it as .png.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the emulator.")
+@click.option(
+    "--pulses",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="staircase: partial-SET pulses per device.",
+)
+@click.option(
+    "--cycles",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="reset: SET/RESET cycles per device.",
+)
+@click.option(
+    "--reads",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="read-noise: reads per device.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, reads, as_json, force):
+    """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
+    if out.exists() and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    options = CharacterizeOptions(pulses=pulses, cycles=cycles, reads=reads)
+    config_text = json.dumps(
+        {
+            "command": "characterize",
+            "protocol": protocol,
+            "backend": backend_spec,
+            "devices": devices,
+            "seed": seed,
+            "pulses": pulses,
+            "cycles": cycles,
+            "reads": reads,
+        }
+    )
+    chosen = get_protocol(protocol)
+    started = time.perf_counter()
+    result, counts = _run_logged(
+        chosen, options, backend_spec, devices, seed, out, config_text, overwrite=force
+    )
+    summary = chosen.summary(result)
+    write_summary(out, protocol, summary)
+    png = out.with_suffix(".png")
+    chosen.plot(summary, result, png, f"{protocol} on {backend_spec}, {devices} devices")
+    line = {
+        "protocol": protocol,
+        "backend": backend_spec,
+        "devices": devices,
+        "pulses_logged": int(sum(counts.values())),
+        "pulses_by_kind": counts,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "run_file": str(out),
+        "plot": str(png),
+        "summary": _jsonable(summary),
+    }
+    _echo(line, as_json)
+
+
+def _run_logged(chosen, options, backend_spec, devices, seed, out, config_text, *, overwrite):
+    """Run the protocol on a new backend, every pulse logged to a new run file ``out``;
+    returns the protocol's result and the pulses sent, by kind."""
+    steps = chosen.steps(options)
+    inner = make_backend(backend_spec, devices, seed=seed)
+    writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=overwrite)
+    # Closed in reverse order: the backend first, so that what it sends on closing is logged.
+    with (
+        Recorder(inner, writer) as recorder,
+        inner as backend,
+        tqdm(total=steps, desc=chosen.name, unit="step", disable=None, file=sys.stderr) as bar,
+    ):
+        recorder.set_context(phase=Phase.CHARACTERIZE)
+        result = chosen.run(backend, np.arange(devices), options, bar.update)
+    return result, {op.name: n for op, n in recorder.counts.items()}
+
+
+def _echo(line: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(line))
+        return
+    counts = line["pulses_by_kind"]
+    click.echo(
+        f"{line['protocol']}: {line['pulses_logged']} pulses logged to {line['run_file']} "
+        f"({', '.join(f'{k} {v}' for k, v in counts.items())}); plot {line['plot']}"
+    )
+    for k, v in line["summary"].items():
+        if isinstance(v, float):
+            click.echo(f"  {k} = {v:.6g}")
+
+
+def _jsonable(summary: dict) -> dict:
+    out = {}
+    for k, v in summary.items():
+        if isinstance(v, np.ndarray):
+            out[k] = v.tolist() if v.size <= 64 else f"<{v.size} values in the run file>"
+        else:
+            out[k] = v
+    return out
