@@ -13,6 +13,8 @@ import click
 from hil.core.errors import ConfigError
 from hil.station.drivers import DRIVERS, VIRTUAL
 from hil.station.parser import load_station
+from instruments.connect import check_station, format_check
+from sim_backends.virtual.station import VirtualStation
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -28,9 +30,6 @@ def station():
 def check(station_file, walk_dies):
     """Connect to every instrument of STATION_FILE, identify it, check the tester's modules
     and the die map; prints a table. Nothing is pulsed. Exit status 1 on a problem."""
-    # pymeasure and pyvisa load only when a station command runs: `hil --help` stays fast.
-    from instruments.connect import check_station, format_check  # noqa: PLC0415
-
     st = load_station(station_file)
     rows = check_station(st, walk_dies=walk_dies)
     dm = st.devices
@@ -76,9 +75,6 @@ def drivers():
 def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed, host):
     """Serve virtual instruments for STATION_FILE (one emulated wafer behind its tester,
     matrix and prober) on 127.0.0.1 until Ctrl-C; prints the VISA resources to use."""
-    # The emulator and the virtual instruments load only for this command (`hil --help`).
-    from sim_backends.virtual.station import VirtualStation  # noqa: PLC0415
-
     st = load_station(station_file)
     overrides = {
         k: v
