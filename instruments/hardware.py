@@ -94,9 +94,8 @@ class HardwareBackend(DeviceBackend):
         super().__init__(n, station.envelope)
         self.station = station
         self._die = dm.die[:n]  # visiting order of dies: the station file's
-        base = station.card * 10000
-        self._top = base + station.force_port * 100 + dm.top_pin[:n]
-        self._bottom = base + station.ground_port * 100 + dm.bottom_pin[:n]
+        self._top = station.top_channels[:n]  # the one matrix channel codec's numbers
+        self._bottom = station.bottom_channels[:n]
         self._pending = np.zeros(n, dtype=bool)
         self._pend_amp = np.zeros(n)
         self._pend_width = np.zeros(n)

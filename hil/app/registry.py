@@ -4,7 +4,7 @@ A spec is ``KIND`` or ``KIND:ARG``; each kind is one :func:`register_backend` fa
 Known kinds:
 
 - ``emulator`` or ``emulator:PRESET`` — the statistical PCM emulator
-  (:mod:`sim_backends.emulator`; presets listed by ``sim_backends.pcm_models``).
+  (:mod:`sim_backends.emulator`; presets in :mod:`sim_backends.emulator.presets`).
 - ``station:STATION.toml`` — real devices on a probe station
   (:class:`instruments.hardware.HardwareBackend`); the station file may put only some
   network layers on the station and the rest on an emulator (``[placement]``,

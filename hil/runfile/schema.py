@@ -79,7 +79,7 @@ SCHEMA_VERSION = 1
 """Layout version this code writes. Bump it on any incompatible change of the layout."""
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-"""Layout versions this code can read: every version hil has written (tests/test_runfile.py
+"""Layout versions this code can read: every version hil has written (tests/runfile/test_runfile.py
 checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
 reader for its layout, unless old files are deliberately given up."""
 

@@ -14,7 +14,7 @@ from hil.core.pulses import SafetyEnvelope
 from hil.station.model import decode_channel, encode_channel, encode_channels
 from hil.station.parser import load_station, parse_station
 
-EXAMPLE = (Path(__file__).parents[1] / "examples" / "station.toml").read_text()
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "station.toml").read_text()
 PATH = Path("site") / "station.toml"
 
 DIES = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]

@@ -22,7 +22,7 @@ from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import COLUMN_NAMES, SCHEMA_VERSION, Phase, Role
 from hil.runfile.writer import PulseLogWriter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(chunk_records=1024, buffer_records=3000)  # many chunks and buffer spills
 
 

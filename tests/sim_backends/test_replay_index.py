@@ -1,4 +1,4 @@
-"""ReplayBackend's chunked index and its fallback hook (tests/test_replay.py: whole runs)."""
+"""ReplayBackend's chunked index and its fallback hook (tests/app/test_replay.py: whole runs)."""
 
 import logging
 
