@@ -1,8 +1,11 @@
 """Pulse descriptions in SI units, and the safety envelope that every pulse must pass.
 
-A pulse is a small frozen dataclass. Any numeric field may be a scalar (the same pulse for
-every device of a call) or a 1-D array with one value per device (``set`` with a
-per-device ramp length, say); :meth:`columns` broadcasts either to the call's length.
+A pulse is a small frozen dataclass of values. Any numeric field (but a read's compliance)
+may be a scalar (the same pulse for every device of a call) or a 1-D array with one value
+per device (``set`` with a per-device ramp length, say); :meth:`columns` broadcasts either
+to the call's length. Each field is converted once, at construction, to a plain ``float``
+(``int`` for a count) or a read-only float64 (int64) copy, and must be real and finite
+(else :class:`EnvelopeError`), so the value the envelope checks is the value sent (issue 10).
 
 Default values are this project's choices ([ours] in ../shared/reference/pcm-training.md)
 except where a field's docstring cites the source.
