@@ -66,8 +66,12 @@ _READ_KINDS: tuple[type[Pulse], ...] = (ReadPulse,)
 
 
 def _check_kind(pulse, kinds: tuple[type[Pulse], ...], what: str) -> None:
-    """:class:`EnvelopeError` unless ``pulse`` is of one of ``kinds`` (nothing is sent)."""
-    if not isinstance(pulse, kinds):
+    """:class:`EnvelopeError` unless ``pulse`` is exactly one of ``kinds`` (nothing is sent).
+
+    Exact classes, not subclasses: a subclass could claim another ``op`` or recompute a
+    field after the envelope check (issue 10).
+    """
+    if type(pulse) not in kinds:
         names = " or ".join(k.__name__ for k in kinds)
         raise EnvelopeError(
             f"{what} takes a {names}, got {type(pulse).__name__}; pass a {names} "

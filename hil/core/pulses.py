@@ -1,8 +1,11 @@
 """Pulse descriptions in SI units, and the safety envelope that every pulse must pass.
 
-A pulse is a small frozen dataclass. Any numeric field may be a scalar (the same pulse for
-every device of a call) or a 1-D array with one value per device (``set`` with a
-per-device ramp length, say); :meth:`columns` broadcasts either to the call's length.
+A pulse is a small frozen dataclass of values. Any numeric field (but a read's compliance)
+may be a scalar (the same pulse for every device of a call) or a 1-D array with one value
+per device (``set`` with a per-device ramp length, say); :meth:`columns` broadcasts either
+to the call's length. Each field is converted once, at construction, to a plain ``float``
+(``int`` for a count) or a read-only float64 (int64) copy, and must be real and finite
+(else :class:`EnvelopeError`), so the value the envelope checks is the value sent (issue 10).
 
 Default values are this project's choices ([ours] in ../shared/reference/pcm-training.md)
 except where a field's docstring cites the source.
@@ -11,6 +14,7 @@ except where a field's docstring cites the source.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -26,6 +30,74 @@ class Operation(enum.IntEnum):
     RESET = 1
     SET_PARTIAL = 2
     SET_RAMP = 3
+
+
+_REAL_TYPES = (int, float, np.integer, np.floating)
+_COUNT_TYPES = (int, np.integer)
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_COUNT_FIELDS = frozenset({"steps"})
+"""Fields that count something (integers); every other pulse field is a real number."""
+_SCALAR_FIELDS = frozenset({"compliance_A"})
+"""Fields that take one value per call, never one per device."""
+
+
+def _scalar(
+    value, what: str, error: type[Exception], *, count: bool = False, hint: str = ""
+) -> float | int:
+    """``value`` as a plain finite ``float`` (``int`` if ``count``), taken once, or ``error``.
+
+    Only real numbers are accepted (not bool, complex, str or an object that merely has
+    ``__float__``), so the value checked is the value every backend later reads.
+    """
+    kinds = _COUNT_TYPES if count else _REAL_TYPES
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, kinds):
+        expected = "an integer" if count else "a finite real number"
+        raise error(f"{what} must be {expected}{hint}, got {type(value).__name__} {value!r:.60}")
+    if count:
+        if not _INT64_MIN <= value <= _INT64_MAX:  # the pulse log stores counts as int64
+            raise error(f"{what} must be an integer of at most 64 bits, got {value!r:.60}")
+        return int(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        x = float("inf")
+    if not math.isfinite(x):
+        raise error(f"{what} must be a finite real number{hint}, got {value!r:.60}")
+    return x
+
+
+def _per_device(arr: np.ndarray, what: str, *, count: bool) -> np.ndarray:
+    """``arr`` (1-D) as a read-only float64 (int64 if ``count``) copy, or EnvelopeError."""
+    if arr.dtype.kind not in ("iu" if count else "iuf") or arr.ndim != 1:
+        expected = "integers" if count else "finite real numbers"
+        raise EnvelopeError(
+            f"{what} must be a scalar or a 1-D array of {expected} (one per device), "
+            f"got shape {arr.shape} of dtype {arr.dtype}"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = arr.astype(np.int64 if count else np.float64)  # a copy: no alias of the input
+    if not count and not np.isfinite(arr).all():
+        raise EnvelopeError(f"{what} must be finite (no nan or inf), got {arr!r:.80}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _pulse_value(value, what: str, *, count: bool, scalar_only: bool):
+    """A pulse field's frozen value: a plain scalar, or a read-only array per device."""
+    if isinstance(value, np.ndarray | list | tuple) and not scalar_only:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EnvelopeError(
+                f"{what} must be a scalar or a 1-D array of numbers (one per device): {exc}"
+            ) from None
+        if arr.ndim:
+            return _per_device(arr, what, count=count)
+        value = arr
+    hint = "" if scalar_only else " (or a 1-D array of them, one per device)"
+    return _scalar(value, what, EnvelopeError, count=count, hint=hint)
 
 
 def _field(value, n: int, dtype) -> np.ndarray:
@@ -44,22 +116,46 @@ def _column(value, n: int, dtype) -> np.ndarray:
     return np.full(n, arr, dtype=dtype) if arr.ndim == 0 else arr
 
 
+def _check_shape(value, n: int, name: str, what: str) -> None:
+    if isinstance(value, np.ndarray) and value.shape != (n,):
+        raise EnvelopeError(
+            f"{name}.{what} has shape {value.shape}; expected a scalar or ({n},), "
+            "one value per device id of the call"
+        )
+
+
+def _extreme(value, *, largest: bool, magnitude: bool = False):
+    """The largest (or smallest) entry of a frozen scalar-or-per-device field."""
+    if not isinstance(value, np.ndarray):
+        return abs(value) if magnitude else value
+    v = np.abs(value) if magnitude else value
+    return v.max().item() if largest else v.min().item()
+
+
 @dataclass(frozen=True, eq=False)
 class Pulse:
-    """Base of all pulses: an amplitude (V) and a width (s)."""
+    """Base of all pulses: an amplitude (V) and a width (s).
+
+    Every field is converted once, at construction, to a plain ``float`` (``int`` for a
+    count) or a read-only float64 (int64) copy of a per-device array, and must be finite
+    and real: a pulse cannot change between the envelope check and its use. The physical
+    range (width > 0, steps >= 1, ...) is the :class:`SafetyEnvelope`'s to check.
+    """
 
     amplitude_V: float | np.ndarray
     width_s: float | np.ndarray
     op: ClassVar[Operation]
 
     def __post_init__(self) -> None:
-        # Freeze array fields too, so a pulse cannot change between check and use.
+        name = type(self).__name__
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.copy()
-                v.flags.writeable = False
-                object.__setattr__(self, f.name, v)
+            value = _pulse_value(
+                getattr(self, f.name),
+                f"{name}.{f.name}",
+                count=f.name in _COUNT_FIELDS,
+                scalar_only=f.name in _SCALAR_FIELDS,
+            )
+            object.__setattr__(self, f.name, value)
 
     @property
     def n_steps(self) -> int | np.ndarray:
@@ -144,6 +240,10 @@ class ReadPulse(Pulse):
 
 SetPulse = PartialSetPulse | RampSetPulse
 
+PULSE_KINDS: tuple[type[Pulse], ...] = (ResetPulse, PartialSetPulse, RampSetPulse, ReadPulse)
+"""The pulse classes a backend accepts: exactly these, so no subclass can override a
+field, a property or ``op`` between the envelope check and the backend."""
+
 
 @dataclass(frozen=True)
 class PulseTiming:
@@ -198,61 +298,84 @@ class SafetyEnvelope:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v = getattr(self, f.name)
-            if not (np.isfinite(v) and v > 0):
-                raise ConfigError(f"safety envelope field {f.name!r} must be > 0, got {v!r}")
+            value = _scalar(
+                getattr(self, f.name),
+                f"safety envelope field {f.name!r}",
+                ConfigError,
+                count=f.name == "max_ramp_steps",
+            )
+            if not value > 0:
+                raise ConfigError(f"safety envelope field {f.name!r} must be > 0, got {value!r}")
+            object.__setattr__(self, f.name, value)
 
     def check(self, pulse: Pulse, n: int) -> None:
         """Raise :class:`EnvelopeError` unless ``pulse`` (for ``n`` devices) is inside.
 
-        Scalar fields are checked once, not broadcast: a 1 M-device call costs microseconds.
+        The pulse's fields were frozen and found finite and real at its construction; here
+        they meet the physical range and the limits. Scalar fields are compared once, not
+        broadcast: a 1 M-device call costs microseconds.
         """
-        if not isinstance(pulse, Pulse):
-            raise EnvelopeError(f"expected a pulse dataclass, got {type(pulse).__name__}")
-        amp = _field(pulse.amplitude_V, n, np.float64)
-        width = _field(pulse.width_s, n, np.float64)
-        steps = _field(pulse.n_steps, n, np.int64)
+        if type(pulse) not in PULSE_KINDS:
+            raise EnvelopeError(
+                f"expected a ResetPulse, PartialSetPulse, RampSetPulse or ReadPulse, got "
+                f"{type(pulse).__name__}; nothing was sent"
+            )
+        name = type(pulse).__name__
+        for what in ("amplitude_V", "width_s", "n_steps"):
+            _check_shape(getattr(pulse, what), n, name, what)
         if n == 0:
             return
+        width_min = _extreme(pulse.width_s, largest=False)
+        if not width_min > 0:
+            raise EnvelopeError(f"{name}: width_s must be > 0, got min {width_min!r}")
+        if pulse.op is Operation.READ:
+            self._check_read(pulse)
+        else:
+            self._check_program(pulse)
+
+    def _check_read(self, pulse: Pulse) -> None:
         name = type(pulse).__name__
-        if not (np.all(np.isfinite(amp)) and np.all(np.isfinite(width))):
-            raise EnvelopeError(f"{name}: amplitude and width must be finite numbers")
-        if np.any(width <= 0):
-            raise EnvelopeError(f"{name}: width_s must be > 0, got min {width.min()!r}")
-        vmax = float(np.max(np.abs(amp)))
-        if isinstance(pulse, ReadPulse):
-            if vmax > self.max_read_V:
-                raise EnvelopeError(
-                    f"{name}: |amplitude| {vmax} V exceeds the envelope's max_read_V "
-                    f"{self.max_read_V} V"
-                )
-            if float(width.max()) > self.max_read_width_s:
-                raise EnvelopeError(
-                    f"{name}: width {width.max()} s exceeds max_read_width_s "
-                    f"{self.max_read_width_s} s"
-                )
-            comp = pulse.compliance_A
-            if not (np.isfinite(comp) and 0 < comp <= self.max_compliance_A):
-                raise EnvelopeError(
-                    f"{name}: compliance {comp} A must be in (0, {self.max_compliance_A}] A "
-                    "(max_compliance_A)"
-                )
-            return
+        vmax = _extreme(pulse.amplitude_V, largest=True, magnitude=True)
+        if vmax > self.max_read_V:
+            raise EnvelopeError(
+                f"{name}: |amplitude| {vmax} V exceeds the envelope's max_read_V "
+                f"{self.max_read_V} V"
+            )
+        width_max = _extreme(pulse.width_s, largest=True)
+        if width_max > self.max_read_width_s:
+            raise EnvelopeError(
+                f"{name}: width {width_max} s exceeds max_read_width_s {self.max_read_width_s} s"
+            )
+        comp = pulse.compliance_A  # type: ignore[attr-defined]  # a ReadPulse's
+        if not 0 < comp <= self.max_compliance_A:
+            raise EnvelopeError(
+                f"{name}: compliance {comp} A must be in (0, {self.max_compliance_A}] A "
+                "(max_compliance_A)"
+            )
+
+    def _check_program(self, pulse: Pulse) -> None:
+        name = type(pulse).__name__
+        vmax = _extreme(pulse.amplitude_V, largest=True, magnitude=True)
         if vmax > self.max_program_V:
             raise EnvelopeError(
                 f"{name}: |amplitude| {vmax} V exceeds the envelope's max_program_V "
                 f"{self.max_program_V} V"
             )
-        if pulse.op is Operation.SET_RAMP and (
-            np.any(steps < 1) or np.any(steps > self.max_ramp_steps)
-        ):
+        steps = pulse.n_steps
+        if pulse.op is Operation.SET_RAMP:
+            lo, hi = _extreme(steps, largest=False), _extreme(steps, largest=True)
+            if lo < 1 or hi > self.max_ramp_steps:
+                raise EnvelopeError(
+                    f"{name}: steps must be 1..{self.max_ramp_steps} (max_ramp_steps), "
+                    f"got {lo}..{hi}"
+                )
+        width = pulse.width_s
+        if isinstance(width, np.ndarray) or isinstance(steps, np.ndarray):
+            duration = float(np.max(width * np.maximum(steps, 1)))
+        else:
+            duration = width * max(steps, 1)
+        if duration > self.max_width_s:
             raise EnvelopeError(
-                f"{name}: steps must be 1..{self.max_ramp_steps} (max_ramp_steps), "
-                f"got {steps.min()}..{steps.max()}"
-            )
-        duration = width * np.maximum(steps, 1)
-        if float(duration.max()) > self.max_width_s:
-            raise EnvelopeError(
-                f"{name}: duration {duration.max()} s exceeds the envelope's max_width_s "
+                f"{name}: duration {duration} s exceeds the envelope's max_width_s "
                 f"{self.max_width_s} s"
             )
