@@ -28,7 +28,7 @@ from typing import Any
 
 from hil.core.errors import ConfigError
 
-__all__ = ["FieldError", "check_fields", "setting"]
+__all__ = ["FieldError", "check_fields", "number_problem", "setting"]
 
 
 class FieldError(ConfigError):
@@ -73,7 +73,7 @@ def _problem(kind: Any, value: Any, meta: typing.Mapping[str, Any]) -> str | Non
             return f"must be true or false (unquoted), got {value!r}"
         return None
     if kind is int or kind is float:
-        return _number_problem(kind, value, meta)
+        return number_problem(value, kind, meta)
     if kind is str:
         if not isinstance(value, str):
             return f"must be a string (in quotes), got {value!r}"
@@ -91,7 +91,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _number_problem(kind: type, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
+def number_problem(value: Any, kind: type, meta: typing.Mapping[str, Any]) -> str | None:
+    """What is wrong with ``value`` as a ``kind`` (int or float) within the ``meta`` range
+    (keys ``gt``, ``ge``, ``lt``, ``le``, ``allow_inf``), or None."""
     if kind is int and not _is_int(value):
         return f"must be an integer (no quotes, no decimal point), got {value!r}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
