@@ -14,7 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from hil.app.cli.main import main
-from hil.core.errors import ConfigError
+from hil.core.errors import ConfigError, LogError
+from hil.data import get_dataset
+from hil.data.errors import DatasetNotFoundError
+from hil.fit.load import load_log
 from hil.nn.config import TrainConfig, apply_overrides
 from protocols.program_verify import ProgramVerifyConfig
 from sim_backends.emulator.params import PCMParams
@@ -83,7 +86,8 @@ CONSTRUCTOR_CASES = [
     (lambda: apply_overrides(TrainConfig(), synapse__gain_F=float("inf")), "synapse.gain_F"),
     (lambda: apply_overrides(TrainConfig(), epochs=True), "epochs"),
 ]
-N_INPUTS = len(TOML_CASES) + len(CLI_CASES) + len(CONSTRUCTOR_CASES)
+SAME_FILE_CASES = ("same path", "hard link", "symbolic link", "other spelling")
+N_INPUTS = len(TOML_CASES) + len(CLI_CASES) + len(CONSTRUCTOR_CASES) + len(SAME_FILE_CASES) + 2
 
 
 def _toml(tmp_path, table: str, key: str, value: str):
@@ -134,3 +138,26 @@ def test_the_example_configurations_still_load():
         assert TrainConfig.from_toml(path).validate() is not None
     assert TrainConfig.from_json(TrainConfig().to_json()) == TrainConfig()
     assert apply_overrides(TrainConfig(), capacitor__leak_tau_s=float("inf")).capacitor
+
+
+@pytest.mark.parametrize("how", SAME_FILE_CASES)
+def test_fitting_one_run_file_twice_is_refused(how, tmp_path):
+    run = tmp_path / "A.h5"
+    run.write_bytes(b"")  # refused before anything is read
+    second = {
+        "same path": lambda: run,
+        "hard link": lambda: (tmp_path / "B.h5").hardlink_to(run) or tmp_path / "B.h5",
+        "symbolic link": lambda: (tmp_path / "C.h5").symlink_to(run) or tmp_path / "C.h5",
+        "other spelling": lambda: tmp_path / "." / "A.h5",
+    }[how]()
+    with pytest.raises(LogError, match="same run file"):
+        load_log([run, second], 10_000, 1000, None)
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error(tmp_path, monkeypatch, mnist_dir):
+    monkeypatch.setenv("HIL_DATA_DIR", str(mnist_dir))  # a good copy elsewhere
+    with pytest.raises(DatasetNotFoundError, match="not a folder"):
+        get_dataset("mnist", str(tmp_path / "typo"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetNotFoundError, match="not a folder"):
+        get_dataset("mnist", str(tmp_path / "file"))
