@@ -17,6 +17,9 @@ How a batch runs:
   or garbled has sent its pulses (they are reported and never sent again); a read it repeats
   is reported once, with the value that arrived. A visit that fails before the tester took
   it (routing, or a tester error other than a lost reply) reports nothing.
+- **Reads.** Every read is the station file's ``[read]`` pulse (voltage, width, compliance),
+  whatever read pulse the caller passes, and is logged as sent: the station file is the
+  lab's statement of how its devices are read.
 - **Route.** Break before make: relays of the previous device open before the next
   device's close; ``*OPC?`` waits until they have settled before the tester pulses.
 - **Retries.** A reply timeout or an unparsable reply is retried ``retry.attempts`` times
@@ -314,11 +317,13 @@ class HardwareBackend(DeviceBackend):
     def _set(self, ids, pulse):
         self._visits(ids, pulse, None)
 
+    # Every read goes out as the station file's [read] pulse, whichever read the caller
+    # asks for: the station file is the lab's statement of how its devices are read.
     def _read(self, ids, pulse):
-        return self._visits(ids, None, pulse)
+        return self._visits(ids, None, self.station.read)
 
     def _set_and_read(self, ids, pulse, read_pulse):
-        return self._visits(ids, pulse, read_pulse)
+        return self._visits(ids, pulse, self.station.read)
 
     def _clock(self) -> float:
         return time.monotonic() - self._t0

@@ -16,6 +16,7 @@ import numpy as np
 
 from hil.core.backend import DeviceBackend, PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from hil.core.errors import ConfigError
+from hil.core.validation import check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,18 @@ class RampCalibration:
 class ProgramVerifyConfig:
     """Knobs of the closed loop."""
 
-    tolerance_S: float = 0.5e-6
+    tolerance_S: float = setting(0.5e-6, gt=0)
     """Accept a device when |G - target| <= tolerance [ours: ±0.5 uS, pcm-training.md §3]."""
-    max_iterations: int = 16
+    max_iterations: int = setting(16, ge=1)
     """Budget: most RESET+SET visits per device. pcm-training.md §3 suggests ≤ 8; with the
     emulator's programming and read noise (σ ≈ 1 µS at 15 µS) 8 tries leave 3-6 % of healthy
     devices off target and 16 leave 0.1-0.4 %, at 2.7-3.6 visits per device on average
     (measured, 50k devices, targets 0.5-15 µS) [ours]."""
-    gain: float = 0.3
+    gain: float = setting(0.3, gt=0, le=1)
     """Fraction of the calibrated correction applied per iteration; < 1 keeps read and
     programming noise from throwing the step length around (0.3 beat 0.6 and 0.8 in the
     same measurement) [ours]."""
-    stuck_span_S: float = 2e-6
+    stuck_span_S: float = setting(2e-6, gt=0)
     """A failed device that reads more than this above the RESET level right after a
     RESET, or never rose that far while SET, is reported stuck [ours]."""
     calibration: RampCalibration = field(default_factory=RampCalibration)
@@ -77,13 +78,7 @@ class ProgramVerifyConfig:
     read_pulse: ReadPulse = field(default_factory=ReadPulse)
 
     def __post_init__(self):
-        if not self.tolerance_S > 0:
-            raise ConfigError(f"program-verify tolerance_S must be > 0, got {self.tolerance_S}")
-        if int(self.max_iterations) != self.max_iterations or self.max_iterations < 1:
-            raise ConfigError(
-                f"program-verify max_iterations must be an integer >= 1, got "
-                f"{self.max_iterations!r}"
-            )
+        check_fields(self, "program")
 
 
 @dataclass

@@ -16,10 +16,11 @@ Where the files are looked for, in this order (the first folder holding all four
    that wins even over ``download=True``, so a sandbox or CI can forbid network access for
    every code path at once). Nothing is downloaded while a folder above holds the files.
 
-An explicit ``data_dir`` that does not hold the files is not an error by itself: the search
-goes on, because every copy is checked against the same checksums and so any copy found is
-the same data. When nothing is found, :class:`DatasetNotFoundError` lists every place looked
-at and what was wrong with it.
+An explicit ``data_dir`` that does not exist is an error (a mistyped path must not train on
+another copy unnoticed). An existing ``data_dir`` that does not hold the files is not: the
+search goes on, because every copy is checked against the same checksums and so any copy
+found is the same data. When nothing is found, :class:`DatasetNotFoundError` lists every
+place looked at and what was wrong with it.
 
 Download: :func:`pooch.retrieve` per file and mirror. It streams into a temporary file
 beside the destination and moves it into place only when its MD5 matches, so an
@@ -202,6 +203,11 @@ def find_mnist(
     """
     # Parsed up front so that a malformed HIL_NO_DOWNLOAD is reported even when not needed.
     allowed, why_not = _download_switch(download)
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DatasetNotFoundError(
+            f"data_dir (--data-dir) {data_dir} is not a folder; name the folder that holds the "
+            "MNIST files (or its parent), or leave it out to search $HIL_DATA_DIR and the cache"
+        )
     looked: list[str] = []
     found = _first_complete(_candidates(data_dir), looked)
     if found is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,11 +131,27 @@ def _read_files(
     return cols, {"n_records_total": int(n_total), "n_devices_total": n_dev_total}
 
 
+def _refuse_duplicates(paths: Sequence[Path]) -> None:
+    """The same run file twice (or a hard or symbolic link to it) would count every record
+    twice."""
+    for i, first in enumerate(paths):
+        for second in paths[i + 1 :]:
+            try:
+                same = os.path.samefile(first, second)
+            except OSError:
+                continue  # a missing file is reported by the reader
+            if same:
+                raise LogError(
+                    f"{first} and {second} are the same run file; give each run file once"
+                )
+
+
 def load_log(
     paths: Sequence[Path], max_records: int, step: int, progress: Progress
 ) -> tuple[Log, dict[str, str | int | float]]:
     """The kept records of ``paths`` grouped by device, and the provenance for the model's
     ``meta``: sources, BLAKE2b digest of the records used, record and device counts."""
+    _refuse_duplicates(paths)
     cols, counts = _read_files(paths, max_records, step, progress)
     order = np.argsort(cols["device"], kind="stable")
     digest = hashlib.blake2b(digest_size=16)

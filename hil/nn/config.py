@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hil.core.errors import ConfigError
+from hil.core.validation import FieldError, check_fields, setting
 from hil.nn.cells import CELL_KINDS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
+from hil.station.model import SourceLines
 
 UPDATE_MODES = ("stochastic", "expected")
 RESIDUAL_MODES = ("charge", "reinit")
@@ -28,38 +30,41 @@ RESIDUAL_MODES = ("charge", "reinit")
 class SynapseConfig:
     """The unit cell W = F·(G+ − G−) + p·(g − g_shared) and its transfer rule."""
 
-    gain_F: float = 3.0
+    gain_F: float = setting(3.0, gt=0)
     """Gain of the more-significant PCM pair [ours: not public; 3 is a sound default,
     pcm-training.md §2; NeuroSim V3 HybridCell uses 4]."""
-    weight_scale_uS: float = 40.0
+    weight_scale_uS: float = setting(40.0, gt=0)
     """µS of W per unit of network weight [ours: the prototype of pcm-training.md §6]."""
-    transfer_offset_uS: float = 2.0
+    transfer_offset_uS: float = setting(2.0, ge=0)
     """Offset subtracted from W before programming the PCM pair, toward the side g can
     correct easily [paper: 2 µS, ED Fig. 9]."""
-    residual: str = "charge"
+    residual: str = setting("charge", choices=RESIDUAL_MODES)
     """After programming the pair: 'charge' g with the measured residual W − F·(G+ − G−)
     (reading (b) of pcm-training.md §6, which the prototype measured best), or 'reinit'
     V_C to 0.5 V and let training absorb the offset (reading (a))."""
     polarity_inversion: bool = True
     """Flip p at every transfer so each cell's up/down asymmetry cancels over two
     intervals [paper; IBM patent US 11,074,499]."""
-    g_max_target_uS: float = 16.0
+    g_max_target_uS: float = setting(16.0, gt=0)
     """Largest conductance a transfer asks of one PCM device; larger |W| saturates
     [ours: below the ~20 µS of ED Fig. 7 and below the emulator's G_max spread]."""
-    refresh_fraction: float = 0.75
+    refresh_fraction: float = setting(0.75, gt=0, le=1)
     """2PCM baseline: refresh a pair when G+ or G− passes this fraction of
     ``partial_set_saturation_uS`` [lit: Burr et al. 2015; aihwkit OneSidedUnitCell, 0.75]."""
-    partial_set_saturation_uS: float = 10.5
+    partial_set_saturation_uS: float = setting(10.5, gt=0)
     """2PCM baseline: conductance where identical partial-SET pulses stop raising G on
     average [lit: Nandakumar et al. 2018 model, µ(G) = 0 at G ≈ 10.5 µS]."""
-    refresh_every_images: int = 256
+    refresh_every_images: int = setting(256, ge=1)
     """2PCM baseline: pairs past the threshold are refreshed together every this many
     images ("occasional refresh") [ours]."""
-    update_mode: str = "stochastic"
+    update_mode: str = setting("stochastic", choices=UPDATE_MODES)
     """'stochastic': pulse-count coincidences of stochastic pulse trains encoding x and δ
     [paper; Burr et al., IEEE TED 2015]; 'expected': the deterministic expected count."""
-    pulse_train_length: int = 10
+    pulse_train_length: int = setting(10, ge=1)
     """Slots per update pulse train (BL) [ours]."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "synapse")
 
 
 @dataclass(frozen=True)
@@ -72,24 +77,24 @@ class TrainConfig:
     """'mnist' or 'mnist-backrand'."""
     layers: tuple[int, ...] = (784, 250, 125, 10)
     """Neurons per layer, input first; bias inputs are added [ours: pcm-training.md §3]."""
-    epochs: int = 20
+    epochs: int = setting(20, ge=1)
     """Passes over the training images [paper: MNIST simulated for 20 epochs, ED Fig. 2]."""
-    train_images: int = 0
+    train_images: int = setting(0, ge=0)
     """Use only the first N training images (0 = all)."""
-    test_images: int = 0
+    test_images: int = setting(0, ge=0)
     """Evaluate on the first N test images (0 = all)."""
-    learning_rate: float = 0.01
+    learning_rate: float = setting(0.01, gt=0)
     """Per-image SGD step η [ours: pcm-training.md §6 prototype]."""
-    lr_decay: float = 0.8
+    lr_decay: float = setting(0.8, gt=0, le=1)
     """η is multiplied by this after every epoch [ours]."""
-    transfer_interval: int = 8000
+    transfer_interval: int = setting(8000, ge=1)
     """Training images between transfers [paper: 8,000 for MNIST, ED Fig. 2]."""
-    image_time_s: float = 1e-3
+    image_time_s: float = setting(1e-3, ge=0)
     """Simulated time per training image: leakage and drift follow it [ours]."""
-    leak_update_images: int = 64
+    leak_update_images: int = setting(64, ge=1)
     """Apply capacitor leakage every this many images (its effect over one such period is
     < 10^-3 of the leak toward 0.8 V at the default time constant) [ours]."""
-    seed: int = 0
+    seed: int = setting(0, ge=0)
     """Seeds weights, data order, pulse trains and the emulator."""
     backend: str = "emulator"
     """Device backend spec, e.g. 'emulator' or 'emulator:joshi2020'."""
@@ -101,27 +106,15 @@ class TrainConfig:
     capacitor: CapacitorConfig = field(default_factory=CapacitorConfig)
     converters: ConverterConfig = field(default_factory=ConverterConfig)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "")
+
     def validate(self, n_inputs: int | None = None, n_classes: int | None = None) -> TrainConfig:
         """``self`` if every field is valid (and the layers fit the data's ``n_inputs`` and
         ``n_classes``), else :class:`ConfigError` naming the field."""
         if self.cell not in CELL_KINDS:
             _bad("cell", f"unknown cell {self.cell!r}; choose one of {', '.join(CELL_KINDS)}")
         _check_layers(self.layers, n_inputs, n_classes)
-        for name in ("epochs", "transfer_interval", "leak_update_images"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                _bad(name, f"must be a positive integer, got {v!r}")
-        for name in ("train_images", "test_images"):
-            v = getattr(self, name)
-            if int(v) != v or v < 0:
-                _bad(name, f"must be an integer >= 0, got {v!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            _bad("learning_rate", f"must be > 0, got {self.learning_rate!r}")
-        if not 0 < self.lr_decay <= 1:
-            _bad("lr_decay", f"must be in (0, 1], got {self.lr_decay!r}")
-        if not self.image_time_s >= 0:
-            _bad("image_time_s", f"must be >= 0, got {self.image_time_s!r}")
-        _check_synapse(self.synapse)
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------
@@ -161,7 +154,10 @@ class TrainConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except FieldError as exc:
+            raise ConfigError(f"{path}:{_line_of(text, exc.field)}: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -187,24 +183,11 @@ def _check_layers(layers, n_inputs: int | None, n_classes: int | None) -> None:
         )
 
 
-def _check_synapse(s: SynapseConfig) -> None:
-    if s.update_mode not in UPDATE_MODES:
-        _bad("synapse.update_mode", f"choose one of {', '.join(UPDATE_MODES)}")
-    if s.residual not in RESIDUAL_MODES:
-        _bad("synapse.residual", f"choose one of {', '.join(RESIDUAL_MODES)}")
-    for name in ("gain_F", "weight_scale_uS", "g_max_target_uS"):
-        if not getattr(s, name) > 0:
-            _bad(f"synapse.{name}", "must be > 0")
-    if not s.transfer_offset_uS >= 0:
-        _bad("synapse.transfer_offset_uS", "must be >= 0")
-    if not 0 < s.refresh_fraction <= 1:
-        _bad("synapse.refresh_fraction", "must be in (0, 1]")
-    for name in ("pulse_train_length", "refresh_every_images"):
-        v = getattr(s, name)
-        if int(v) != v or v < 1:
-            _bad(f"synapse.{name}", "must be a positive integer")
-    if not s.partial_set_saturation_uS > 0:
-        _bad("synapse.partial_set_saturation_uS", "must be > 0")
+def _line_of(text: str, dotted: str) -> int | str:
+    """Line of the TOML key ``dotted`` (``synapse.gain_F``; top-level fields in ``[train]``)."""
+    table, _, key = dotted.rpartition(".")
+    lines = SourceLines(text)
+    return lines.of(table or "train", key) or lines.of("", key) or "?"
 
 
 def _json_default(v):
@@ -231,6 +214,8 @@ def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
         kwargs[key] = value
     try:
         return cls(**kwargs)
+    except FieldError:
+        raise
     except ConfigError as exc:
         raise ConfigError(f"config section '{prefix or 'train'}': {exc}") from None
     except TypeError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.core.errors import ConfigError
+from hil.core.validation import check_fields, setting
 
 _F32 = np.float32
 
@@ -34,49 +35,40 @@ class CapacitorConfig:
     """V_C after (re-)initialisation, where g is small [paper: ED Fig. 9]."""
     v_leak_V: float = 0.8
     """Voltage V_C leaks toward; g therefore drifts upward [paper: ED Fig. 9]."""
-    leak_tau_s: float = 200.0
+    leak_tau_s: float = setting(200.0, gt=0, allow_inf=True)
     """Time constant of the leak [ours: 2·10^5 images at 1 ms per image cost ~nothing in the
     prototype of pcm-training.md §6]. ``inf`` disables leakage."""
     v_min_V: float = 0.0
     """Lower rail [ours]."""
     v_max_V: float = 1.0
     """Upper rail; V_C saturates here [ours]."""
-    dv_step_V: float = 1e-3
+    dv_step_V: float = setting(1e-3, gt=0)
     """Nominal |ΔV_C| per update pulse: 500 steps from 0.5 V to the upper rail, 1,000 over the
     rails [paper: hundreds to ~1,000 states, ED Fig. 2; Li et al. VLSI 2018: ~400]. Measured
     on MNIST, 4 seeds: 95.27 % after one epoch against 94.81 % with 2 mV steps, at ~8 % lower
     speed (the stochastic update's granularity is the step)."""
-    up_down_rel_std: float = 0.1
+    up_down_rel_std: float = setting(0.1, ge=0)
     """Fixed per-cell multiplicative error of the pull-up and of the pull-down step, drawn
     independently [paper: 1,000-trial SPICE Monte Carlo; magnitude ours, pcm-training.md §2:
     5-10 %; Li et al. VLSI 2018: ~10 % up/down asymmetry]."""
-    c2c_rel_std: float = 0.02
+    c2c_rel_std: float = setting(0.02, ge=0)
     """Cycle-to-cycle error of one step, relative to the nominal step [ours: smaller than the
     fixed error, pcm-training.md §2]."""
-    g_slope_uS_per_V: float = 20.0
+    g_slope_uS_per_V: float = setting(20.0, gt=0)
     """dg/dV_C of the read transistor above threshold [ours: 10 µS over the 0.5 V swing]."""
     v_threshold_V: float = 0.4
     """Read-transistor threshold: g = 0 below it, so g(0.5 V) = 2 µS grows easily and shrinks
     little [paper: ED Fig. 10a shape; values ours]."""
-    v_threshold_std_V: float = 0.01
+    v_threshold_std_V: float = setting(0.01, ge=0)
     """Per-cell spread of the threshold [ours]."""
-    gain_rel_std: float = 0.05
+    gain_rel_std: float = setting(0.05, ge=0)
     """Per-cell spread of the read transistor's slope [paper: 'per-cell gain spread', ED Fig. 10;
     magnitude ours]."""
 
     def __post_init__(self):
+        check_fields(self, "capacitor")
         if not self.v_min_V <= self.v_init_V <= self.v_max_V:
             raise ConfigError("capacitor: v_init_V must lie between v_min_V and v_max_V")
-        if not self.leak_tau_s > 0:
-            raise ConfigError(
-                f"capacitor: leak_tau_s must be > 0 (inf = no leak), got {self.leak_tau_s}"
-            )
-        for name in ("dv_step_V", "g_slope_uS_per_V"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"capacitor: {name} must be > 0")
-        for name in ("up_down_rel_std", "c2c_rel_std", "v_threshold_std_V", "gain_rel_std"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"capacitor: {name} must be >= 0")
 
     @staticmethod
     def ideal() -> CapacitorConfig:
@@ -168,22 +160,17 @@ class CapacitorArray:
 class ConverterConfig:
     """DAC on neuron activations driven into the array, ADC on the column outputs."""
 
-    dac_bits: int = 8
+    dac_bits: int = setting(8, ge=0, le=24)
     """Resolution of the activation DAC over [-dac_range, dac_range]; 0 = ideal [ours]."""
-    dac_range: float = 1.0
+    dac_range: float = setting(1.0, gt=0)
     """Full scale of the DAC in activation units (tanh outputs lie in [-1, 1]) [ours]."""
-    adc_bits: int = 8
+    adc_bits: int = setting(8, ge=0, le=24)
     """Resolution of the ADC over [-adc_range, adc_range]; 0 = ideal [ours]."""
-    adc_range: float = 16.0
+    adc_range: float = setting(16.0, gt=0)
     """Full scale of the ADC in pre-activation units; larger sums are clipped [ours]."""
 
     def __post_init__(self):
-        for name in ("dac_bits", "adc_bits"):
-            v = getattr(self, name)
-            if int(v) != v or not 0 <= v <= 24:
-                raise ConfigError(f"converters: {name} must be an integer 0..24, got {v!r}")
-        if not (self.dac_range > 0 and self.adc_range > 0):
-            raise ConfigError("converters: dac_range and adc_range must be > 0")
+        check_fields(self, "converters")
 
 
 def quantize(x: np.ndarray, bits: int, full_scale: float, clip: bool = True) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError
 from hil.core.pulses import ReadPulse, SafetyEnvelope
+from hil.core.validation import check_fields, setting
 
 MATRIX_CARDS = range(0, 5)
 """Card digit of a channel number: 1-4 address one card, 0 all cards (auto-config mode)."""
@@ -141,34 +142,32 @@ class DeviceMap:
 class RetryPolicy:
     """How the host retries a transient failure (a reply timeout or an unparsable reply)."""
 
-    attempts: int = 3
+    attempts: int = setting(3, ge=1)
     """Tries per request before the station is shut down safely and the run stops."""
-    backoff_s: float = 0.05
+    backoff_s: float = setting(0.05, ge=0)
     """Wait before the first retry; doubled before each further one."""
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or not self.backoff_s >= 0:
-            raise ConfigError("retry needs attempts >= 1 and backoff_s >= 0")
+        check_fields(self, "retry")
 
 
 @dataclass(frozen=True)
 class VirtualSettings:
     """How ``hil virtual-station`` models the instruments (ignored by real hardware)."""
 
-    command_latency_s: float = 0.0
+    command_latency_s: float = setting(0.0, ge=0)
     """Processing time per command of every instrument."""
-    relay_s: float = 0.0
+    relay_s: float = setting(0.0, ge=0)
     """Time per relay the matrix opens or closes."""
-    die_step_s: float = 0.0
+    die_step_s: float = setting(0.0, ge=0)
     """Time per chuck move to another die."""
     params: str = "nandakumar2018"
     """Emulator preset of the wafer's devices."""
-    seed: int = 0
+    seed: int = setting(0, ge=0)
     """Seed of the emulated wafer."""
 
     def __post_init__(self) -> None:
-        if min(self.command_latency_s, self.relay_s, self.die_step_s) < 0:
-            raise ConfigError("virtual latencies must be >= 0 s")
+        check_fields(self, "virtual")
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError, EnvelopeError
 from hil.core.pulses import ReadPulse, SafetyEnvelope
+from hil.core.validation import number_problem
 from hil.station.drivers import DRIVERS
 from hil.station.model import (
     MATRIX_INPUTS,
@@ -219,11 +220,13 @@ def _port(r: _Reader, key: str, default: int) -> int:
 def _read_and_envelope(r: _Reader) -> tuple[ReadPulse, SafetyEnvelope]:
     """``[read]`` and ``[envelope]``; the read pulse must fit inside the envelope."""
     r.unknown("read", {"voltage_V", "compliance_A", "width_s"})
-    read = ReadPulse(
-        r.get("read", "voltage_V", float, 0.2),
-        r.get("read", "width_s", float, 1e-6),
-        r.get("read", "compliance_A", float, 1e-4),
-    )
+    values = {}
+    for key, default in (("voltage_V", 0.2), ("width_s", 1e-6), ("compliance_A", 1e-4)):
+        values[key] = r.get("read", key, float, default)
+        problem = number_problem(values[key], float, {"gt": 0})
+        if problem:
+            raise r.error("read", key, f"{problem}; every read uses this (default {default})")
+    read = ReadPulse(values["voltage_V"], values["width_s"], values["compliance_A"])
     envelope = _dataclass_from(r, "envelope", SafetyEnvelope)
     try:
         envelope.check(read, 1)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from hil.core.errors import ConfigError
+from hil.core.validation import check_fields, setting
 
 __all__ = ["READ_NOISE_MODELS", "PCMParams"]
 
@@ -161,7 +161,7 @@ class PCMParams:
     """Upper clip of σ_ν [Joshi 2020: 0.045]."""
 
     # -- read noise -------------------------------------------------------------------------
-    read_noise: str = "gaussian"
+    read_noise: str = setting("gaussian", choices=READ_NOISE_MODELS)
     """Read-noise model: ``"gaussian"`` [Nandakumar 2018], ``"1/f"`` [Joshi 2020] or
     ``"none"``. Reads are not clipped at 0: a real current measurement is not either."""
     read_sigma0_uS: float = 0.13
@@ -189,7 +189,7 @@ class PCMParams:
     """Conductance of a stuck-low device [ours: an open cell conducts nothing]."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_fields(self, "PCMParams")
         _check_ranges(self)
         _check_order(self)
 
@@ -278,22 +278,6 @@ def _check_names(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"unknown PCM parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-
-
-def _check_types(p: PCMParams) -> None:
-    """Strings are strings, the drift switch a bool, every other field a finite number."""
-    for f in fields(p):
-        v = getattr(p, f.name)
-        if f.name in ("name", "read_noise"):
-            if not isinstance(v, str):
-                raise ConfigError(f"PCMParams.{f.name} must be a string, got {v!r}")
-            continue
-        if f.name == "drift_enabled":
-            if not isinstance(v, bool):
-                raise ConfigError(f"PCMParams.drift_enabled must be true/false, got {v!r}")
-            continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-            raise ConfigError(f"PCMParams.{f.name} must be a finite number, got {v!r}")
 
 
 def _check_ranges(p: PCMParams) -> None:

@@ -212,7 +212,10 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert ds.n_train == 10 and ds.source == str(explicit.resolve())
 
     assert find_mnist() == (env / "mnist").resolve()  # 2. $HIL_DATA_DIR/mnist
-    assert find_mnist(tmp_path / "empty") == (env / "mnist").resolve()  # bad data_dir: go on
+    (tmp_path / "empty").mkdir()
+    assert find_mnist(tmp_path / "empty") == (env / "mnist").resolve()  # empty data_dir: go on
+    with pytest.raises(DatasetNotFoundError, match="not a folder"):
+        find_mnist(tmp_path / "missing")  # a data_dir that does not exist is an error
     for name in MNIST_FILES.values():
         (env / "mnist" / name).unlink()
     assert find_mnist() == env.resolve()  # 2b. $HIL_DATA_DIR itself
@@ -229,6 +232,7 @@ def test_lookup_order(tmp_path, monkeypatch):
 
 def test_nothing_found_lists_every_place(tmp_path, monkeypatch):
     data_dir = tmp_path / "nowhere"
+    data_dir.mkdir()
     env = tmp_path / "env"
     write_fake_mnist(env)
     (env / MNIST_FILES["test_labels"]).unlink()  # an incomplete copy is not a copy
