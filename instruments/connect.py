@@ -53,10 +53,8 @@ def driver_class(station: Station, spec: InstrumentSpec) -> type:
     return cls
 
 
-def _open(station: Station, spec: InstrumentSpec) -> Tester | SwitchMatrix | Prober:
-    """The instrument of ``spec``, opened by its registered class (of ``spec.role``'s
-    contract, :data:`ROLE_CLASSES`)."""
-    cls = driver_class(station, spec)
+def _open(station: Station, spec: InstrumentSpec, cls: type) -> Tester | SwitchMatrix | Prober:
+    """The instrument of ``spec``, opened by its registered class ``cls``."""
     visa = visa_kwargs(station.visa_library, spec.timeout_ms)
     try:
         opened = cls.open(spec.resource, spec.options, visa)  # type: ignore[attr-defined]
@@ -73,14 +71,21 @@ def _open(station: Station, spec: InstrumentSpec) -> Tester | SwitchMatrix | Pro
 
 
 def connect(station: Station) -> Instruments:
-    """Open the tester, the matrix and the prober (nothing is switched or pulsed yet)."""
+    """Open the tester, the matrix and the prober (nothing is switched or pulsed yet).
+
+    Every driver class is checked before the first instrument opens: opening one may load
+    a native library (:mod:`hil.station.native`), so nothing is loaded for a file with a
+    fault further down.
+    """
+    specs = (station.tester, station.matrix, station.prober)
+    tester_cls, matrix_cls, prober_cls = (driver_class(station, spec) for spec in specs)
     opened: list[Tester | SwitchMatrix | Prober] = []
     try:
-        tester = cast(Tester, _open(station, station.tester))
+        tester = cast(Tester, _open(station, station.tester, tester_cls))
         opened.append(tester)
-        matrix = cast(SwitchMatrix, _open(station, station.matrix))
+        matrix = cast(SwitchMatrix, _open(station, station.matrix, matrix_cls))
         opened.append(matrix)
-        prober = cast(Prober, _open(station, station.prober))
+        prober = cast(Prober, _open(station, station.prober, prober_cls))
     except BaseException:
         for instrument in opened:
             try:

@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from hil.core.errors import HilError
+
 _F32 = np.float32
+# How often a consumer waiting for a block checks that the producer still runs: a dead
+# producer is reported within this time, and a waiting consumer wakes only this often.
+_PRODUCER_CHECK_S = 0.1
 
 
 class Workspace:
@@ -69,6 +74,10 @@ class RandomPool:
 
     :meth:`reseed` restarts both streams from a new key; a trainer reseeds at every
     checkpoint, so a checkpoint needs only the key to continue exactly.
+
+    If the producer dies (``MemoryError``, any exception), a consumer that needs a block
+    gets a :class:`~hil.core.errors.HilError` within :data:`_PRODUCER_CHECK_S` instead of
+    waiting forever.
     """
 
     def __init__(self, key, block: int = 1 << 19, depth: int = 3):
@@ -88,16 +97,23 @@ class RandomPool:
         self._cur = {"u": np.empty(0, _F32), "n": np.empty(0, _F32)}
         self._pos = {"u": 0, "n": 0}
         self._stop = threading.Event()
+        self._failure: list[BaseException] = []
         thread = threading.Thread(
             target=self._produce,
-            args=(gu, gn, self._queues, self._stop),
+            args=(gu, gn, self._queues, self._stop, self._failure),
             daemon=True,
             name="hil-random-pool",
         )
         thread.start()
         self._thread = thread
 
-    def _produce(self, gu, gn, queues, stop) -> None:
+    def _produce(self, gu, gn, queues, stop, failure: list[BaseException]) -> None:
+        try:
+            self._fill_queues(gu, gn, queues, stop)
+        except BaseException as exc:  # noqa: BLE001 - any death must reach the consumer
+            failure.append(exc)
+
+    def _fill_queues(self, gu, gn, queues, stop) -> None:
         ws = Workspace()
         while not stop.is_set():
             for name, make in (
@@ -119,13 +135,40 @@ class RandomPool:
         parts = [cur[pos:]]
         have = cur.size - pos
         while have < n:
-            cur = self._queues[name].get()
+            try:
+                cur = self._queues[name].get_nowait()
+            except queue.Empty:
+                cur = self._wait_for_block(name)
             parts.append(cur)
             have += cur.size
         self._cur[name] = cur
         self._pos[name] = cur.size - (have - n)
         parts[-1] = cur[: self._pos[name]]
         return np.concatenate(parts)
+
+    def _wait_for_block(self, name: str) -> np.ndarray:
+        """The next block of stream ``name``, or ``HilError`` once the producer has died."""
+        while True:
+            try:
+                return self._queues[name].get(timeout=_PRODUCER_CHECK_S)
+            except queue.Empty:
+                thread = self._thread
+                if thread is None or not thread.is_alive():
+                    # The producer may have put a last block just before it died.
+                    if not self._queues[name].empty():
+                        continue
+                    raise self._producer_error() from None
+
+    def _producer_error(self) -> HilError:
+        if not self._failure:
+            return HilError("the random-number pool is closed; reseed it before drawing numbers")
+        exc = self._failure[0]
+        error = HilError(
+            f"the random-number producer thread died ({type(exc).__name__}: {exc}); "
+            "free memory or fix the cause, then resume the run from its last checkpoint"
+        )
+        error.__cause__ = exc
+        return error
 
     def uniform(self, n: int) -> np.ndarray:
         """``n`` uniform float32 numbers in [0, 1) (a read-only view: do not modify)."""
@@ -138,11 +181,11 @@ class RandomPool:
     def close(self) -> None:
         if self._thread is not None:
             self._stop.set()
-            for q in self._queues.values():  # unblock a producer waiting on a full queue
+            self._thread.join()  # never blocked in put: it only puts into a queue not full
+            self._thread = None
+            for q in self._queues.values():  # a closed pool hands out nothing more
                 while not q.empty():
                     q.get_nowait()
-            self._thread.join()
-            self._thread = None
 
 
 def rng_state_array(state) -> np.ndarray:

@@ -67,6 +67,7 @@ from hil.station.model import (
     Station,
     VirtualSettings,
 )
+from hil.station.native import LIBRARY_OPTIONS, library_problem, visa_library_problem
 
 
 class _Reader:
@@ -251,6 +252,21 @@ def _hardware_layers(r: _Reader) -> tuple[int, ...] | None:
     return tuple(layers)
 
 
+def _check_native_libraries(r: _Reader, specs: tuple[InstrumentSpec, ...]) -> None:
+    """Refuse a native library the file names that is not on the allow-list, before
+    anything is loaded (:mod:`hil.station.native`)."""
+    visa_library = r.get("station", "visa_library", str, "") if "station" in r.data else ""
+    if problem := visa_library_problem(visa_library):
+        raise r.error("station", "visa_library", problem)
+    for spec in specs:
+        for key in LIBRARY_OPTIONS & spec.options.keys():
+            value = spec.options[key]
+            if not isinstance(value, str) or not value.strip():
+                raise r.error(spec.role, "options", f"{key!r} must be a library path")
+            if problem := library_problem(value):
+                raise r.error(spec.role, "options", f"{key!r} {problem}")
+
+
 def parse_station(text: str, path: str | Path = "<station>") -> Station:
     """A :class:`Station` from TOML text; raises :class:`ConfigError` naming the line."""
     path = Path(path)
@@ -270,6 +286,7 @@ def parse_station(text: str, path: str | Path = "<station>") -> Station:
     tester = _instrument(r, "tester", set())
     matrix = _instrument(r, "matrix", {"card", "force_port", "ground_port"})
     prober = _instrument(r, "prober", set())
+    _check_native_libraries(r, (tester, matrix, prober))
     card = _port(r, "card", 1)
     force, ground = _port(r, "force_port", 1), _port(r, "ground_port", 2)
     if force == ground:

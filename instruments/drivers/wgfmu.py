@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hil.core.errors import BackendError, ConfigError
+from hil.station.native import ALLOW_ENV
 
 # -- constants of wgfmu.h ------------------------------------------------------------------------
 
@@ -179,7 +180,8 @@ def _missing_library(where: str, exc: BaseException) -> ConfigError:
         "The B1530A WGFMU is driven only through Keysight's vendor library: install the "
         '"B1530A WGFMU Instrument Library & Sample Programs" from keysight.com (wgfmu.dll; '
         "its files go under C:\\Program Files\\Agilent\\B1530A or ...\\Keysight\\B1530A), "
-        'or set `library = "C:/path/to/wgfmu.dll"` in the tester section of the station file'
+        'or set `library = "C:/path/to/wgfmu.dll"` in the tester section of the station file '
+        f"(and list that path in the environment variable {ALLOW_ENV})"
     )
 
 

@@ -54,6 +54,14 @@ def drivers():
         click.echo("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` names the file ``b`` (the same path, a symlink or a hard link to it)."""
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
 @click.command("virtual-station")
 @click.argument("station_file", type=_FILE)
 @click.option(
@@ -75,6 +83,11 @@ def drivers():
 def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed, host):
     """Serve virtual instruments for STATION_FILE (one emulated wafer behind its tester,
     matrix and prober) on 127.0.0.1 until Ctrl-C; prints the VISA resources to use."""
+    if write_to is not None and _same_file(write_to, station_file):
+        raise ConfigError(
+            f"--write {write_to} is STATION_FILE itself (or a link to it): it would be "
+            "overwritten with the virtual resources; write to another file"
+        )
     st = load_station(station_file)
     overrides = {
         k: v
