@@ -184,7 +184,11 @@ def stored_layout(ds: h5py.Dataset) -> tuple[bool, bool]:
 
 
 _BLOCK_WORDS = 4096
-_BLOCK_WEIGHTS = np.arange(_BLOCK_WORDS, 0, -1, dtype=np.float64)
+_BLOCK_WEIGHTS = np.stack(
+    [np.arange(_BLOCK_WORDS, 0, -1, dtype=np.float64), np.ones(_BLOCK_WORDS, dtype=np.float64)],
+    axis=1,
+)
+"""Per block of words: the weights B..1 of its own weighted sum, and ones for its sum."""
 
 
 def fletcher32(data: bytes | memoryview) -> int:
@@ -192,27 +196,29 @@ def fletcher32(data: bytes | memoryview) -> int:
 
     It sums big-endian 16-bit words (an odd last byte is the high byte of a word) modulo
     65535: ``sum1 = sum(w_i)``, ``sum2 = sum((n - i) * w_i)``, each folded so that it is 0
-    only if every word is 0 (else 1..65535); the result is ``sum2 << 16 | sum1``. The
-    weighted sum runs as a float64 matrix-vector product over blocks of 4096 words (exact:
-    the partial sums stay below 2**53), ~5x faster than an integer dot product.
+    only if every word is 0 (else 1..65535); the result is ``sum2 << 16 | sum1``. Both sums
+    come from one float64 matrix product over blocks of 4096 words (exact: the partial sums
+    stay below 2**53), several times faster than integer dot products.
     """
     b = np.frombuffer(data, dtype=np.uint8)
     if b.size % 2:
         b = np.concatenate([b, np.zeros(1, np.uint8)])
     words = b.view(">u2")
     n, m = words.size, words.size // _BLOCK_WORDS
-    sum1 = int(words.sum(dtype=np.uint64))
+    blocks = words[: m * _BLOCK_WORDS].reshape(m, _BLOCK_WORDS).astype(np.float64)
+    weighted, sums = (blocks @ _BLOCK_WEIGHTS).astype(np.uint64).T
+    tail = words[m * _BLOCK_WORDS :].astype(np.uint64)
+    sum1 = int(sums.sum(dtype=np.uint64)) + int(tail.sum(dtype=np.uint64))
     if sum1 == 0:
         return 0
-    blocks = words[: m * _BLOCK_WORDS].reshape(m, _BLOCK_WORDS).astype(np.float64)
     # Word jB+t has weight (n - jB - B) + (B - t): a block offset times the block's sum,
     # plus the block's own weighted sum.
-    within = int((blocks @ _BLOCK_WEIGHTS).astype(np.uint64).sum(dtype=np.uint64) % 65535)
     offsets = (n - _BLOCK_WORDS * (np.arange(m, dtype=np.uint64) + 1)) % 65535
-    sums = blocks.sum(axis=1).astype(np.uint64) % 65535
-    tail = words[m * _BLOCK_WORDS :].astype(np.uint64)
-    tail_weights = np.arange(tail.size, 0, -1, dtype=np.uint64)
-    sum2 = within + int(offsets @ sums) + int(tail_weights @ tail)
+    sum2 = (
+        int(weighted.sum(dtype=np.uint64) % 65535)
+        + int(offsets @ (sums % 65535))
+        + int(np.arange(tail.size, 0, -1, dtype=np.uint64) @ tail)
+    )
     return ((sum2 - 1) % 65535 + 1) << 16 | ((sum1 - 1) % 65535 + 1)
 
 
