@@ -4,6 +4,13 @@ declared on each dataset, and the one-chunk Blosc2 frames the writer stores dire
 The writer compresses each chunk itself and wraps it in the frame the HDF5 Blosc2 filter
 (id 32026) produces and accepts (:class:`FrameMaker`); the reader finds the chunk inside
 such a frame (:func:`frame_chunk`) and decompresses it without HDF5's filter pipeline.
+
+Since schema version 2 each stored chunk ends with HDF5's Fletcher32 checksum of the frame
+(the dataset's pipeline is Blosc2, then HDF5's Fletcher32 filter), so ``h5py``, ``h5dump``
+and every HDF5 reader verify it; the writer appends it (:func:`with_checksum`), the reader's
+direct path checks it (:func:`checked_frame`). Blosc2 itself has no checksum: most bit
+flips inside a chunk decode to wrong values without an error [measured: 191 of 200 random
+single-bit flips in a ``time_s`` chunk].
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 
 import blosc2
 import h5py
+import h5py.h5z
 import hdf5plugin
 import numpy as np
 
@@ -20,18 +28,24 @@ from hil.runfile.schema import Column
 __all__ = [
     "BLOCKSIZE",
     "BLOSC2_FILTER_ID",
+    "FLETCHER32_FILTER_ID",
     "FrameMaker",
+    "checked_frame",
     "codec_attr",
     "cparams",
+    "fletcher32",
     "frame_chunk",
     "hdf5_filter",
     "library_frame",
     "n_threads",
-    "only_blosc2",
+    "stored_layout",
+    "with_checksum",
 ]
 
 BLOSC2_FILTER_ID = 32026
 """The registered HDF5 filter id of Blosc2 (``hdf5plugin.Blosc2``)."""
+FLETCHER32_FILTER_ID = h5py.h5z.FILTER_FLETCHER32
+"""HDF5's built-in checksum filter (id 3)."""
 _F = blosc2.Filter
 
 BLOCKSIZE = 16 * 1024
@@ -61,12 +75,14 @@ def cparams(c: Column) -> blosc2.CParams:
     )
 
 
-def hdf5_filter(c: Column) -> hdf5plugin.Blosc2:
-    """The HDF5 filter declared on the dataset (decodes our chunks; used by any HDF5 writer)."""
+def hdf5_filter(c: Column) -> dict:
+    """``create_dataset`` keywords for the column's filter pipeline: Blosc2 (decodes our
+    chunks; used by any HDF5 writer), then Fletcher32 (h5py puts it last)."""
     shuffle = (
         hdf5plugin.Blosc2.BITSHUFFLE if _F.BITSHUFFLE in c.filters else hdf5plugin.Blosc2.SHUFFLE
     )
-    return hdf5plugin.Blosc2(cname=c.codec.name.lower(), clevel=c.clevel, filters=shuffle)
+    blosc = hdf5plugin.Blosc2(cname=c.codec.name.lower(), clevel=c.clevel, filters=shuffle)
+    return {**blosc, "fletcher32": True}
 
 
 def n_threads(nthreads: int | None) -> int:
@@ -140,7 +156,7 @@ class FrameMaker:
         )
 
 
-def frame_chunk(raw: bytes, nbytes: int) -> memoryview | None:
+def frame_chunk(raw: bytes | memoryview, nbytes: int) -> memoryview | None:
     """The Blosc2 chunk inside a one-chunk frame of ``nbytes`` data, or None if it is not one."""
     if len(raw) < 0x30 or raw[_FRAME_MAGIC] != b"b2frame\x00":
         return None
@@ -157,7 +173,66 @@ def frame_chunk(raw: bytes, nbytes: int) -> memoryview | None:
     return memoryview(raw)[hs : hs + cbytes]
 
 
-def only_blosc2(ds: h5py.Dataset) -> bool:
-    """True if the dataset's filter pipeline is exactly the Blosc2 filter."""
+def stored_layout(ds: h5py.Dataset) -> tuple[bool, bool]:
+    """``(direct, checksummed)``: whether the stored chunks are Blosc2 frames that the
+    reader decodes itself (the pipeline is Blosc2, optionally then Fletcher32), and whether
+    they end with a Fletcher32 checksum."""
     plist = ds.id.get_create_plist()
-    return plist.get_nfilters() == 1 and plist.get_filter(0)[0] == BLOSC2_FILTER_ID
+    ids = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    checksummed = FLETCHER32_FILTER_ID in ids
+    return ids in ((BLOSC2_FILTER_ID,), (BLOSC2_FILTER_ID, FLETCHER32_FILTER_ID)), checksummed
+
+
+_BLOCK_WORDS = 4096
+_BLOCK_WEIGHTS = np.stack(
+    [np.arange(_BLOCK_WORDS, 0, -1, dtype=np.float64), np.ones(_BLOCK_WORDS, dtype=np.float64)],
+    axis=1,
+)
+"""Per block of words: the weights B..1 of its own weighted sum, and ones for its sum."""
+
+
+def fletcher32(data: bytes | memoryview) -> int:
+    """HDF5's Fletcher32 checksum of ``data`` (``H5_checksum_fletcher32`` in H5checksum.c).
+
+    It sums big-endian 16-bit words (an odd last byte is the high byte of a word) modulo
+    65535: ``sum1 = sum(w_i)``, ``sum2 = sum((n - i) * w_i)``, each folded so that it is 0
+    only if every word is 0 (else 1..65535); the result is ``sum2 << 16 | sum1``. Both sums
+    come from one float64 matrix product over blocks of 4096 words (exact: the partial sums
+    stay below 2**53), several times faster than integer dot products.
+    """
+    b = np.frombuffer(data, dtype=np.uint8)
+    if b.size % 2:
+        b = np.concatenate([b, np.zeros(1, np.uint8)])
+    words = b.view(">u2")
+    n, m = words.size, words.size // _BLOCK_WORDS
+    blocks = words[: m * _BLOCK_WORDS].reshape(m, _BLOCK_WORDS).astype(np.float64)
+    weighted, sums = (blocks @ _BLOCK_WEIGHTS).astype(np.uint64).T
+    tail = words[m * _BLOCK_WORDS :].astype(np.uint64)
+    sum1 = int(sums.sum(dtype=np.uint64)) + int(tail.sum(dtype=np.uint64))
+    if sum1 == 0:
+        return 0
+    # Word jB+t has weight (n - jB - B) + (B - t): a block offset times the block's sum,
+    # plus the block's own weighted sum.
+    offsets = (n - _BLOCK_WORDS * (np.arange(m, dtype=np.uint64) + 1)) % 65535
+    sum2 = (
+        int(weighted.sum(dtype=np.uint64) % 65535)
+        + int(offsets @ (sums % 65535))
+        + int(np.arange(tail.size, 0, -1, dtype=np.uint64) @ tail)
+    )
+    return ((sum2 - 1) % 65535 + 1) << 16 | ((sum1 - 1) % 65535 + 1)
+
+
+def with_checksum(frame: bytes) -> bytes:
+    """``frame`` followed by its Fletcher32 checksum, as HDF5's filter stores it."""
+    return frame + fletcher32(frame).to_bytes(4, "little")
+
+
+def checked_frame(raw: bytes | memoryview) -> memoryview | None:
+    """The frame inside a stored chunk ``raw`` (frame + Fletcher32), or None if the checksum
+    does not match. Like HDF5, accepts the byte-swapped checksum of HDF5 before 1.6.3."""
+    if len(raw) < 4:
+        return None
+    frame = memoryview(raw)[:-4]
+    stored = int.from_bytes(raw[-4:], "little")
+    want = fletcher32(frame)
+    return frame if stored in (want, int.from_bytes(want.to_bytes(4, "little"), "big")) else None

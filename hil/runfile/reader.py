@@ -22,7 +22,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.codec import frame_chunk, n_threads, only_blosc2
+from hil.runfile.codec import checked_frame, frame_chunk, n_threads, stored_layout
 from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.schema import COLUMN_BY_NAME, COLUMN_NAMES, COLUMNS, DEVICE_TABLE_COLUMNS, Column
 
@@ -78,8 +78,11 @@ class PulseLogReader:
         if len(chunks) != 1:
             raise LogError(f"{where!r}: pulse log columns have different chunk sizes {chunks}")
         self.chunk_records = chunks.pop()
-        # Fast path only for datasets whose one filter is Blosc2 (what the writer makes).
-        self._direct = {name: only_blosc2(ds) for name, ds in self._ds.items()}
+        # Fast path only for datasets whose pipeline is Blosc2 (+ Fletcher32): what the
+        # writer makes.
+        layouts = {name: stored_layout(ds) for name, ds in self._ds.items()}
+        self._direct = {name: direct for name, (direct, _) in layouts.items()}
+        self._checksummed = {name: checked for name, (_, checked) in layouts.items()}
         self._scratch: dict[str, np.ndarray] = {}
         self._holders: dict[str, blosc2.SChunk] = {}
         if n_threads(None) > 1:
@@ -89,8 +92,8 @@ class PulseLogReader:
     # -- file-level ----------------------------------------------------------------------
     def refresh(self) -> int:
         """See records flushed by a live writer since opening; returns :attr:`n_records`."""
-        lengths = []
-        for ds in self._ds.values():
+        lengths = {}
+        for name, ds in self._ds.items():
             if self._file.swmr_mode:
                 ds.refresh()
             length = ds.shape[0]
@@ -101,10 +104,32 @@ class PulseLogReader:
                 if ds.id.get_chunk_info_by_coord((last,)).byte_offset is not None:
                     break
                 length = last
-            lengths.append(length)
+            lengths[name] = length
+        if not self._file.swmr_mode:
+            self._check_lengths(lengths)
         # A live writer extends the columns one after another; the shortest is complete.
-        self.n_records = int(min(lengths))
+        self.n_records = int(min(lengths.values()))
         return self.n_records
+
+    def _check_lengths(self, lengths: dict[str, int]) -> None:
+        """Refuse a closed log whose columns differ in length as no writer leaves them.
+
+        The writer stores a flush column by column in schema order, so a writer stopped
+        mid-flush (killed, or an error such as a full disk) leaves earlier columns at least
+        as long as later ones; a column shorter than a later one was cut short or lost
+        chunks afterwards. (A live SWMR writer is not checked: its columns are seen at
+        slightly different moments.)
+        """
+        names = list(lengths)
+        for i, name in enumerate(names[:-1]):
+            later = max(lengths[n] for n in names[i + 1 :])
+            if lengths[name] < later:
+                cut = "lacks chunks" if self._ds[name].shape[0] > lengths[name] else "is cut short"
+                raise LogError(
+                    f"{str(self.path)!r}: pulse log dataset /pulses/{name} {cut}: records "
+                    f"{lengths[name]}..{later} are missing while later columns hold them; the "
+                    "file is damaged: use a good copy"
+                )
 
     @property
     def config_text(self) -> str:
@@ -158,23 +183,43 @@ class PulseLogReader:
         """Records of chunk ``k`` that lie inside the log."""
         return min(self.chunk_records, self.n_records - k * self.chunk_records)
 
+    def _where(self, name: str, k: int) -> str:
+        first = k * self.chunk_records
+        return f"dataset /pulses/{name}, records {first}..{first + self.chunk_records}"
+
     def _damaged(self, name: str, k: int, exc: BaseException) -> LogError:
         return LogError(
-            f"{str(self.path)!r}: chunk {k} of pulse column {name!r} cannot be read; the file "
+            f"{str(self.path)!r}: chunk {k} of pulse column {name!r} ({self._where(name, k)}) "
+            "cannot be read; the file "
             f"is damaged (or a live writer has not flushed it yet: refresh and retry): {exc}"
         )
 
-    def _read_raw(self, name: str, k: int) -> bytes | None:
-        """The stored bytes of chunk ``k``, or None where only h5py can decode the column."""
-        if not self._direct[name]:
-            return None
+    def stored_chunk(self, name: str, k: int) -> tuple[int, bytes]:
+        """``(filter_mask, bytes)`` of chunk ``k`` as stored, its checksum (if the column has
+        one) verified; raises :class:`LogError` naming the records of a bad chunk."""
         try:
             mask, raw = self._ds[name].id.read_direct_chunk((k * self.chunk_records,))
         except Exception as exc:
             raise self._damaged(name, k, exc) from exc
-        return None if mask else raw
+        if self._checksummed[name] and not mask and checked_frame(raw) is None:
+            raise LogError(
+                f"{str(self.path)!r}: chunk {k} of pulse column {name!r} ({self._where(name, k)}) "
+                "fails its Fletcher32 checksum; the file is damaged (a flipped bit on disk or "
+                "in a copy): use a good copy"
+            )
+        return mask, raw
 
-    def _decode(self, name: str, k: int, raw: bytes | None, out: np.ndarray) -> np.ndarray:
+    def _read_raw(self, name: str, k: int) -> memoryview | None:
+        """The stored frame of chunk ``k`` (checksum verified and removed), or None where
+        only h5py can decode the column."""
+        if not self._direct[name]:
+            return None
+        mask, raw = self.stored_chunk(name, k)
+        if mask:
+            return None
+        return memoryview(raw)[:-4] if self._checksummed[name] else memoryview(raw)
+
+    def _decode(self, name: str, k: int, raw: memoryview | None, out: np.ndarray) -> np.ndarray:
         """Decompress chunk ``k`` (stored bytes ``raw``) into ``out``; returns its valid part."""
         n = self._valid(k)
         if raw is not None:
@@ -183,7 +228,7 @@ class PulseLogReader:
                 if chunk is not None:  # the writer's frames: decompress the chunk directly
                     blosc2.decompress2(chunk, dst=out)
                     return out[:n]
-                schunk = blosc2.schunk_from_cframe(raw, copy=False)
+                schunk = blosc2.schunk_from_cframe(bytes(raw), copy=True)
                 if schunk.nbytes == out.nbytes and schunk.nchunks == 1 and not len(schunk.meta):
                     schunk.decompress_chunk(0, dst=out)  # a run-length chunk, framed by Blosc2
                     return out[:n]
@@ -213,7 +258,7 @@ class PulseLogReader:
         dtype = COLUMN_BY_NAME[name].np_dtype
         local = threading.local()
 
-        def run(k: int, raw: bytes | None):
+        def run(k: int, raw: memoryview | None):
             buf = getattr(local, "buf", None)
             if buf is None:
                 buf = local.buf = np.empty(self.chunk_records, dtype=dtype)

@@ -1,6 +1,6 @@
 """The pulse log's schema: columns, their codes and compression, and the file layout.
 
-File layout, schema version 1
+File layout, schema version 2
 =============================
 
 Root attributes: see :mod:`hil.runfile.container` (``hil_kind = "hil-run"``, ``schema_version``,
@@ -9,7 +9,8 @@ Root attributes: see :mod:`hil.runfile.container` (``hil_kind = "hil-run"``, ``s
 ``/pulses`` — the pulse log, one record per pulse, in call order (= backend-time order).
 One 1-D dataset per column, all of the same length, chunked (``chunk_records`` records per
 chunk, the group attribute of that name), extendable (``maxshape=(None,)``), compressed with
-the Blosc2 HDF5 filter (id 32026, registered by ``import hdf5plugin``):
+the Blosc2 HDF5 filter (id 32026, registered by ``import hdf5plugin``) followed by HDF5's
+Fletcher32 checksum filter (id 3; schema version 1 files have no checksum):
 
 ================  =======  =============================================================
 column            dtype    meaning (value when not applicable)
@@ -33,7 +34,8 @@ column            dtype    meaning (value when not applicable)
 ================  =======  =============================================================
 
 Each chunk is one Blosc2 frame holding one Blosc2 chunk, exactly what the HDF5 filter
-produces and accepts, so plain ``h5py`` with ``hdf5plugin`` imported reads the columns.
+produces and accepts, then the frame's Fletcher32 checksum (4 bytes, as HDF5's filter stores
+it), so plain ``h5py`` with ``hdf5plugin`` imported reads the columns and verifies them.
 The writer compresses chunks itself (``blosc2``, multi-threaded, with per-column filters such
 as byte-delta that the HDF5 filter's options cannot express; every Blosc2 chunk records its
 own filters, so the HDF5 filter decodes it) and stores them with ``write_direct_chunk``. The
@@ -75,10 +77,13 @@ __all__ = [
     "Role",
 ]
 
-SCHEMA_VERSION = 1
-"""Layout version this code writes. Bump it on any incompatible change of the layout."""
+SCHEMA_VERSION = 2
+"""Layout version this code writes. Bump it on any incompatible change of the layout.
 
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+2: every pulse-log chunk ends with HDF5's Fletcher32 checksum (the columns' filter pipeline
+is Blosc2, then Fletcher32). 1: no checksum. Both read the same way otherwise."""
+
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 """Layout versions this code can read: every version hil has written (tests/runfile/test_runfile.py
 checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
 reader for its layout, unless old files are deliberately given up."""

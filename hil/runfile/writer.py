@@ -25,7 +25,15 @@ import numpy as np
 
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.codec import FrameMaker, codec_attr, cparams, hdf5_filter, library_frame, n_threads
+from hil.runfile.codec import (
+    FrameMaker,
+    codec_attr,
+    cparams,
+    hdf5_filter,
+    library_frame,
+    n_threads,
+    with_checksum,
+)
 from hil.runfile.container import create_run_file
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import (
@@ -33,6 +41,7 @@ from hil.runfile.schema import (
     COLUMNS,
     DEFAULT_CHUNK_RECORDS,
     DEVICE_TABLE_COLUMNS,
+    SCHEMA_VERSION,
     Phase,
     Role,
 )
@@ -172,6 +181,7 @@ class PulseLogWriter:
         for key, value in src._file.attrs.items():
             f.attrs[key] = value
         f.attrs["reopened_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)  # the layout is made anew
         self._create_layout(devices=False)
         for name in src._file:
             if name != "pulses":
@@ -182,10 +192,12 @@ class PulseLogWriter:
             ds = self._ds[c.name]
             ds.resize((n_full * ch,))
             if src._direct[c.name]:
-                # Stored chunks go across as they are: no decompression, no recompression.
-                src_id = src._ds[c.name].id
+                # Stored chunks go across as they are (no decompression, no recompression),
+                # their checksums verified; a schema-1 source's chunks gain one.
+                add_checksum = not src._checksummed[c.name]
                 for k in range(n_full):
-                    mask, raw = src_id.read_direct_chunk((k * ch,))
+                    mask, raw = src.stored_chunk(c.name, k)
+                    raw = with_checksum(raw) if add_checksum else raw
                     ds.id.write_direct_chunk((k * ch,), raw, filter_mask=mask)
             else:
                 for k in range(n_full):
@@ -336,9 +348,15 @@ class PulseLogWriter:
 
     # -- writing -------------------------------------------------------------------------
     def _compress(self, job: tuple[str, int]) -> bytes:
+        """The stored bytes of chunk ``k`` of a column: the Blosc2 frame and its checksum
+        (both made here, in the pool, in parallel with the other chunks)."""
         name, k = job
         ch = self.chunk_records
-        return blosc2.compress2(self._buf[name][k * ch : (k + 1) * ch], cparams=self._cparams[name])
+        data = self._buf[name][k * ch : (k + 1) * ch]
+        frame = self._makers[name].make(blosc2.compress2(data, cparams=self._cparams[name]))
+        if frame is None:
+            frame = library_frame(data, self._cparams[name])
+        return with_checksum(frame)
 
     def _write_chunks(self, final: bool) -> None:
         """Write the buffer's full chunks (and, if ``final``, the partial last one)."""
@@ -357,7 +375,7 @@ class PulseLogWriter:
             blosc2.set_releasegil(True)  # process-wide; lets compression run in parallel
             self._pool = ThreadPoolExecutor(self._n_threads, thread_name_prefix="pulselog")
         jobs = [(c.name, k) for c in COLUMNS for k in range(n_write)]
-        # Compression runs in the pool (Blosc2 releases the GIL) while this thread hands
+        # Compression runs in the pool (Blosc2 and numpy release the GIL) while this thread hands
         # finished chunks to HDF5, in order.
         chunks = self._pool.map(self._compress, jobs) if self._pool else map(self._compress, jobs)
         for (name, k), chunk in zip(jobs, chunks, strict=True):
@@ -369,10 +387,7 @@ class PulseLogWriter:
             # extent's old end (readers stop before them), never records that are wrong.
             if offset >= ds.shape[0]:
                 ds.resize((end,))
-            frame = self._makers[name].make(chunk)
-            if frame is None:
-                frame = library_frame(self._buf[name][k * ch : (k + 1) * ch], self._cparams[name])
-            ds.id.write_direct_chunk((offset,), frame)
+            ds.id.write_direct_chunk((offset,), chunk)
             if k == n_write - 1 and end > ds.shape[0]:
                 ds.resize((end,))  # new records that all fit the rewritten partial chunk
         # Keep the partial tail (it is rewritten once it grows) at the buffer's start.

@@ -9,6 +9,10 @@ Servers bind to 127.0.0.1 unless told otherwise, pick a free port by default (po
 add a configurable latency per command, like a real instrument's processing time.
 Unknown or malformed commands never crash a server: the instrument records an error in its
 error queue, as the real one does, and the driver finds it with the error query.
+A server's memory and time per byte are bounded whatever a client sends: the command history
+keeps the last :attr:`VirtualInstrument.max_history_lines` lines, a line longer than
+:attr:`VirtualInstrument.max_line_bytes` is refused with :attr:`VirtualInstrument.overlong_error`
+and its bytes discarded, and each received byte is searched for the terminator once.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import socketserver
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -47,6 +53,50 @@ class Fault:
             raise ValueError(f"fault kind must be 'drop', 'garble' or 'die', got {self.kind!r}")
 
 
+class CommandHistory:
+    """The last ``maxlen`` command lines received, indexed from the first line ever received.
+
+    ``len()`` counts every line received, so ``history[n_before:]`` is what arrived after a
+    moment at which ``len(history) == n_before``, as with a list; asking for a line that has
+    already been dropped raises :class:`IndexError` naming how many were dropped.
+    """
+
+    def __init__(self, maxlen: int):
+        self._lines: deque[str] = deque(maxlen=maxlen)
+        self._total = 0
+
+    def append(self, line: str) -> None:
+        self._lines.append(line)
+        self._total += 1
+
+    @property
+    def dropped(self) -> int:
+        """Lines received but no longer kept."""
+        return self._total - len(self._lines)
+
+    def __len__(self) -> int:
+        return self._total
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def _kept(self, index: int) -> int:
+        if index < self.dropped:
+            msg = f"line {index} of the history was dropped (only the last {len(self._lines)} kept)"
+            raise IndexError(msg)
+        return index - self.dropped
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._total)
+            if stop <= start:
+                return []
+            return list(islice(self._lines, self._kept(start), self._kept(stop), step))
+        if not -self._total <= index < self._total:
+            raise IndexError(f"history index {index} out of range ({self._total} lines)")
+        return self._lines[self._kept(index % self._total)]
+
+
 class VirtualInstrument:
     """Base class: a command interpreter with a SCPI-style error queue.
 
@@ -63,12 +113,19 @@ class VirtualInstrument:
     error_replies = False
     """Whether a refused command is answered with ``ERROR <code>: <text>`` (KXCI answers
     every command) or not at all (SCPI, FLEX: the error waits in the queue)."""
+    max_history_lines = 100_000
+    """Command lines kept in :attr:`received` (a fuzzing client must not fill the memory)."""
+    max_line_bytes = 64 * 1024
+    """Longest command line accepted; real instruments' input buffers are smaller still."""
+    overlong_error: tuple[int, str] = (-223, "Too much data")
+    """``(code, message)`` queued for a line longer than :attr:`max_line_bytes` (SCPI-99
+    21.8.9: -223 "Too much data", a message that exceeds the device's buffer)."""
 
     def __init__(self) -> None:
         self.errors: deque[tuple[int, str]] = deque(maxlen=self.max_errors)
         self.lock = threading.Lock()
-        self.received: list[str] = []
-        """Every command line received, in order (tests compare it with what was sent)."""
+        self.received = CommandHistory(self.max_history_lines)
+        """The command lines received, in order (tests compare them with what was sent)."""
         self.n_replies = 0
         """Replies sent: the host's round trips to this instrument."""
         self.busy_s = 0.0
@@ -112,6 +169,15 @@ class VirtualInstrument:
             except CommandError as exc:
                 self.errors.append((exc.code, exc.message))
                 return exc.reply
+
+    def refuse_overlong(self, n_bytes: int) -> str | None:
+        """Queue :attr:`overlong_error` for a line of at least ``n_bytes``; the reply, if any."""
+        exc = self.error(
+            self.overlong_error, f"line of {n_bytes}+ bytes, at most {self.max_line_bytes}"
+        )
+        with self.lock:
+            self.errors.append((exc.code, exc.message))
+        return exc.reply
 
     def error(self, error: tuple[int, str], detail: str = "") -> CommandError:
         """The refusal ``error = (code, message)``, with ``detail`` naming the culprit."""
@@ -167,8 +233,7 @@ class _Handler(socketserver.StreamRequestHandler):
         # Replies go out at once: with Nagle's algorithm a reply after a burst of writes
         # waits for the host's delayed ACK (~40 ms on Linux).
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        term = inst.terminator.encode()
-        buf = b""
+        lines = _LineSplitter(inst.terminator.encode(), inst.max_line_bytes)
         while not inst.dead:
             try:
                 data = self.request.recv(65536)
@@ -176,28 +241,72 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if not data:
                 return
-            buf += data
-            while term in buf:
-                raw, buf = buf.split(term, 1)
-                line = raw.decode("ascii", errors="replace").rstrip("\r")
-                if not line.strip():
-                    continue
-                reply = inst.handle(line)
-                inst.busy(inst.latency_s)
-                if reply is not None:
-                    reply = inst.spoil(line, reply)
-                if inst.dead:
+            for raw in lines.feed(data):
+                if not self.answer(inst, raw):
                     return
-                if reply is not None:
-                    inst.n_replies += 1
-                    try:
-                        self.request.sendall(reply.encode() + term)
-                    except OSError:
-                        return
+
+    def answer(self, inst: VirtualInstrument, raw: bytes | int) -> bool:
+        """Execute one line (an ``int``: an overlong line's size); False ends the connection."""
+        if isinstance(raw, int):
+            reply = inst.refuse_overlong(raw)
+            line = ""
+        else:
+            line = raw.decode("ascii", errors="replace").rstrip("\r")
+            if not line.strip():
+                return True
+            reply = inst.handle(line)
+            inst.busy(inst.latency_s)
+            if reply is not None:
+                reply = inst.spoil(line, reply)
+        if inst.dead:
+            return False
+        if reply is not None:
+            inst.n_replies += 1
+            try:
+                self.request.sendall(reply.encode() + inst.terminator.encode())
+            except OSError:
+                return False
+        return True
+
+
+class _LineSplitter:
+    """Splits a byte stream into lines, looking at each byte once and holding at most
+    ``max_bytes``: a longer line is reported once as its size so far (an ``int``) and the
+    rest of it, up to its terminator, discarded."""
+
+    def __init__(self, terminator: bytes, max_bytes: int):
+        self.term, self.max_bytes = terminator, max_bytes
+        self.buf = bytearray()
+        self.discarding = False
+
+    def feed(self, data: bytes) -> list[bytes | int]:
+        out: list[bytes | int] = []
+        start = 0
+        # Only the new bytes (and a terminator split across two receives) are searched.
+        scan = max(0, len(self.buf) - len(self.term) + 1)
+        self.buf += data
+        while (end := self.buf.find(self.term, scan)) >= 0:
+            if self.discarding:
+                self.discarding = False
+            elif end - start > self.max_bytes:
+                out.append(end - start)
+            else:
+                out.append(bytes(self.buf[start:end]))
+            start = scan = end + len(self.term)
+        del self.buf[:start]
+        if len(self.buf) > self.max_bytes:
+            if not self.discarding:
+                out.append(len(self.buf))
+                self.discarding = True
+            # Keep a possible first part of the terminator.
+            del self.buf[: len(self.buf) - len(self.term) + 1]
+        return out
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    request_queue_size = 256
+    """Listen backlog: 200 clients connecting at once all get through (the default is 5)."""
     daemon_threads = True
 
 

@@ -10,7 +10,7 @@ from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from hil.runfile.writer import PulseLogWriter
 
-WRITTEN_SO_FAR = (1,)
+WRITTEN_SO_FAR = (1, 2)
 """Every schema version any hil release has written (append when SCHEMA_VERSION is bumped)."""
 
 
