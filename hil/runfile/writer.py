@@ -7,13 +7,13 @@ file is written in SWMR mode so another process can read it while it grows.
 
 :class:`PulseLogWriter` creates the file (``prepare`` creates extra datasets before SWMR
 starts), ``append`` takes one call's records (scalars or per-device arrays), ``flush``
-makes them durable, ``reopen(path, truncate_to=n)`` continues a file after a crash.
-A writer holds the file's :class:`~hil.runfile.lock.WriterLock` from before it creates or
-reopens the file until it closes: another writer, ``overwrite`` or a resume is refused.
+makes them durable, ``reopen(path, truncate_to=n)`` continues a file after a crash. A writer
+holds the file's :class:`~hil.runfile.lock.WriterLock` from opening to closing it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -175,9 +175,13 @@ class PulseLogWriter:
     def _abandon(self) -> None:
         """After a failed start: close the file if it was opened, give the lock up."""
         self._closed = True
-        if hasattr(self, "_file"):
-            self._file.close()
-        self._lock.release()
+        try:
+            if hasattr(self, "_file"):
+                # On a full disk closing fails too; the first error is the one to report.
+                with contextlib.suppress(OSError):
+                    self._file.close()
+        finally:
+            self._lock.release()
 
     def _copy_from(self, src: PulseLogReader, n: int) -> None:
         """Copy everything but the pulse records past ``n`` from ``src`` into this file."""

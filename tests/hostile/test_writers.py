@@ -27,7 +27,7 @@ from hil.runfile.lock import WriterLock
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.writer import PulseLogWriter
 
-INPUTS_TRIED = 19
+INPUTS_TRIED = 20
 """Hostile inputs and faults this file tries (for docs/reliability.md)."""
 
 HIL = [sys.executable, "-m", "hil"]
@@ -232,3 +232,18 @@ def test_verbose_adds_the_traceback_to_the_one_line(tmp_path):
     loud = run("-v", "characterize", "staircase", "--devices", "10", "--out", str(out))
     assert loud.returncode == 2 and "Traceback" in loud.stderr
     assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
+
+
+def test_resume_on_a_full_disk_keeps_the_run_and_leaves_no_copy(tmp_path):
+    with tmpfs(tmp_path, "size=2m") as disk:
+        path = disk / "run.h5"
+        rng = np.random.default_rng(0)
+        n = 60_000  # random values: ~1.2 MB that will not compress
+        columns = {k: rng.random(n) for k in ("amplitude_V", "width_s", "g_S", "read_V")}
+        with PulseLogWriter(path) as writer:
+            writer.append(np.arange(n), 3, rng.random(n), **columns)
+        with pytest.raises(LogError, match="out of disk space"):
+            PulseLogWriter.reopen(path)  # the copy does not fit beside the original
+        assert sorted(p.name for p in disk.iterdir()) == ["run.h5"]
+        with PulseLogReader(path) as log:
+            assert log.n_records == n
