@@ -25,6 +25,7 @@ from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.lock import check_not_input, output_file
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import COLUMN_NAMES
 from sim_backends.fitted import FittedBackend
@@ -48,17 +49,19 @@ def _compare_logs(a_path, b_path) -> dict:
         return {"equal": True, "records": a.n_records}
 
 
-def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fallback=None) -> dict:
+def replay(
+    run_file, out, *, data_dir=None, progress=False, overrides=None, fallback=None, force=False
+) -> dict:
     """Re-run ``run_file``'s configuration (with ``overrides``, for experiments) on its log.
 
     ``fallback``: optional factory ``fallback(n_devices, seed) -> backend`` (a backend that
     is :class:`~hil.core.capabilities.Adopting`, e.g. a fitted model of the devices). At the
     first divergence the replay continues on it instead of raising; the report's
-    ``fallback`` entry then gives the divergence.
+    ``fallback`` entry then gives the divergence. ``out`` is written under a temporary name
+    and appears only once complete; an existing ``out`` is replaced only with ``force``.
     """
     run_file, out = Path(run_file), Path(out)
-    if out.resolve() == run_file.resolve():
-        raise ConfigError("hil replay: --out must be a new file, not the run being replayed")
+    check_not_input(out, [run_file])
     with open_run_file(run_file) as f:
         cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
         original = checkpoint.read_summary(f)
@@ -74,16 +77,15 @@ def replay(run_file, out, *, data_dir=None, progress=False, overrides=None, fall
         backends.append(ReplayBackend(run_file, n_devices=n, fallback=_adopting(fallback, n, seed)))
         return backends[-1]
 
-    trainer = Trainer(
-        cfg, data, out, progress=progress, overwrite=True, backend_factory=make_backend
-    )
-    summary = trainer.run()
-    with open_run_file(out) as f:
-        weights_b = checkpoint.latest(f)[0].cells
+    with output_file(out, force=force, inputs=[run_file]) as tmp:
+        trainer = Trainer(cfg, data, tmp, progress=progress, backend_factory=make_backend)
+        summary = trainer.run()
+        with open_run_file(tmp) as f:
+            weights_b = checkpoint.latest(f)[0].cells
+        pulses = _compare_logs(run_file, tmp)
     weights_equal = weights_a.keys() == weights_b.keys() and all(
         np.array_equal(weights_a[k], weights_b[k]) for k in weights_a
     )
-    pulses = _compare_logs(run_file, out)
     same_acc = original is not None and original["test_accuracy"] == summary["test_accuracy"]
     report = {
         "run_file": str(run_file),

@@ -119,27 +119,39 @@ class FittedModel:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model as HDF5 (overwrites ``path``); returns the path."""
+        """Write the model as HDF5 (replaces ``path``); returns the path.
+
+        Written under a hidden temporary name in the same folder and renamed into place, so
+        a crash or a full disk never leaves a half-written model under ``path``.
+        """
         path = Path(path)
         if not path.parent.is_dir():
             raise ConfigError(f"cannot write fitted model {str(path)!r}: folder does not exist")
-        with h5py.File(path, "w") as f:
-            f.attrs["hil_kind"] = FITTED_KIND
-            f.attrs["schema_version"] = np.int64(MODEL_SCHEMA_VERSION)
-            f.attrs["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-            for k, v in self.meta.items():
-                f.attrs[f"meta_{k}"] = v
-            for k, v in software_versions().items():
-                f.attrs[f"version_{k}"] = v
-            for name, entries in self.groups().items():
-                g = f.create_group(name)
-                for key, value in entries.items():
-                    arr = np.asarray(value)
-                    if arr.ndim == 0:
-                        g.attrs[key] = arr.item()
-                    else:
-                        g.create_dataset(key, data=arr)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with h5py.File(tmp, "w") as f:
+                self._write(f)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
+
+    def _write(self, f: h5py.File) -> None:
+        f.attrs["hil_kind"] = FITTED_KIND
+        f.attrs["schema_version"] = np.int64(MODEL_SCHEMA_VERSION)
+        f.attrs["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        for k, v in self.meta.items():
+            f.attrs[f"meta_{k}"] = v
+        for k, v in software_versions().items():
+            f.attrs[f"version_{k}"] = v
+        for name, entries in self.groups().items():
+            g = f.create_group(name)
+            for key, value in entries.items():
+                arr = np.asarray(value)
+                if arr.ndim == 0:
+                    g.attrs[key] = arr.item()
+                else:
+                    g.create_dataset(key, data=arr)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FittedModel:

@@ -36,6 +36,7 @@ import numpy as np
 import hil
 from hil.core.errors import ConfigError, LogError
 from hil.core.versions import software_versions
+from hil.runfile.lock import file_error
 from hil.runfile.schema import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 
 __all__ = [
@@ -63,7 +64,8 @@ def create_run_file(
 ) -> h5py.File:
     """Create a new run file with the root attributes set; returns it open for writing.
 
-    The file uses the latest HDF5 format (``libver="latest"``), which SWMR needs.
+    The file uses the latest HDF5 format (``libver="latest"``), which SWMR needs. The
+    caller holds the file's :class:`~hil.runfile.lock.WriterLock` (``PulseLogWriter`` does).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -75,7 +77,9 @@ def create_run_file(
     try:
         f = h5py.File(path, "w", libver="latest")
     except OSError as exc:
-        raise LogError(f"cannot create run file {str(path)!r}: {exc}") from exc
+        raise file_error(exc, path) or LogError(
+            f"cannot create run file {str(path)!r}: {exc}"
+        ) from exc
     f.attrs["hil_kind"] = HIL_KIND
     f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
     f.attrs["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")

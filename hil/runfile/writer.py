@@ -7,11 +7,13 @@ file is written in SWMR mode so another process can read it while it grows.
 
 :class:`PulseLogWriter` creates the file (``prepare`` creates extra datasets before SWMR
 starts), ``append`` takes one call's records (scalars or per-device arrays), ``flush``
-makes them durable, ``reopen(path, truncate_to=n)`` continues a file after a crash.
+makes them durable, ``reopen(path, truncate_to=n)`` continues a file after a crash. A writer
+holds the file's :class:`~hil.runfile.lock.WriterLock` from opening to closing it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,7 @@ from hil.runfile.codec import (
     with_checksum,
 )
 from hil.runfile.container import create_run_file
+from hil.runfile.lock import WriterLock, file_error
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import (
     COLUMN_NAMES,
@@ -85,8 +88,11 @@ class PulseLogWriter:
         nthreads: int | None = None,
     ):
         self._setup(path, chunk_records, buffer_records, nthreads)
-        self._file = create_run_file(path, config_text=config_text, seed=seed, overwrite=overwrite)
+        self._lock = WriterLock(path)
         try:
+            self._file = create_run_file(
+                path, config_text=config_text, seed=seed, overwrite=overwrite
+            )
             self._create_layout(devices=True)
             if device_table is not None:
                 self.set_device_table(**device_table)
@@ -95,7 +101,7 @@ class PulseLogWriter:
             if swmr:
                 self._file.swmr_mode = True
         except BaseException:
-            self._file.close()
+            self._abandon()
             raise
         self.swmr = bool(swmr)
 
@@ -146,34 +152,45 @@ class PulseLogWriter:
         replaces the old one, so a crash during ``reopen`` leaves the old file intact.
         """
         path = Path(path)
+        lock = WriterLock(path)
         tmp = path.with_name(f".{path.name}.reopen-tmp")
-        with PulseLogReader(path) as src:
-            n = src.n_records if truncate_to is None else int(truncate_to)
-            if not 0 <= n <= src.n_records:
-                raise LogError(
-                    f"{str(path)!r}: cannot keep {n} pulse records, the log holds {src.n_records}"
-                )
-            self = cls.__new__(cls)
-            self._setup(path, src.chunk_records, buffer_records, nthreads)
-            tmp.unlink(missing_ok=True)
-            self._file = h5py.File(tmp, "w", libver="latest")
-            try:
-                self._copy_from(src, n)
-            except BaseException:
-                self._file.close()
-                tmp.unlink(missing_ok=True)
-                raise
+        self = cls.__new__(cls)
+        self._lock = lock
         try:
+            with PulseLogReader(path) as src:
+                n = src.n_records if truncate_to is None else int(truncate_to)
+                if not 0 <= n <= src.n_records:
+                    raise LogError(
+                        f"{str(path)!r}: cannot keep {n} pulse records, the log holds "
+                        f"{src.n_records}"
+                    )
+                self._setup(path, src.chunk_records, buffer_records, nthreads)
+                tmp.unlink(missing_ok=True)
+                self._file = h5py.File(tmp, "w", libver="latest")
+                self._copy_from(src, n)
             self.flush(fsync=True)  # the kept partial chunk, before the file takes the name
             os.replace(tmp, path)
             if swmr:
                 self._file.swmr_mode = True
-        except BaseException:
-            self._closed = True
-            self._file.close()
+        except BaseException as exc:
+            self._abandon()
+            tmp.unlink(missing_ok=True)  # on a full disk, a left-over copy would keep it full
+            if isinstance(exc, OSError) and (error := file_error(exc, path)) is not None:
+                raise error from exc
             raise
         self.swmr = bool(swmr)
         return self
+
+    def _abandon(self) -> None:
+        """After a failed start: close the file if it was opened, give the lock up."""
+        self._closed = True
+        try:
+            if hasattr(self, "_file"):
+                # On a full disk closing fails too; the first error is the one to report.
+                with contextlib.suppress(OSError):
+                    self._file.close()
+        finally:
+            self._lock.release()
 
     def _copy_from(self, src: PulseLogReader, n: int) -> None:
         """Copy everything but the pulse records past ``n`` from ``src`` into this file."""
@@ -421,6 +438,7 @@ class PulseLogWriter:
             try:
                 self._file.close()
             finally:
+                self._lock.release()
                 if self._pool is not None:
                     self._pool.shutdown()
 

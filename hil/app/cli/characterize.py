@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from hil.app.registry import make_backend
 from hil.runfile.container import write_summary
+from hil.runfile.lock import output_file
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
 from hil.runfile.writer import PulseLogWriter
@@ -70,8 +71,6 @@ from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, reads, as_json, force):
     """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
-    if out.exists() and not force:
-        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
     options = CharacterizeOptions(pulses=pulses, cycles=cycles, reads=reads)
     config_text = json.dumps(
         {
@@ -87,11 +86,11 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     )
     chosen = get_protocol(protocol)
     started = time.perf_counter()
-    result, counts = _run_logged(
-        chosen, options, backend_spec, devices, seed, out, config_text, overwrite=force
-    )
-    summary = chosen.summary(result)
-    write_summary(out, protocol, summary)
+    # Written under a temporary name: --out appears only once complete, summary included.
+    with output_file(out, force=force) as tmp:
+        result, counts = _run_logged(chosen, options, backend_spec, devices, seed, tmp, config_text)
+        summary = chosen.summary(result)
+        write_summary(tmp, protocol, summary)
     png = out.with_suffix(".png")
     chosen.plot(summary, result, png, f"{protocol} on {backend_spec}, {devices} devices")
     line = {
@@ -108,12 +107,12 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
     _echo(line, as_json)
 
 
-def _run_logged(chosen, options, backend_spec, devices, seed, out, config_text, *, overwrite):
+def _run_logged(chosen, options, backend_spec, devices, seed, out, config_text):
     """Run the protocol on a new backend, every pulse logged to a new run file ``out``;
     returns the protocol's result and the pulses sent, by kind."""
     steps = chosen.steps(options)
     inner = make_backend(backend_spec, devices, seed=seed)
-    writer = PulseLogWriter.create(out, config_text=config_text, seed=seed, overwrite=overwrite)
+    writer = PulseLogWriter.create(out, config_text=config_text, seed=seed)
     # Closed in reverse order: the backend first, so that what it sends on closing is logged.
     with (
         Recorder(inner, writer) as recorder,

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from hil.devicemodel.model import FittedModel
 from hil.fit import fit_log
+from hil.runfile.lock import output_file
 from hil.runfile.reader import PulseLogReader
 
 
@@ -37,15 +38,14 @@ from hil.runfile.reader import PulseLogReader
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def fit(run_files, out, max_records, report, as_json, force):
     """Fit a device model to the pulse logs of RUN_FILES (one or more run files)."""
-    if out.exists() and not force:
-        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    total = 0
-    for path in run_files:
-        with PulseLogReader(path) as log:
-            total += log.n_records
-    with tqdm(total=total, desc="fit", unit="rec", disable=None, file=sys.stderr) as bar:
-        model = fit_log(run_files, max_records=max_records, progress=bar.update)
-    model.save(out)
+    with output_file(out, force=force, inputs=run_files) as tmp:
+        total = 0
+        for path in run_files:
+            with PulseLogReader(path) as log:
+                total += log.n_records
+        with tqdm(total=total, desc="fit", unit="rec", disable=None, file=sys.stderr) as bar:
+            model = fit_log(run_files, max_records=max_records, progress=bar.update)
+        model.save(tmp)
     plots = _plots(model, out) if report else []
     if as_json:
         meta = {k: model.meta[k] for k in ("digest", "n_records_total", "n_records_used")}

@@ -1,8 +1,9 @@
 """The user's entry point: ``hil characterize | train | fit | replay | station | virtual-station``.
 
 One module per command (group) in this package; this one holds the ``hil`` group, which
-catches every :class:`~hil.core.errors.HilError` a user can cause and prints it as one line
-naming what to fix (exit status 2), never as a traceback.
+catches every :class:`~hil.core.errors.HilError` a user can cause, and the file conditions a
+user can fix (out of space, read-only, no permission), and prints it as one line naming what
+to fix (exit status 2); ``hil -v COMMAND`` prints the full traceback as well.
 
 A command's module is imported when the command runs (or shows its own ``--help``), not
 before: together they pull in scipy, h5py, the backends and the trainer (~1 s), and ``hil
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 from dataclasses import dataclass
 
 import click
@@ -90,14 +92,25 @@ class _HilGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except HilError as exc:
-            click.echo(f"hil: error: {exc}", err=True)
+        except (HilError, OSError) as exc:
+            error: Exception | None = exc
+            if isinstance(exc, OSError) and not isinstance(exc, HilError):
+                # Only on this error path: hil.runfile pulls in h5py, and `hil --help` must not.
+                from hil.runfile.lock import file_error  # noqa: PLC0415 - h5py is heavy
+
+                error = file_error(exc, exc.filename or "the output file")
+            if error is None:
+                raise
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            click.echo(f"hil: error: {error}", err=True)
             sys.exit(2)
 
 
 @click.group(cls=_HilGroup)
 @click.version_option(package_name="hil")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="On an error, print the full traceback too.")
+def main(verbose):
     """Train neural networks on phase-change memory: real testers or an emulator."""
 
 

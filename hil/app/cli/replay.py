@@ -27,10 +27,13 @@ from hil.app.replay import replay as replay_run
     "(saved as OUT.fitted.h5), 'fitted:MODEL.h5' uses a model from `hil fit`.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def replay(run_file, out, data_dir, fallback, quiet):
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def replay(run_file, out, data_dir, fallback, quiet, force):
     """Re-run RUN_FILE's experiment on its own logged device responses; report if identical."""
     factory = fitted_fallback(fallback, run_file, out) if fallback else None
-    report = replay_run(run_file, out, data_dir=data_dir, progress=not quiet, fallback=factory)
+    report = replay_run(
+        run_file, out, data_dir=data_dir, progress=not quiet, fallback=factory, force=force
+    )
     click.echo(json.dumps(report))
     if not report["identical"]:
         sys.exit(1)

@@ -11,6 +11,7 @@ from hil.app.training import Trainer
 from hil.data import get_dataset
 from hil.nn.config import TrainConfig, apply_overrides
 from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.lock import check_not_input, file_error
 
 
 @click.command()
@@ -94,11 +95,14 @@ def train(
         cfg, out = _stored_config(resume, data_dir), resume
     else:
         _check_new_run_file(out, force)
+        check_not_input(out, [config_file] if config_file else [])
         cfg = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
         cfg = apply_overrides(cfg, data_dir=data_dir, **{**given, "layers": _layers(layers)})
     data = get_dataset(cfg.dataset, cfg.data_dir or None)
+    # The run file is written under its final name (it is the live, resumable run); its
+    # writer's lock refuses a second writer, --force or --resume while it is written.
     trainer = Trainer(cfg, data, out, progress=not quiet, overwrite=force)
-    summary = trainer.run(resume=resume is not None)
+    summary = _run(trainer, resume is not None, out)
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -107,6 +111,17 @@ def train(
             f"{cfg.cell}: test accuracy by epoch {accs}; {summary['pulses_total']:,} "
             f"pulses logged to {out}; {summary['wall_s']:.1f} s"
         )
+
+
+def _run(trainer: Trainer, resume: bool, out: Path) -> dict:
+    """The trainer's summary; out of space or a read-only disk as one-line errors."""
+    try:
+        return trainer.run(resume=resume)
+    except OSError as exc:
+        error = file_error(exc, out)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _layers(value: str | None) -> tuple[int, ...] | None:
