@@ -39,6 +39,7 @@ from hil.runfile.codec import (
 from hil.runfile.container import create_run_file
 from hil.runfile.lock import WriterLock, file_error
 from hil.runfile.reader import PulseLogReader
+from hil.runfile.records import checked_ids, device_table, record_columns
 from hil.runfile.schema import (
     COLUMN_NAMES,
     COLUMNS,
@@ -287,7 +288,7 @@ class PulseLogWriter:
         if group["device"].shape[0]:
             raise ConfigError(f"{self.path}: the device table is already set; it is written once")
         values = dict(layer=layer, row=row, column=column, role=role, die=die, site=site)
-        cols = _device_table(device, values)
+        cols = device_table(device, values)
         for name, dtype in DEVICE_TABLE_COLUMNS:
             ds = group[name]
             ds.resize((cols["device"].size,))
@@ -325,11 +326,11 @@ class PulseLogWriter:
         n = device.size
         if n == 0:
             return
-        values = _record_columns(
+        values = record_columns(
             n,
             {
                 "time_s": time_s,
-                "device": _checked_ids(device),
+                "device": checked_ids(device),
                 "op": op,
                 "amplitude_V": amplitude_V,
                 "width_s": width_s,
@@ -451,65 +452,3 @@ class PulseLogWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _checked_ids(device: np.ndarray) -> np.ndarray:
-    """Device ids that fit the log's uint32 column, or :class:`ConfigError`."""
-    if device.dtype.kind not in "iu":
-        raise ConfigError(f"pulse log: device ids must be integers, got {device.dtype}")
-    if device.dtype != np.uint32 and (device.min() < 0 or device.max() >= 2**32):
-        raise ConfigError("pulse log: device ids must be in 0 .. 2**32-1")
-    return device
-
-
-def _record_columns(n: int, values: dict) -> dict:
-    """``values`` (column → scalar or one value per record) with sequences made arrays;
-    :class:`ConfigError` for a wrong length or an unknown operation code."""
-    for name, v in values.items():
-        if not np.ndim(v):
-            continue
-        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
-        if arr.shape != (n,):
-            raise ConfigError(
-                f"pulse log: column {name!r} has shape {arr.shape}; expected a scalar "
-                f"or ({n},), one value per device"
-            )
-        values[name] = arr
-    op = values["op"]
-    op_lo, op_hi = (op.min(), op.max()) if np.ndim(op) else (op, op)
-    if not (0 <= int(op_lo) and int(op_hi) <= max(Operation)):
-        raise ConfigError(f"pulse log: op codes must be Operation values, got {op_lo}..{op_hi}")
-    return values
-
-
-def _device_table(device, values: dict) -> dict[str, np.ndarray]:
-    """The device table's columns, each one value per device, checked to fit their dtypes."""
-    if device is None:
-        sizes = {np.size(v) for v in values.values() if np.ndim(v)}
-        if len(sizes) != 1:
-            raise ConfigError("device table: give 'device' ids, or columns that are all one length")
-        device = np.arange(sizes.pop())
-    device = np.asarray(device)
-    if device.ndim != 1 or device.size == 0:
-        raise ConfigError("device table: 'device' must be a non-empty 1-D array of ids")
-    if device.dtype.kind not in "iu" or device.min() < 0 or device.max() >= 2**32:
-        raise ConfigError("device table: 'device' must hold integer ids in 0 .. 2**32-1")
-    if np.unique(device).size != device.size:
-        raise ConfigError("device table: 'device' ids must be unique")
-    n = device.size
-    cols = {"device": device}
-    for name, v in values.items():
-        arr = np.asarray(v)
-        if arr.ndim == 0:
-            arr = np.full(n, arr)
-        if arr.shape != (n,):
-            raise ConfigError(
-                f"device table: {name!r} has shape {arr.shape}; expected a scalar or ({n},)"
-            )
-        cols[name] = arr
-    for name, dtype in DEVICE_TABLE_COLUMNS:
-        info = np.iinfo(dtype)
-        arr = cols[name]
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise ConfigError(f"device table: {name!r} values do not fit {np.dtype(dtype)}")
-    return cols
