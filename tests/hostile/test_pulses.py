@@ -7,7 +7,7 @@ safety envelope on those values. Each input below must raise a one-line
 or at the seam, and the backend must receive nothing. The last tests run the two findings
 of issue 10 end to end through the virtual B1500A and look at what the tester received.
 
-How many inputs the file tries: :data:`INPUTS_TRIED` (counted from the lists below).
+How many inputs the file tries: :data:`N_INPUTS` (counted from the lists below).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ OUT_OF_RANGE = [
 
 BAD_ENVELOPE_VALUES = [1j, True, "5", None, float("nan"), float("inf"), 10**400, 0.0, -1.0]
 
-INPUTS_TRIED = (
+N_INPUTS = (
     len(REAL_FIELDS) * len(BAD_REALS)
     + (len(REAL_FIELDS) - 1) * len(BAD_ARRAYS)  # compliance_A takes no array at all
     + 2  # compliance_A as an array

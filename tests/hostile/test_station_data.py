@@ -18,7 +18,7 @@ from hil.core.errors import ConfigError
 from hil.station.native import ALLOW_ENV
 from hil.station.parser import load_station
 
-INPUTS_TRIED = 15
+N_INPUTS = 15
 """Station files and command lines this file tries: visa_library as a library path, as
 ``path@backend``, as a bad backend name and as the two plain backends; a WGFMU ``library``
 option refused, allowed, as a non-string; ``station check`` with each library kind, with

@@ -19,7 +19,7 @@ from hil.core.errors import HilError
 from hil.core.rng import RandomPool
 from hil.nn.config import TrainConfig
 
-INPUTS_TRIED = 5
+N_INPUTS = 5
 """Faults this file injects: MemoryError, OSError and KeyboardInterrupt in the producer of a
 bare pool, a draw from a closed pool, and a producer dying in the middle of training."""
 

@@ -27,7 +27,7 @@ from hil.runfile.lock import WriterLock
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.writer import PulseLogWriter
 
-INPUTS_TRIED = 20
+N_INPUTS = 20
 """Hostile inputs and faults this file tries (for docs/reliability.md)."""
 
 HIL = [sys.executable, "-m", "hil"]
