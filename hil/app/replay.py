@@ -63,7 +63,7 @@ def replay(
     run_file, out = Path(run_file), Path(out)
     check_not_input(out, [run_file])
     with open_run_file(run_file) as f:
-        cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
+        cfg = TrainConfig.from_run_file(read_root_attrs(f)["config_text"], run_file)
         original = checkpoint.read_summary(f)
         weights_a = checkpoint.latest(f)[0].cells
     if not cell_kind(cfg.cell).uses_devices:
@@ -117,15 +117,20 @@ def _adopting(fallback, n_devices: int, seed: int) -> DeviceBackend | None:
     return backend
 
 
-def fitted_fallback(spec: str, run_file, out):
+def fitted_fallback(spec: str, run_file, out, force: bool = False):
     """The ``--fallback`` factory: ``fitted`` (fit ``run_file``'s own log, saved next to
-    ``out``) or ``fitted:MODEL.h5``."""
+    ``out`` as OUT.fitted.h5, under the same rules as every output: locked, ``force`` to
+    replace it) or ``fitted:MODEL.h5``."""
     kind, _, arg = spec.partition(":")
     if kind != "fitted":
         raise ConfigError(f"--fallback {spec!r}: use 'fitted' or 'fitted:MODEL.h5'")
     if arg:
         model = FittedModel.load(arg)
     else:
+        if Path(out).exists() and not force:  # refused before any model file is written
+            raise ConfigError(f"{str(out)!r} exists; pass --force to overwrite it")
         model = fit_log(run_file)
-        model.save(Path(out).with_suffix(".fitted.h5"))
+        inputs = [run_file, out]
+        with output_file(Path(out).with_suffix(".fitted.h5"), force=force, inputs=inputs) as tmp:
+            model.save(tmp)
     return lambda n, seed: FittedBackend(model, n, seed=seed)

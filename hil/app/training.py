@@ -75,6 +75,39 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     """One entry per finished epoch: test accuracy, train accuracy, pulses so far."""
 
+    def __post_init__(self) -> None:
+        for name in ("epoch", "position", "images_seen", "transfers", "checkpoints"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ConfigError(f"progress {name} = {value!r} is not a count")
+        if not all(isinstance(entry, dict) for entry in self.history):
+            raise ConfigError("progress history is not a list of epoch records")
+
+
+_RESUME_META = {"progress": dict, "rng_state": dict, "pulse_records": int, "pulse_counts": dict}
+"""What resuming reads from a checkpoint's meta, by type."""
+
+
+def _check_resume_meta(meta: dict, path: Path) -> None:
+    """Refuse, naming the file, a checkpoint meta that would resume from made-up state."""
+
+    def damaged(why: str) -> LogError:
+        return LogError(
+            f"{path}: the newest checkpoint's metadata is damaged ({why}); the run cannot be "
+            "resumed"
+        )
+
+    for key, kind in _RESUME_META.items():
+        if type(meta.get(key)) is not kind:
+            raise damaged(f"{key} is not a JSON {kind.__name__}")
+    if not all(type(n) is int and n >= 0 for n in meta["pulse_counts"].values()):
+        raise damaged("a pulse count is not a count")
+    try:
+        Progress(**meta["progress"])
+        np.random.PCG64().state = meta["rng_state"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise damaged(str(exc)) from None
+
 
 class Trainer:
     """Trains ``cfg`` on ``data`` and writes the run file ``out``."""
@@ -321,12 +354,13 @@ class Trainer:
                 state, meta = checkpoint.latest(f)
         except OSError as exc:
             raise LogError(f"cannot open {self.out} to resume: {exc}") from None
+        _check_resume_meta(meta, self.out)
 
         # Where the data lives may differ between machines; everything else must match.
         def same(cfg: TrainConfig) -> str:
             return dataclasses.replace(cfg, data_dir="").to_json()
 
-        if same(TrainConfig.from_json(stored)) != same(self.cfg):
+        if same(TrainConfig.from_run_file(stored, self.out)) != same(self.cfg):
             raise ConfigError(
                 f"{self.out} was written with a different configuration; resume it with "
                 "`hil train --resume RUN.h5` alone (the stored configuration is used)"

@@ -19,6 +19,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError, LogError
 from hil.core.versions import software_versions
+from hil.devicemodel.checks import table_problem
 from hil.devicemodel.tables import (
     HISTORY_BINS,
     BinnedTable,
@@ -218,7 +219,17 @@ def _table(
             f"{', '.join(missing) or '-'}; unknown: {', '.join(unknown) or '-'}); re-fit it "
             "with `hil fit RUN.h5 --out MODEL.h5`"
         )
-    return table_type(**entries)
+    try:
+        table = table_type(**entries)
+    except (TypeError, ValueError) as exc:
+        raise LogError(f"{str(path)!r}: group {name!r} is damaged ({exc}); re-fit it") from None
+    problem = table_problem(table)
+    if problem is not None:
+        raise LogError(
+            f"{str(path)!r}: group {name!r} is damaged: {problem}; re-fit it with "
+            "`hil fit RUN.h5 --out MODEL.h5`"
+        )
+    return table
 
 
 def _text(v) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hil.core.errors import ConfigError
+from hil.core.textfiles import read_user_text
 from hil.core.validation import FieldError, check_fields, setting
 from hil.nn.cells import CELL_KINDS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
@@ -146,10 +147,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        text = read_user_text(path, "config file")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -162,6 +160,21 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_run_file(cls, text: str, source: str | Path) -> TrainConfig:
+        """The configuration run file ``source`` stored as ``config_text``, checked as a
+        TOML file is: damage gives a :class:`ConfigError` naming the file, not a traceback."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return cls.from_dict(data)
+        except (ValueError, TypeError, FieldError) as exc:
+            raise ConfigError(
+                f"{source}: the run's stored configuration (config_text) is damaged ({exc}); "
+                "the run cannot be replayed or resumed"
+            ) from None
 
 
 def _bad(name: str, why: str) -> NoReturn:

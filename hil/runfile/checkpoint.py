@@ -111,31 +111,37 @@ def latest(f: h5py.File) -> tuple[CheckpointState, dict]:
     none."""
     if GROUP not in f:
         raise LogError(f"{f.filename} holds no checkpoints (was it written by `hil train`?)")
-    best: tuple[CheckpointState, dict] | None = None
-    for slot in ("slot0", "slot1"):
-        s = f[GROUP][slot]
-        try:
-            meta = json.loads(_get_bytes(s["meta"]))
-        except ValueError:
-            continue
-        if not isinstance(meta, dict) or "seq" not in meta:
-            continue
-        state = _read_state(s, meta["crc32"])
-        if state is None:
-            continue  # torn by a crash mid-write: fall back to the other slot
-        if best is None or meta["seq"] > best[1]["seq"]:
-            best = (state, meta)
-    if best is None:
+    slots = [_read_slot(f[GROUP][slot]) for slot in ("slot0", "slot1")]
+    intact = [slot for slot in slots if slot is not None]
+    if not intact:
         raise LogError(f"{f.filename}: no intact checkpoint; the run cannot be resumed")
-    return best
+    return max(intact, key=lambda slot: slot[1]["seq"])
+
+
+def _read_slot(s: h5py.Group) -> tuple[CheckpointState, dict] | None:
+    """The slot's arrays and meta, or None if the meta does not parse or does not describe
+    the arrays, or an array does not match its CRC (a checkpoint torn by a crash mid-write:
+    the other slot is used)."""
+    try:
+        meta = json.loads(_get_bytes(s["meta"]))
+    except (ValueError, KeyError):
+        return None
+    if not (isinstance(meta, dict) and type(meta.get("seq")) is int):
+        return None
+    crcs = meta.get("crc32")
+    if not isinstance(crcs, dict) or not all(type(c) is int for c in crcs.values()):
+        return None
+    state = _read_state(s, crcs)
+    return None if state is None else (state, meta)
 
 
 def _read_state(s: h5py.Group, crcs: dict[str, int]) -> CheckpointState | None:
-    """The slot's arrays listed in its meta, or None if one does not match its CRC."""
+    """The slot's arrays listed in its meta, or None if one is missing or does not match its
+    CRC."""
     sections: dict[str, dict[str, np.ndarray]] = {section: {} for section in _SECTIONS}
     for path, crc in crcs.items():
         section, _, name = path.partition("/")
-        if section not in sections:
+        if section not in sections or path not in s:
             return None
         arr = s[path][...]
         if _crc(arr) != crc:

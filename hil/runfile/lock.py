@@ -9,8 +9,9 @@ leaves at most a stale sidecar that the next writer simply takes over.
 (``hil replay``, ``hil fit``, ``hil characterize``): the lock on the final name, ``--force``
 needed to replace an existing file, never an input as the output, and the content written
 under a hidden temporary name in the same folder that :func:`os.replace` puts in place only
-once it is complete (removed on any failure). :func:`file_error` turns the OS conditions a
-user can fix (out of space, read-only, no permission) into one-line :class:`LogError`\\ s.
+once it is complete (removed on any failure, and by the next writer after a kill).
+:func:`file_error` turns the OS conditions a user can fix (out of space, read-only, no
+permission) into one-line :class:`LogError`\\ s.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import socket
@@ -162,6 +164,10 @@ def output_file(
     with WriterLock(out):
         if out.exists() and not force:
             raise ConfigError(f"{str(out)!r} exists; pass --force to overwrite it")
+        # Whoever wrote these was killed before it could remove them: the lock we hold is
+        # the only one on ``out``, and the OS released the dead writer's.
+        for stale in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+            stale.unlink(missing_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         try:
             yield tmp

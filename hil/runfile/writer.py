@@ -123,6 +123,7 @@ class PulseLogWriter:
         self._n_threads = n_threads(nthreads)
         self._pool: ThreadPoolExecutor | None = None  # started at the first write
         self._closed = False
+        self._failed = False
         # Buffers start at a chunk boundary: _base is the record index of row 0.
         self._buf = {c.name: np.empty(self._capacity, dtype=c.np_dtype) for c in COLUMNS}
         self._fill = 0
@@ -378,6 +379,8 @@ class PulseLogWriter:
 
     def _write_chunks(self, final: bool) -> None:
         """Write the buffer's full chunks (and, if ``final``, the partial last one)."""
+        if self._failed:
+            raise LogError(f"{str(self.path)!r}: the pulse log failed earlier; resume the run")
         ch = self.chunk_records
         n_full = self._fill // ch
         partial = self._fill - n_full * ch
@@ -396,6 +399,28 @@ class PulseLogWriter:
         # Compression runs in the pool (Blosc2 and numpy release the GIL) while this thread hands
         # finished chunks to HDF5, in order.
         chunks = self._pool.map(self._compress, jobs) if self._pool else map(self._compress, jobs)
+        try:
+            self._store_chunks(jobs, chunks, end)
+        except Exception as exc:  # a compression thread or HDF5 failed: stop writing here
+            self._failed = True
+            if isinstance(exc, OSError) and (error := file_error(exc, self.path)) is not None:
+                raise error from exc
+            raise LogError(
+                f"{str(self.path)!r}: writing the pulse log failed ({exc!r}); the records up "
+                f"to the last flush ({self._durable:,}) are in the file: resume the run"
+            ) from exc
+        # Keep the partial tail (it is rewritten once it grows) at the buffer's start.
+        keep = n_full * ch
+        if keep:
+            for buf in self._buf.values():
+                buf[:partial] = buf[keep : self._fill]
+            self._base += keep
+            self._fill = partial
+
+    def _store_chunks(self, jobs: list[tuple[str, int]], chunks, end: int) -> None:
+        """Hand the compressed chunks to HDF5, in order, growing each column to ``end``."""
+        ch = self.chunk_records
+        n_write = len(jobs) // len(COLUMNS)
         for (name, k), chunk in zip(jobs, chunks, strict=True):
             ds = self._ds[name]
             offset = self._base + k * ch
@@ -408,13 +433,6 @@ class PulseLogWriter:
             ds.id.write_direct_chunk((offset,), chunk)
             if k == n_write - 1 and end > ds.shape[0]:
                 ds.resize((end,))  # new records that all fit the rewritten partial chunk
-        # Keep the partial tail (it is rewritten once it grows) at the buffer's start.
-        keep = n_full * ch
-        if keep:
-            for buf in self._buf.values():
-                buf[:partial] = buf[keep : self._fill]
-            self._base += keep
-            self._fill = partial
 
     def flush(self, fsync: bool = False) -> None:
         """Write every appended record and flush HDF5: all of them survive a crash.
@@ -433,7 +451,8 @@ class PulseLogWriter:
         if self._closed:
             return
         try:
-            self.flush()
+            if not self._failed:  # after a failure, keep what was flushed: close only
+                self.flush()
         finally:
             self._closed = True
             try:

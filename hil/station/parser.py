@@ -54,6 +54,7 @@ import numpy as np
 
 from hil.core.errors import ConfigError, EnvelopeError
 from hil.core.pulses import ReadPulse, SafetyEnvelope
+from hil.core.textfiles import read_user_text
 from hil.core.validation import number_problem
 from hil.station.drivers import DRIVERS
 from hil.station.model import (
@@ -317,8 +318,5 @@ def parse_station(text: str, path: str | Path = "<station>") -> Station:
 def load_station(path: str | Path) -> Station:
     """Read and check a station file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read station file {path}: {exc.strerror}") from None
+    text = read_user_text(path, "station file")
     return parse_station(text, path)

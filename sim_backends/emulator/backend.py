@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
 from hil.core.backend import DeviceBackend
-from hil.core.errors import ConfigError
+from hil.core.errors import BackendError, ConfigError
 from hil.core.ids import as_ids, rounds
 from hil.core.pulses import Operation, RampSetPulse, ReadPulse, ResetPulse, SafetyEnvelope, SetPulse
 from hil.core.rng import Workspace, rng_state_array, rng_state_from_array
@@ -389,8 +389,16 @@ class EmulatorBackend(DeviceBackend):
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="pcm-emulator")
-        for future in [self._pool.submit(run, k) for k in range(n_blocks)]:
-            future.result()
+        futures = [self._pool.submit(run, k) for k in range(n_blocks)]
+        # Every block finishes (or fails) before anything is raised: no thread may still be
+        # changing the devices while the caller handles the error.
+        wait(futures)
+        for future in futures:
+            if (exc := future.exception()) is not None:
+                raise BackendError(
+                    f"an emulator worker thread failed ({exc!r}); the run stops here and can "
+                    "be resumed from its last checkpoint"
+                ) from exc
 
     def _pin_stuck(self) -> None:
         """Stuck devices ignore pulses: restore their conductance after every write. A

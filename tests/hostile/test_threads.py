@@ -1,5 +1,6 @@
 """Hostile faults in background threads: a dying random-number producer never hangs its
-consumer, and a training run it kills ends with a HilError and a resumable run file."""
+consumer; a dying producer, pulse-log compression thread or emulator worker thread ends a
+training run with a one-line HilError and a run file that resumes to the end."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ import numpy as np
 import pytest
 
 import hil.core.rng as rng
+import sim_backends.emulator.kernels as kernels
 from hil.app.training import Trainer
 from hil.core.errors import HilError
 from hil.core.rng import RandomPool
 from hil.nn.config import TrainConfig
+from hil.runfile.writer import PulseLogWriter
 
-N_INPUTS = 5
+N_INPUTS = 7
 """Faults this file injects: MemoryError, OSError and KeyboardInterrupt in the producer of a
-bare pool, a draw from a closed pool, and a producer dying in the middle of training."""
+bare pool, a draw from a closed pool, and a producer, a pulse-log compression thread and an
+emulator worker thread dying in the middle of training."""
 
 REPORT_WITHIN_S = 1.0
 """The issue's bound: a dead producer reaches its consumer as an error within a second."""
@@ -93,12 +97,61 @@ def test_a_closed_pool_refuses_instead_of_waiting():
     assert "closed" in str(outcome["error"])
 
 
-def test_training_whose_producer_dies_ends_with_an_error_and_resumes(
-    mnist, mnist_dir, monkeypatch, tmp_path
+class DiesInThread:
+    """Wraps ``real``: works for ``n_ok`` calls made in threads named ``thread_prefix``, then
+    raises ``exc`` there (calls from other threads pass)."""
+
+    def __init__(self, real, n_ok: int, exc: BaseException, thread_prefix: str):
+        self.real, self.n_ok, self.exc, self.prefix = real, n_ok, exc, thread_prefix
+        self.calls = 0
+        self.failed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        if threading.current_thread().name.startswith(self.prefix):
+            with self._lock:
+                self.calls += 1
+                dying = self.calls > self.n_ok
+            if dying:
+                self.failed_at = self.failed_at or time.perf_counter()
+                raise self.exc
+        return self.real(*args, **kwargs)
+
+
+def _compression_dies(monkeypatch) -> DiesInThread:
+    # ~14 columns per flushed chunk: dying after 100 falls after the first checkpoints.
+    real = PulseLogWriter._compress
+    dying = DiesInThread(real, 100, RuntimeError("codec failed"), "pulselog")
+    monkeypatch.setattr(PulseLogWriter, "_compress", lambda self, job: dying(self, job))
+    return dying
+
+
+def _emulator_worker_dies(monkeypatch) -> DiesInThread:
+    # ~8 whole-array reads per run run on the worker threads (2 blocks each)
+    dying = DiesInThread(kernels.read, 4, MemoryError(), "pcm-emulator")
+    monkeypatch.setattr(kernels, "read", dying)
+    return dying
+
+
+def _producer_dies(monkeypatch) -> DyingNormals:
+    # A run makes ~22 normal blocks; dying after 10 falls after the first checkpoints.
+    dying = DyingNormals(n_ok=10, exc=MemoryError())
+    monkeypatch.setattr(rng, "normals_f32", dying)
+    return dying
+
+
+@pytest.mark.parametrize(
+    "inject",
+    [_producer_dies, _compression_dies, _emulator_worker_dies],
+    ids=["random-number producer", "pulse-log compression", "emulator worker"],
+)
+def test_training_whose_thread_dies_ends_with_an_error_and_resumes(
+    mnist, mnist_dir, monkeypatch, tmp_path, inject
 ):
+    # 784-48-10: 76,224 devices, enough for the emulator to split its calls over threads.
     cfg = TrainConfig(
         cell="2pcm3t1c",
-        layers=(784, 16, 10),
+        layers=(784, 48, 10),
         epochs=1,
         train_images=1500,
         test_images=500,
@@ -106,12 +159,11 @@ def test_training_whose_producer_dies_ends_with_an_error_and_resumes(
         seed=7,
     )
     out = tmp_path / "run.h5"
-    # A run makes ~22 normal blocks; dying after 10 falls after the first checkpoints.
-    dying = DyingNormals(n_ok=10, exc=MemoryError())
-    monkeypatch.setattr(rng, "normals_f32", dying)
-    outcome = _in_thread(lambda: Trainer(cfg, mnist, out, progress=False).run(), timeout_s=60)
+    dying = inject(monkeypatch)
+    outcome = _in_thread(lambda: Trainer(cfg, mnist, out, progress=False).run(), timeout_s=120)
     assert isinstance(outcome.get("error"), HilError), outcome
-    assert time.perf_counter() - dying.failed_at < 5.0
+    assert "\n" not in str(outcome["error"])
+    assert dying.failed_at is not None and time.perf_counter() - dying.failed_at < 5.0
     monkeypatch.undo()
     done = subprocess.run(
         [sys.executable, "-m", "hil", "train", "--resume", str(out), "--json", "--quiet"]

@@ -266,7 +266,7 @@ def test_write_interrupted_mid_column_leaves_only_whole_correct_records(
     w.append(np.arange(5000), 0, 1.0, layer=3)
     w.flush()  # the last chunk (records 4096..) is partial: 4096..4999
     w._ds["layer"] = _CrashingDataset(w._ds["layer"], allowed=chunks_before_crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(LogError, match="simulated crash"):
         w.append(np.arange(3000), 0, 2.0, layer=7)  # fills the buffer: writes full chunks
     w._file.close()  # as if the process died with every metadata change on disk
     # Every other column holds 8192 records. 'layer' either kept its flushed state, or got

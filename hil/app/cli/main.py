@@ -1,8 +1,9 @@
 """The user's entry point: ``hil characterize | train | fit | replay | station | virtual-station``.
 
 One module per command (group) in this package; this one holds the ``hil`` group, which
-catches every :class:`~hil.core.errors.HilError` a user can cause, and the file conditions a
-user can fix (out of space, read-only, no permission), and prints it as one line naming what
+catches every :class:`~hil.core.errors.HilError` a user can cause, the file conditions a
+user can fix (out of space, read-only, no permission) and running out of memory (layers too
+large for the machine), and prints it as one line naming what
 to fix (exit status 2); ``hil -v COMMAND`` prints the full traceback as well.
 
 A command's module is imported when the command runs (or shows its own ``--help``), not
@@ -92,9 +93,14 @@ class _HilGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (HilError, OSError) as exc:
+        except (HilError, OSError, MemoryError) as exc:
             error: Exception | None = exc
-            if isinstance(exc, OSError) and not isinstance(exc, HilError):
+            if isinstance(exc, MemoryError):
+                error = HilError(
+                    f"out of memory ({exc or 'an allocation failed'}): the configuration is too "
+                    "large for this machine; use smaller layers or fewer images"
+                )
+            elif isinstance(exc, OSError) and not isinstance(exc, HilError):
                 # Only on this error path: hil.runfile pulls in h5py, and `hil --help` must not.
                 from hil.runfile.lock import file_error  # noqa: PLC0415 - h5py is heavy
 

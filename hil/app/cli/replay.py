@@ -30,7 +30,7 @@ from hil.app.replay import replay as replay_run
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def replay(run_file, out, data_dir, fallback, quiet, force):
     """Re-run RUN_FILE's experiment on its own logged device responses; report if identical."""
-    factory = fitted_fallback(fallback, run_file, out) if fallback else None
+    factory = fitted_fallback(fallback, run_file, out, force) if fallback else None
     report = replay_run(
         run_file, out, data_dir=data_dir, progress=not quiet, fallback=factory, force=force
     )

@@ -88,6 +88,11 @@ def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed
             f"--write {write_to} is STATION_FILE itself (or a link to it): it would be "
             "overwritten with the virtual resources; write to another file"
         )
+    if not host.strip():
+        # socketserver takes "" as every interface: say so explicitly if that is meant
+        raise ConfigError(
+            "--host is empty; give 127.0.0.1, or 0.0.0.0 to listen on every interface"
+        )
     st = load_station(station_file)
     overrides = {
         k: v
@@ -100,6 +105,11 @@ def virtual_station(station_file, write_to, latency_s, relay_s, die_step_s, seed
         vs = VirtualStation(st, host=host, **overrides)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
+    except OSError as exc:  # an unresolvable name, an address not of this machine
+        raise ConfigError(
+            f"cannot listen on --host {host!r}: {exc.strerror or exc}; give a name or address "
+            "of this machine (default 127.0.0.1)"
+        ) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with vs:

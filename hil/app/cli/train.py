@@ -137,7 +137,7 @@ def _stored_config(run_file: Path, data_dir: str | None) -> TrainConfig:
     """The configuration ``run_file`` was trained with; only where the data lives may
     differ on this machine."""
     with open_run_file(run_file, "r") as f:
-        cfg = TrainConfig.from_json(read_root_attrs(f)["config_text"])
+        cfg = TrainConfig.from_run_file(read_root_attrs(f)["config_text"], run_file)
     return apply_overrides(cfg, data_dir=data_dir) if data_dir else cfg
 
 
