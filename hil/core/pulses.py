@@ -137,9 +137,10 @@ class Pulse:
     """Base of all pulses: an amplitude (V) and a width (s).
 
     Every field is converted once, at construction, to a plain ``float`` (``int`` for a
-    count) or a read-only float64 (int64) copy of a per-device array, and must be finite
-    and real: a pulse cannot change between the envelope check and its use. The physical
-    range (width > 0, steps >= 1, ...) is the :class:`SafetyEnvelope`'s to check.
+    count) or a read-only float64 (int64) copy of a per-device array, and must be finite,
+    real and in its physical range (width > 0; a ramp's steps >= 1; a read's compliance
+    > 0): a pulse cannot change between the envelope check and its use. The limits of a
+    station (amplitudes, durations, the most steps) are the :class:`SafetyEnvelope`'s.
     """
 
     amplitude_V: float | np.ndarray
@@ -156,6 +157,17 @@ class Pulse:
                 scalar_only=f.name in _SCALAR_FIELDS,
             )
             object.__setattr__(self, f.name, value)
+        self._check_range(name)
+
+    def _check_range(self, name: str) -> None:
+        width_min = _extreme(self.width_s, largest=False)
+        if not width_min > 0:
+            raise EnvelopeError(f"{name}: width_s must be > 0, got min {width_min!r}")
+        if self.op is Operation.SET_RAMP and _extreme(self.n_steps, largest=False) < 1:
+            raise EnvelopeError(f"{name}: steps must be 1 or more, got {self.n_steps!r:.60}")
+        compliance = getattr(self, "compliance_A", 1.0)
+        if not compliance > 0:
+            raise EnvelopeError(f"{name}: compliance_A must be > 0, got {compliance!r}")
 
     @property
     def n_steps(self) -> int | np.ndarray:
@@ -325,9 +337,6 @@ class SafetyEnvelope:
             _check_shape(getattr(pulse, what), n, name, what)
         if n == 0:
             return
-        width_min = _extreme(pulse.width_s, largest=False)
-        if not width_min > 0:
-            raise EnvelopeError(f"{name}: width_s must be > 0, got min {width_min!r}")
         if pulse.op is Operation.READ:
             self._check_read(pulse)
         else:

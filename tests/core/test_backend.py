@@ -54,8 +54,7 @@ class RecordingBackend(DeviceBackend):
         PartialSetPulse(amplitude_V=-6.0),
         PartialSetPulse(width_s=20e-6),
         RampSetPulse(width_s=2e-6, steps=8),  # 16 us in total > 10 us
-        RampSetPulse(steps=0),
-        PartialSetPulse(width_s=0.0),
+        RampSetPulse(steps=10**6),
     ],
 )
 def test_out_of_envelope_program_pulse_raises_and_sends_nothing(pulse):

@@ -167,7 +167,8 @@ OUT_OF_RANGE = [
         "max_read_V",
     ),
 ]
-"""Well-typed pulses outside their physical range or of the wrong kind: refused at the seam."""
+"""Well-typed pulses outside their physical range (refused as they are built) or of the wrong
+kind or shape (refused at the seam): nothing reaches the backend."""
 
 BAD_ENVELOPE_VALUES = [1j, True, "5", None, float("nan"), float("inf"), 10**400, 0.0, -1.0]
 
@@ -353,3 +354,18 @@ def test_a_changing_amplitude_reaches_no_tester(virtual_b1500a):
     assert list(vs.tester.received)[before:] == []
     assert 40.0 not in _volts_sent(vs.tester.received)
     assert not vs.wafer.history
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: PartialSetPulse(width_s=0.0), "width_s must be > 0"),
+        (lambda: ResetPulse(width_s=np.array([50e-9, -1e-9])), "width_s must be > 0"),
+        (lambda: RampSetPulse(steps=np.array([8, 0])), "steps must be 1 or more"),
+        (lambda: ReadPulse(compliance_A=0.0), "compliance_A must be > 0"),
+    ],
+)
+def test_a_pulse_outside_its_physical_range_cannot_be_built(build, message):
+    # No backend, no envelope: the value itself is refused, so no code path can carry it.
+    with pytest.raises(EnvelopeError, match=message):
+        build()
