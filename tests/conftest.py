@@ -105,3 +105,57 @@ def wired_station():
         for drv in (tester.inst, matrix, prober):
             drv.adapter.close()
     stack.close()
+
+
+def _as_legacy_layout(path: Path, version: int) -> Path:
+    """Turn a log the writer made with ``codec="blosc2"`` into what schema ``version`` (1 or
+    2) writers stored: the same Blosc2 frames plus a stored ``current_A`` column (g_S·read_V),
+    with Fletcher32 on every chunk (2) or on none (1)."""
+    import h5py  # noqa: PLC0415 - only the tests that ask for the fixture need it
+    import numpy as np  # noqa: PLC0415
+
+    from hil.runfile.blosc2_codec import Blosc2Codec  # noqa: PLC0415
+    from hil.runfile.schema import CURRENT, LEGACY_COLUMNS  # noqa: PLC0415
+
+    with h5py.File(path, "r+") as f:
+        pulses = f["pulses"]
+        assert pulses.attrs["codec"] == "blosc2", "write the log with codec='blosc2'"
+        ch = pulses["g_S"].chunks[0]
+        n = pulses["g_S"].shape[0]
+        codec = Blosc2Codec(LEGACY_COLUMNS, ch)
+        current = pulses.create_dataset(
+            CURRENT.name,
+            (n,),
+            CURRENT.np_dtype,
+            chunks=(ch,),
+            maxshape=(None,),
+            **codec.dataset_filters(CURRENT),
+        )
+        product = pulses["g_S"][...] * pulses["read_V"][...]
+        padded = np.zeros(-(-n // ch) * ch, np.float32)
+        padded[:n] = product
+        for k in range(padded.size // ch):
+            current.id.write_direct_chunk(
+                (k * ch,), codec.encode(CURRENT, padded[k * ch : (k + 1) * ch])
+            )
+        for c in LEGACY_COLUMNS if version == 1 else ():
+            old = pulses[c.name]
+            chunks = [old.id.read_direct_chunk((k * ch,)) for k in range(-(-n // ch))]
+            attrs = dict(old.attrs)
+            del pulses[c.name]
+            plain = {k: v for k, v in codec.dataset_filters(c).items() if k != "fletcher32"}
+            new = pulses.create_dataset(
+                c.name, (n,), c.np_dtype, chunks=(ch,), maxshape=(None,), **plain
+            )
+            new.attrs.update(attrs)
+            for k, (mask, raw) in enumerate(chunks):
+                new.id.write_direct_chunk((k * ch,), raw[:-4], filter_mask=mask)
+        del pulses.attrs["codec"]
+        f.attrs["schema_version"] = np.int64(version)
+    return path
+
+
+@pytest.fixture
+def as_legacy_layout():
+    """``as_legacy_layout(path, version)``: a blosc2 log rewritten as schema 1 or 2 stored it."""
+    return _as_legacy_layout

@@ -182,7 +182,9 @@ class Trainer:
         net, inner = self._build()
         if resume:
             state, meta = self._load_checkpoint()
-            writer = PulseLogWriter.reopen(self.out, truncate_to=meta["pulse_records"])
+            writer = PulseLogWriter.reopen(
+                self.out, truncate_to=meta["pulse_records"], codec=self.cfg.log.codec
+            )
         else:
             writer = self._create_run_file(net, inner)
         if inner is not None and self.cfg.log_pulses:
@@ -212,6 +214,7 @@ class Trainer:
             overwrite=self.overwrite,
             device_table=net.layout.device_table() if inner is not None else None,
             prepare=prepare,
+            codec=self.cfg.log.codec,
         )
 
     def _initialize(self, net: Network, inner: DeviceBackend | None, writer) -> Progress:

@@ -21,6 +21,7 @@ from hil.core.textfiles import read_user_text
 from hil.core.validation import FieldError, check_fields, setting
 from hil.nn.cells import CELL_KINDS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
+from hil.runfile.codec import CODEC_NAMES, DEFAULT_CODEC
 from hil.station.model import SourceLines
 
 UPDATE_MODES = ("stochastic", "expected")
@@ -69,6 +70,19 @@ class SynapseConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """How the run file stores the pulse log (TOML table ``[log]``)."""
+
+    codec: str = setting(DEFAULT_CODEC, choices=CODEC_NAMES)
+    """'deflate': HDF5's standard shuffle + deflate + Fletcher32 filters, which every HDF5
+    tool reads (h5dump, PyTables, MATLAB, HDFView); 'blosc2': faster to write and query, but
+    readers need the hdf5plugin filter (see :mod:`hil.runfile.codec`)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "log")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run."""
 
@@ -106,6 +120,7 @@ class TrainConfig:
     synapse: SynapseConfig = field(default_factory=SynapseConfig)
     capacitor: CapacitorConfig = field(default_factory=CapacitorConfig)
     converters: ConverterConfig = field(default_factory=ConverterConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
@@ -134,6 +149,7 @@ class TrainConfig:
             "synapse": SynapseConfig,
             "capacitor": CapacitorConfig,
             "converters": ConverterConfig,
+            "log": LogConfig,
         }
         kwargs = {}
         for name, sub in nested.items():

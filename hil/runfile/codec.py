@@ -1,238 +1,163 @@
-"""How the pulse log's chunks are encoded: Blosc2 parameters per column, the HDF5 filter
-declared on each dataset, and the one-chunk Blosc2 frames the writer stores directly.
+"""How the pulse log's chunks are encoded: the codecs, and which one a dataset was written with.
 
-The writer compresses each chunk itself and wraps it in the frame the HDF5 Blosc2 filter
-(id 32026) produces and accepts (:class:`FrameMaker`); the reader finds the chunk inside
-such a frame (:func:`frame_chunk`) and decompresses it without HDF5's filter pipeline.
+Two codecs, chosen per run file (``[log] codec``; the dataset's filter pipeline says which
+one wrote it, so a reader needs no setting):
 
-Since schema version 2 each stored chunk ends with HDF5's Fletcher32 checksum of the frame
-(the dataset's pipeline is Blosc2, then HDF5's Fletcher32 filter), so ``h5py``, ``h5dump``
-and every HDF5 reader verify it; the writer appends it (:func:`with_checksum`), the reader's
-direct path checks it (:func:`checked_frame`). Blosc2 itself has no checksum: most bit
-flips inside a chunk decode to wrong values without an error [measured: 191 of 200 random
-single-bit flips in a ``time_s`` chunk].
+- ``deflate`` (the default since schema version 3): HDF5's own filters — shuffle (for
+  columns wider than a byte), deflate, Fletcher32 — so that every HDF5 install reads the log
+  without a plugin (``h5dump``, PyTables, MATLAB's ``h5read``, HDFView). The writer does what
+  the pipeline would: byte-shuffles a chunk, compresses it with zlib (which releases the GIL,
+  so chunks compress in parallel threads) and appends the checksum, then stores it with
+  ``write_direct_chunk``; the reader reverses it the same way, in parallel.
+- ``blosc2`` (:mod:`hil.runfile.blosc2_codec`; schema versions 1 and 2 always used it):
+  smaller on some data and faster to decode, but readers need the hdf5plugin filter 32026.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
+from typing import Protocol
 
-import blosc2
 import h5py
 import h5py.h5z
-import hdf5plugin
 import numpy as np
 
+from hil.core.errors import ConfigError
+from hil.runfile.blosc2_codec import BLOSC2_FILTER_ID, Blosc2Codec
+from hil.runfile.checksum import with_checksum
 from hil.runfile.schema import Column
 
 __all__ = [
-    "BLOCKSIZE",
-    "BLOSC2_FILTER_ID",
+    "CHUNK_RECORDS",
+    "CODEC_NAMES",
+    "DEFAULT_CODEC",
     "FLETCHER32_FILTER_ID",
-    "FrameMaker",
-    "checked_frame",
-    "codec_attr",
-    "cparams",
-    "fletcher32",
-    "frame_chunk",
-    "hdf5_filter",
-    "library_frame",
+    "ChunkCodec",
+    "DeflateCodec",
+    "make_codec",
     "n_threads",
     "stored_layout",
-    "with_checksum",
 ]
 
-BLOSC2_FILTER_ID = 32026
-"""The registered HDF5 filter id of Blosc2 (``hdf5plugin.Blosc2``)."""
 FLETCHER32_FILTER_ID = h5py.h5z.FILTER_FLETCHER32
 """HDF5's built-in checksum filter (id 3)."""
-_F = blosc2.Filter
+_SHUFFLE, _DEFLATE = h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE
 
-BLOCKSIZE = 16 * 1024
-"""Bytes per Blosc2 block: reading one record decompresses one block (~5 µs at 16 KiB,
-~35 µs at Blosc2's default 128 KiB); costs ~2 % in file size [measured on the benchmark's
-transfer data]."""
+DEFLATE_LEVEL = 1
+"""zlib level of the default codec: on a training run's log, level 1 gives 3.1 bytes per
+record at 8.6 M records/s per core, level 6 2.9 bytes at 4.3 M [measured on the 9.2 M-record
+one-epoch MNIST run, 2^16-record chunks, shuffle first]. With run-length matching (``Z_RLE``)
+for every column but the device ids: 3.30 instead of 3.49 bytes per record and 12.9 instead
+of 10.2 M records/s per core [measured on benchmarks/bench_pulselog.py's transfers]."""
 
+CHUNK_RECORDS = {"deflate": 1 << 15, "blosc2": 1 << 17}
+"""Records per HDF5 chunk by codec. A one-device history decodes every chunk holding one of
+its records, whole for deflate (Blosc2 decodes single 16 KiB blocks), so deflate chunks are
+smaller: 2^15 records (128 KiB of float32) kept the history of a 100 M-record log under a
+second where 2^17 took twice as long [benchmarks/bench_pulselog.py]; Blosc2's 2^17 keeps
+per-chunk costs small next to compression."""
 
-def codec_attr(c: Column) -> str:
-    """The ``compression`` attribute of a column's dataset, e.g. ``blosc2 zstd clevel=1 ...``."""
-    filters = "+".join(f.name.lower() for f in c.filters)
-    return f"blosc2 {c.codec.name.lower()} clevel={c.clevel} {filters} blocksize={BLOCKSIZE}"
-
-
-def cparams(c: Column) -> blosc2.CParams:
-    filters = list(c.filters)
-    # Byte-delta works on the shuffled bytes of each item; its meta is the item size.
-    meta = [c.np_dtype.itemsize if f == _F.BYTEDELTA else 0 for f in filters]
-    return blosc2.CParams(
-        codec=c.codec,
-        clevel=c.clevel,
-        typesize=c.np_dtype.itemsize,
-        filters=filters,
-        filters_meta=meta,
-        blocksize=BLOCKSIZE,
-        nthreads=1,
-    )
+DEFAULT_CODEC = "deflate"
+CODEC_NAMES = ("deflate", "blosc2")
 
 
-def hdf5_filter(c: Column) -> dict:
-    """``create_dataset`` keywords for the column's filter pipeline: Blosc2 (decodes our
-    chunks; used by any HDF5 writer), then Fletcher32 (h5py puts it last)."""
-    shuffle = (
-        hdf5plugin.Blosc2.BITSHUFFLE if _F.BITSHUFFLE in c.filters else hdf5plugin.Blosc2.SHUFFLE
-    )
-    blosc = hdf5plugin.Blosc2(cname=c.codec.name.lower(), clevel=c.clevel, filters=shuffle)
-    return {**blosc, "fletcher32": True}
+class ChunkCodec(Protocol):
+    """What the writer and reader need of a codec."""
+
+    name: str
+
+    def dataset_filters(self, c: Column) -> dict:
+        """``create_dataset`` keywords declaring the filter pipeline of a column."""
+        ...
+
+    def describe(self, c: Column) -> str:
+        """A person's description of a column's encoding (the ``compression`` attribute)."""
+        ...
+
+    def encode(self, c: Column, data: np.ndarray) -> bytes:
+        """The stored bytes of one full chunk (checksum included)."""
+        ...
+
+    @staticmethod
+    def decode(raw: memoryview, out: np.ndarray) -> bool:
+        """Decode stored bytes (checksum removed) into ``out``; False: let HDF5 decode."""
+        ...
+
+
+class DeflateCodec:
+    """HDF5's standard shuffle + deflate + Fletcher32 pipeline, done outside HDF5."""
+
+    name = "deflate"
+
+    def __init__(self, level: int = DEFLATE_LEVEL):
+        self.level = level
+
+    def dataset_filters(self, c: Column) -> dict:
+        shuffle = c.np_dtype.itemsize > 1  # HDF5's shuffle is a no-op on one-byte items
+        return {
+            "compression": "gzip",
+            "compression_opts": self.level,
+            "shuffle": shuffle,
+            "fletcher32": True,
+        }
+
+    def describe(self, c: Column) -> str:
+        shuffle = "shuffle+" if c.np_dtype.itemsize > 1 else ""
+        return f"{shuffle}deflate level={self.level}+fletcher32 (HDF5 standard filters)"
+
+    def encode(self, c: Column, data: np.ndarray) -> bytes:
+        size, n = data.dtype.itemsize, data.size
+        raw = data.view(np.uint8)
+        if size > 1:  # HDF5's shuffle: byte 0 of every item, then byte 1, ...
+            planes = np.empty(raw.size, np.uint8)
+            for j in range(size):  # one strided copy per byte plane: ~3x a transpose
+                planes[j * n : (j + 1) * n] = raw[j::size]
+            raw = planes
+        # Run-length matching finds the runs of repeated bytes a shuffled column is made of,
+        # twice as fast and a little smaller than zlib's default search; sorted device ids
+        # repeat in longer patterns that only the default search finds.
+        strategy = zlib.Z_DEFAULT_STRATEGY if c.name == "device" else zlib.Z_RLE
+        deflater = zlib.compressobj(self.level, zlib.DEFLATED, 15, 8, strategy)
+        return with_checksum(deflater.compress(raw.data) + deflater.flush())
+
+    @staticmethod
+    def decode(raw: memoryview, out: np.ndarray) -> bool:
+        data = np.frombuffer(zlib.decompress(raw, bufsize=out.nbytes), dtype=np.uint8)
+        if data.size != out.nbytes:
+            raise ValueError(f"chunk inflates to {data.size} bytes, not {out.nbytes}")
+        size, n = out.dtype.itemsize, out.size
+        dest = out.view(np.uint8)
+        for j in range(size):
+            dest[j::size] = data[j * n : (j + 1) * n]
+        return True
+
+
+def make_codec(name: str, columns: tuple[Column, ...], chunk_records: int) -> ChunkCodec:
+    """The codec called ``name`` for a log of ``columns`` in chunks of ``chunk_records``."""
+    if name == "deflate":
+        return DeflateCodec()
+    if name == "blosc2":
+        return Blosc2Codec(columns, chunk_records)
+    raise ConfigError(f"unknown pulse-log codec {name!r}; use one of {', '.join(CODEC_NAMES)}")
+
+
+def stored_layout(ds: h5py.Dataset) -> tuple[str | None, bool]:
+    """``(codec, checksummed)``: the codec whose chunks the dataset's pipeline holds (None:
+    not one the reader decodes itself; HDF5 must), and whether chunks end with Fletcher32."""
+    plist = ds.id.get_create_plist()
+    ids = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    checksummed = bool(ids) and ids[-1] == FLETCHER32_FILTER_ID
+    body = ids[:-1] if checksummed else ids
+    if body == (BLOSC2_FILTER_ID,):
+        return "blosc2", checksummed
+    # What DeflateCodec writes: shuffle exactly for items wider than a byte, and a checksum.
+    ours = (_SHUFFLE, _DEFLATE) if ds.dtype.itemsize > 1 else (_DEFLATE,)
+    if body == ours and checksummed:
+        return "deflate", True
+    return None, checksummed
 
 
 def n_threads(nthreads: int | None) -> int:
     """Compression threads: ``nthreads``, or by default the machine's cores, at most 8."""
     return max(1, int(nthreads if nthreads is not None else min(os.cpu_count() or 1, 8)))
-
-
-# Byte positions in a Blosc2 contiguous frame (c-blosc2 README_CFRAME_FORMAT.rst); the
-# msgpack-encoded header fields are big-endian, the chunk header is little-endian.
-_FRAME_MAGIC = slice(2, 10)
-_FRAME_HEADER_SIZE = slice(0x0B, 0x0F)
-_FRAME_SIZE = slice(0x10, 0x18)
-_FRAME_NBYTES = slice(0x1E, 0x26)
-_FRAME_CBYTES = slice(0x27, 0x2F)
-_CHUNK_SPECIAL_MASK = 0x70  # bits 4-6 of byte 31 of a chunk: zeros/NaN/value run, no data
-
-
-def library_frame(data: np.ndarray, cparams: blosc2.CParams) -> bytes:
-    """A single-chunk frame made by Blosc2 itself (the reference for :class:`FrameMaker`)."""
-    return blosc2.SChunk(chunksize=data.nbytes, data=data, cparams=cparams).to_cframe()
-
-
-class FrameMaker:
-    """Wraps a Blosc2 chunk into the one-chunk frame that the HDF5 Blosc2 filter decodes.
-
-    Making the frame with ``SChunk(...).to_cframe()`` costs more than compressing the chunk.
-    A one-chunk frame is a fixed header, the chunk, and a fixed tail (the offsets index and
-    trailer); only the frame size and compressed size in the header depend on the chunk.
-    The maker takes header and tail from a frame that Blosc2 made, and checks on a second
-    sample that its output is byte-identical to Blosc2's; if not (a future frame format),
-    ``ok`` is False and the writer falls back to Blosc2's own frames.
-    """
-
-    def __init__(self, cparams: blosc2.CParams, n_items: int, dtype: np.dtype):
-        self.cparams = cparams
-        self.ok = False
-        rng = np.random.default_rng(0)
-        # Non-constant samples, so that Blosc2 stores a regular (not run-length) chunk.
-        first = (np.arange(n_items) % 251 + 1).astype(dtype)
-        second = rng.integers(1, 255, n_items * dtype.itemsize, dtype=np.uint8).view(dtype)
-        try:
-            frame = library_frame(first, cparams)
-            chunk = blosc2.compress2(first, cparams=cparams)
-            hs = int.from_bytes(frame[_FRAME_HEADER_SIZE], "big")
-            if frame[_FRAME_MAGIC] != b"b2frame\x00" or frame[hs : hs + len(chunk)] != chunk:
-                return
-            self.head = frame[:hs]
-            self.tail = frame[hs + len(chunk) :]
-            self.ok = True
-            chunk2 = blosc2.compress2(second, cparams=cparams)
-            self.ok = self.make(chunk2) == library_frame(second, cparams)
-        except Exception:  # any surprise: use Blosc2's frames
-            self.ok = False
-
-    def make(self, chunk: bytes) -> bytes | None:
-        """The frame for ``chunk``, or None if only Blosc2 can frame it (run-length chunks)."""
-        if not self.ok or len(chunk) < 32 or chunk[31] & _CHUNK_SPECIAL_MASK:
-            return None
-        head = self.head
-        total = len(head) + len(chunk) + len(self.tail)
-        return b"".join(
-            (
-                head[: _FRAME_SIZE.start],
-                total.to_bytes(8, "big"),
-                head[_FRAME_SIZE.stop : _FRAME_CBYTES.start],
-                len(chunk).to_bytes(8, "big", signed=True),
-                head[_FRAME_CBYTES.stop :],
-                chunk,
-                self.tail,
-            )
-        )
-
-
-def frame_chunk(raw: bytes | memoryview, nbytes: int) -> memoryview | None:
-    """The Blosc2 chunk inside a one-chunk frame of ``nbytes`` data, or None if it is not one."""
-    if len(raw) < 0x30 or raw[_FRAME_MAGIC] != b"b2frame\x00":
-        return None
-    hs = int.from_bytes(raw[_FRAME_HEADER_SIZE], "big")
-    if hs + 32 > len(raw) or int.from_bytes(raw[_FRAME_NBYTES], "big") != nbytes:
-        return None
-    cbytes = int.from_bytes(raw[hs + 12 : hs + 16], "little")
-    if (
-        int.from_bytes(raw[hs + 4 : hs + 8], "little") != nbytes
-        or int.from_bytes(raw[_FRAME_CBYTES], "big") != cbytes
-        or hs + cbytes > len(raw)
-    ):
-        return None
-    return memoryview(raw)[hs : hs + cbytes]
-
-
-def stored_layout(ds: h5py.Dataset) -> tuple[bool, bool]:
-    """``(direct, checksummed)``: whether the stored chunks are Blosc2 frames that the
-    reader decodes itself (the pipeline is Blosc2, optionally then Fletcher32), and whether
-    they end with a Fletcher32 checksum."""
-    plist = ds.id.get_create_plist()
-    ids = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
-    checksummed = FLETCHER32_FILTER_ID in ids
-    return ids in ((BLOSC2_FILTER_ID,), (BLOSC2_FILTER_ID, FLETCHER32_FILTER_ID)), checksummed
-
-
-_BLOCK_WORDS = 4096
-_BLOCK_WEIGHTS = np.stack(
-    [np.arange(_BLOCK_WORDS, 0, -1, dtype=np.float64), np.ones(_BLOCK_WORDS, dtype=np.float64)],
-    axis=1,
-)
-"""Per block of words: the weights B..1 of its own weighted sum, and ones for its sum."""
-
-
-def fletcher32(data: bytes | memoryview) -> int:
-    """HDF5's Fletcher32 checksum of ``data`` (``H5_checksum_fletcher32`` in H5checksum.c).
-
-    It sums big-endian 16-bit words (an odd last byte is the high byte of a word) modulo
-    65535: ``sum1 = sum(w_i)``, ``sum2 = sum((n - i) * w_i)``, each folded so that it is 0
-    only if every word is 0 (else 1..65535); the result is ``sum2 << 16 | sum1``. Both sums
-    come from one float64 matrix product over blocks of 4096 words (exact: the partial sums
-    stay below 2**53), several times faster than integer dot products.
-    """
-    b = np.frombuffer(data, dtype=np.uint8)
-    if b.size % 2:
-        b = np.concatenate([b, np.zeros(1, np.uint8)])
-    words = b.view(">u2")
-    n, m = words.size, words.size // _BLOCK_WORDS
-    blocks = words[: m * _BLOCK_WORDS].reshape(m, _BLOCK_WORDS).astype(np.float64)
-    weighted, sums = (blocks @ _BLOCK_WEIGHTS).astype(np.uint64).T
-    tail = words[m * _BLOCK_WORDS :].astype(np.uint64)
-    sum1 = int(sums.sum(dtype=np.uint64)) + int(tail.sum(dtype=np.uint64))
-    if sum1 == 0:
-        return 0
-    # Word jB+t has weight (n - jB - B) + (B - t): a block offset times the block's sum,
-    # plus the block's own weighted sum.
-    offsets = (n - _BLOCK_WORDS * (np.arange(m, dtype=np.uint64) + 1)) % 65535
-    sum2 = (
-        int(weighted.sum(dtype=np.uint64) % 65535)
-        + int(offsets @ (sums % 65535))
-        + int(np.arange(tail.size, 0, -1, dtype=np.uint64) @ tail)
-    )
-    return ((sum2 - 1) % 65535 + 1) << 16 | ((sum1 - 1) % 65535 + 1)
-
-
-def with_checksum(frame: bytes) -> bytes:
-    """``frame`` followed by its Fletcher32 checksum, as HDF5's filter stores it."""
-    return frame + fletcher32(frame).to_bytes(4, "little")
-
-
-def checked_frame(raw: bytes | memoryview) -> memoryview | None:
-    """The frame inside a stored chunk ``raw`` (frame + Fletcher32), or None if the checksum
-    does not match. Like HDF5, accepts the byte-swapped checksum of HDF5 before 1.6.3."""
-    if len(raw) < 4:
-        return None
-    frame = memoryview(raw)[:-4]
-    stored = int.from_bytes(raw[-4:], "little")
-    want = fletcher32(frame)
-    return frame if stored in (want, int.from_bytes(want.to_bytes(4, "little"), "big")) else None

@@ -51,6 +51,11 @@ __all__ = [
 HIL_KIND = "hil-run"
 """Value of the root attribute ``hil_kind`` of every run file."""
 
+LIBVER = ("v110", "v110")
+"""HDF5 format bounds of run files: "latest" under the HDF5 2.0 in current h5py writes
+layout messages HDF5 1.10 and 1.14 cannot read ("bad version number for layout message");
+v110 is the oldest that SWMR allows."""
+
 # The 8-byte signature at the start of every HDF5 file (or at 512, 1024, ... with a user block).
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -64,8 +69,9 @@ def create_run_file(
 ) -> h5py.File:
     """Create a new run file with the root attributes set; returns it open for writing.
 
-    The file uses the latest HDF5 format (``libver="latest"``), which SWMR needs. The
-    caller holds the file's :class:`~hil.runfile.lock.WriterLock` (``PulseLogWriter`` does).
+    The file is in the HDF5 1.10 format (:data:`LIBVER`): what SWMR needs, and what HDF5
+    1.10 and later (Debian's ``h5dump``, PyTables, MATLAB) read. The caller holds the file's
+    :class:`~hil.runfile.lock.WriterLock` (``PulseLogWriter`` does).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -75,7 +81,7 @@ def create_run_file(
     if not path.parent.is_dir():
         raise ConfigError(f"cannot create run file {str(path)!r}: folder does not exist")
     try:
-        f = h5py.File(path, "w", libver="latest")
+        f = h5py.File(path, "w", libver=LIBVER)
     except OSError as exc:
         raise file_error(exc, path) or LogError(
             f"cannot create run file {str(path)!r}: {exc}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,9 +22,23 @@ import numpy as np
 
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.codec import checked_frame, frame_chunk, n_threads, stored_layout
+from hil.runfile.blosc2_codec import Blosc2Codec, Blosc2Points
+from hil.runfile.checksum import checked_frame
+from hil.runfile.chunk_index import candidate_chunks
+from hil.runfile.chunks import StoredChunks
+from hil.runfile.codec import DeflateCodec, n_threads, stored_layout
 from hil.runfile.container import open_run_file, read_root_attrs
-from hil.runfile.schema import COLUMN_BY_NAME, COLUMN_NAMES, COLUMNS, DEVICE_TABLE_COLUMNS, Column
+from hil.runfile.scans import FilteredScans
+from hil.runfile.schema import (
+    COLUMN_BY_NAME,
+    COLUMN_NAMES,
+    DERIVED_COLUMNS,
+    DEVICE_TABLE_COLUMNS,
+    Column,
+    columns_of,
+)
+
+_DECODERS = {"blosc2": Blosc2Codec.decode, "deflate": DeflateCodec.decode}
 
 __all__ = ["PulseLogReader", "Records"]
 
@@ -32,7 +46,7 @@ Records = dict[str, np.ndarray]
 """Selected records: column name → array (plus ``"index"``: record numbers, int64)."""
 
 
-class PulseLogReader:
+class PulseLogReader(FilteredScans):
     """Reads a run file's pulse log, also while a writer is still appending (SWMR).
 
     Raises :class:`LogError` when the file is missing, not HDF5, damaged, foreign, of an
@@ -57,12 +71,13 @@ class PulseLogReader:
         if "pulses" not in f or not isinstance(f["pulses"], h5py.Group):
             raise LogError(f"{where!r}: run file has no /pulses group (no pulse log)")
         group = f["pulses"]
-        missing = [c.name for c in COLUMNS if c.name not in group]
+        stored = columns_of(int(self.attrs["schema_version"]))
+        missing = [c.name for c in stored if c.name not in group]
         if missing:
             raise LogError(f"{where!r}: pulse log lacks column(s) {', '.join(missing)}")
         self._ds: dict[str, h5py.Dataset] = {}
         chunks = set()
-        for c in COLUMNS:
+        for c in stored:
             ds = group[c.name]
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
                 raise LogError(f"{where!r}: pulse log column {c.name!r} is not a 1-D dataset")
@@ -78,13 +93,14 @@ class PulseLogReader:
         if len(chunks) != 1:
             raise LogError(f"{where!r}: pulse log columns have different chunk sizes {chunks}")
         self.chunk_records = chunks.pop()
-        # Fast path only for datasets whose pipeline is Blosc2 (+ Fletcher32): what the
-        # writer makes.
+        # The reader decodes itself the chunks of the pipelines hil writes; HDF5 the rest.
         layouts = {name: stored_layout(ds) for name, ds in self._ds.items()}
-        self._direct = {name: direct for name, (direct, _) in layouts.items()}
+        self._codec = {name: codec for name, (codec, _) in layouts.items()}
         self._checksummed = {name: checked for name, (_, checked) in layouts.items()}
+        self._derived = {k: v for k, v in DERIVED_COLUMNS.items() if k not in self._ds}
         self._scratch: dict[str, np.ndarray] = {}
-        self._holders: dict[str, blosc2.SChunk] = {}
+        self._blocks = Blosc2Points(self.chunk_records)
+        self._stored = StoredChunks(self.path, self._file, self.chunk_records)
         if n_threads(None) > 1:
             blosc2.set_releasegil(True)  # process-wide; lets decompression run in parallel
             self._pool = ThreadPoolExecutor(n_threads(None), thread_name_prefix="pulselog-read")
@@ -92,6 +108,7 @@ class PulseLogReader:
     # -- file-level ----------------------------------------------------------------------
     def refresh(self) -> int:
         """See records flushed by a live writer since opening; returns :attr:`n_records`."""
+        self._stored.forget()
         lengths = {}
         for name, ds in self._ds.items():
             if self._file.swmr_mode:
@@ -171,6 +188,8 @@ class PulseLogReader:
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
+            if hasattr(self, "_stored"):
+                self._stored.close()
 
     def __enter__(self) -> PulseLogReader:
         return self
@@ -201,20 +220,42 @@ class PulseLogReader:
             mask, raw = self._ds[name].id.read_direct_chunk((k * self.chunk_records,))
         except Exception as exc:
             raise self._damaged(name, k, exc) from exc
+        self._verify(name, k, mask, raw)
+        return mask, raw
+
+    def _verify(self, name: str, k: int, mask: int, raw: bytes) -> None:
         if self._checksummed[name] and not mask and checked_frame(raw) is None:
             raise LogError(
                 f"{str(self.path)!r}: chunk {k} of pulse column {name!r} ({self._where(name, k)}) "
                 "fails its Fletcher32 checksum; the file is damaged (a flipped bit on disk or "
                 "in a copy): use a good copy"
             )
-        return mask, raw
+
+    def codec_of(self, name: str) -> str | None:
+        """The codec whose chunks column ``name`` stores (None: derived, or one only HDF5
+        decodes)."""
+        return self._codec.get(name)
 
     def _read_raw(self, name: str, k: int) -> memoryview | None:
-        """The stored frame of chunk ``k`` (checksum verified and removed), or None where
-        only h5py can decode the column."""
-        if not self._direct[name]:
+        """The stored bytes of chunk ``k`` (checksum verified and removed), or None where
+        only h5py can decode the column (or it is derived)."""
+        if self._codec.get(name) is None:
             return None
         mask, raw = self.stored_chunk(name, k)
+        if mask:
+            return None
+        return memoryview(raw)[:-4] if self._checksummed[name] else memoryview(raw)
+
+    def _pool_raw(self, name: str, k: int) -> memoryview | None:
+        """:meth:`_read_raw` from any thread, through the chunk table (file offsets)."""
+        try:
+            stored = self._stored.read(name, k)
+        except OSError as exc:
+            raise self._damaged(name, k, exc) from exc
+        if stored is None:
+            raise self._damaged(name, k, KeyError("the chunk is not stored"))
+        mask, raw = stored
+        self._verify(name, k, mask, raw)
         if mask:
             return None
         return memoryview(raw)[:-4] if self._checksummed[name] else memoryview(raw)
@@ -222,15 +263,17 @@ class PulseLogReader:
     def _decode(self, name: str, k: int, raw: memoryview | None, out: np.ndarray) -> np.ndarray:
         """Decompress chunk ``k`` (stored bytes ``raw``) into ``out``; returns its valid part."""
         n = self._valid(k)
-        if raw is not None:
-            chunk = frame_chunk(raw, out.nbytes)
+        if name in self._derived:
+            a, b = (
+                self._decode(c, k, self._read_raw(c, k), np.empty_like(out))
+                for c in self._derived[name]
+            )
+            np.multiply(a, b, out=out[:n])
+            return out[:n]
+        codec = self._codec.get(name)
+        if raw is not None and codec is not None:
             try:
-                if chunk is not None:  # the writer's frames: decompress the chunk directly
-                    blosc2.decompress2(chunk, dst=out)
-                    return out[:n]
-                schunk = blosc2.schunk_from_cframe(bytes(raw), copy=True)
-                if schunk.nbytes == out.nbytes and schunk.nchunks == 1 and not len(schunk.meta):
-                    schunk.decompress_chunk(0, dst=out)  # a run-length chunk, framed by Blosc2
+                if _DECODERS[codec](raw, out):
                     return out[:n]
             except Exception as exc:
                 raise self._damaged(name, k, exc) from exc
@@ -266,10 +309,19 @@ class PulseLogReader:
 
         if self._pool is None:
             return [run(k, self._read_raw(name, k)) for k in chunks]
+        pool, pooled_read = self._pool, self._codec.get(name) is not None
+        if pooled_read:  # the workers read the stored bytes too (os.pread), not only decode
+            self._stored.table(name, self._ds[name])
+
+        def submit(k: int):
+            if pooled_read:
+                return pool.submit(lambda: run(k, self._pool_raw(name, k)))
+            return pool.submit(run, k, self._read_raw(name, k))
+
         results: list = []
         pending: collections.deque = collections.deque()
         for k in chunks:
-            pending.append(self._pool.submit(run, k, self._read_raw(name, k)))
+            pending.append(submit(k))
             if len(pending) > 32:  # bound the stored bytes held in memory
                 results.append(pending.popleft().result())
         results.extend(f.result() for f in pending)
@@ -318,14 +370,16 @@ class PulseLogReader:
 
     # -- one device ----------------------------------------------------------------------
     def device_positions(self, device: int) -> np.ndarray:
-        """Record numbers (sorted) of every record of ``device``: a scan of the id column."""
+        """Record numbers (sorted) of every record of ``device``: a scan of the id column's
+        chunks whose range (:mod:`hil.runfile.chunk_index`) may hold it."""
         device = int(device)
         if not 0 <= device < 2**32:
             raise ConfigError(f"device id must be in 0 .. 2**32-1, got {device}")
         key = np.uint32(device)
         ch = self.chunk_records
+        chunks = candidate_chunks(self._file, device, self.n_chunks).tolist()
         hits = self._map_chunks(
-            "device", range(self.n_chunks), lambda k, ids: np.flatnonzero(ids == key) + k * ch
+            "device", chunks, lambda k, ids: np.flatnonzero(ids == key) + k * ch
         )
         return np.concatenate(hits) if hits else np.empty(0, dtype=np.int64)
 
@@ -347,43 +401,39 @@ class PulseLogReader:
         cuts = np.flatnonzero(np.diff(ks)) + 1
         starts = np.concatenate([[0], cuts]) if pos.size else np.empty(0, dtype=np.int64)
         stops = np.concatenate([cuts, [pos.size]]) if pos.size else starts
+        runs = [(int(ks[a]), a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+        local = {k: pos[a:b] - k * ch for k, a, b in runs}
         out: Records = {"index": pos}
         for name in names:
             col = np.empty(pos.size, dtype=COLUMN_BY_NAME[name].np_dtype)
-            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-                k = int(ks[a])
-                local = pos[a:b] - k * ch
-                raw = self._read_raw(name, k)
-                if b - a > 8 or not self._points(name, k, raw, local, col[a:b]):
-                    col[a:b] = self._decode(name, k, raw, self._scratch_for(name))[local]
+            if self._codec.get(name) == "blosc2":
+                self._take_blocks(name, pos, runs, col)
+            else:  # whole chunks, decoded in parallel
+                parts = self._map_chunks(name, list(local), lambda k, data: data[local[k]])
+                for (_, a, b), part in zip(runs, parts, strict=True):
+                    col[a:b] = part
             out[name] = col
         return out
 
+    def _take_blocks(self, name: str, pos: np.ndarray, runs, col: np.ndarray) -> None:
+        """``take`` of a Blosc2 column: where a chunk holds few wanted records only the
+        blocks containing them are decompressed."""
+        ch = self.chunk_records
+        for k, a, b in runs:
+            local = pos[a:b] - k * ch
+            raw = self._read_raw(name, k)
+            if b - a > 8 or not self._points(name, k, raw, local, col[a:b]):
+                col[a:b] = self._decode(name, k, raw, self._scratch_for(name))[local]
+
     def _points(self, name: str, k: int, raw, local: np.ndarray, dest: np.ndarray) -> bool:
         """Fill ``dest`` with records ``local`` of chunk ``k``, decompressing only the Blosc2
-        blocks that hold them; False if the chunk is not in the writer's frame format."""
-        c = COLUMN_BY_NAME[name]
-        nbytes = self.chunk_records * c.np_dtype.itemsize
-        chunk = None if raw is None else frame_chunk(raw, nbytes)
-        if chunk is None:
+        blocks that hold them; False if the chunk is not in the writer's Blosc2 frames."""
+        if raw is None or self._codec.get(name) != "blosc2":
             return False
-        # One reusable one-chunk SChunk per column: swapping its chunk is 3x cheaper than
-        # parsing each frame into a new SChunk.
-        holder = self._holders.get(name)
-        if holder is None:
-            cparams = blosc2.CParams(typesize=c.np_dtype.itemsize, nthreads=1)
-            holder = blosc2.SChunk(chunksize=nbytes, cparams=cparams)
-            holder.append_data(np.zeros(self.chunk_records, dtype=c.np_dtype))
-            self._holders[name] = holder
         try:
-            holder.update_chunk(0, chunk)
-            one = np.empty(1, dtype=dest.dtype)
-            for j, i in enumerate(local.tolist()):
-                holder.get_slice(i, i + 1, out=one)
-                dest[j] = one[0]
+            return self._blocks.points(COLUMN_BY_NAME[name], raw, local, dest)
         except Exception as exc:
             raise self._damaged(name, k, exc) from exc
-        return True
 
     def _scratch_for(self, name: str) -> np.ndarray:
         out = self._scratch.get(name)
@@ -405,83 +455,3 @@ class PulseLogReader:
             order = np.argsort(t, kind="stable")
             records = {k: v[order] for k, v in records.items()}
         return records
-
-    # -- filtered scans ------------------------------------------------------------------
-    def select(
-        self,
-        *,
-        devices: Iterable[int] | None = None,
-        ops: Iterable[int] | None = None,
-        t_min: float | None = None,
-        t_max: float | None = None,
-        transfers: Iterable[int] | None = None,
-        phases: Iterable[int] | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> Iterator[Records]:
-        """Yield, chunk by chunk, the records matching every given filter.
-
-        ``devices``, ``ops``, ``transfers``, ``phases``: sets of allowed values; ``t_min`` /
-        ``t_max``: inclusive bounds on ``time_s``. Each yielded dict holds the requested
-        ``columns`` (default all) and ``"index"``; only one chunk is in memory at a time.
-        """
-        names = list(COLUMN_NAMES if columns is None else columns)
-        for name in names:
-            self._check_column(name)
-        tests = []
-        if devices is not None:
-            tests.append(("device", _member_test(devices)))
-        if ops is not None:
-            tests.append(("op", _member_test([int(o) for o in ops])))
-        if transfers is not None:
-            tests.append(("transfer", _member_test(transfers)))
-        if phases is not None:
-            tests.append(("phase", _member_test([int(p) for p in phases])))
-        if t_min is not None or t_max is not None:
-            lo = -np.inf if t_min is None else float(t_min)
-            hi = np.inf if t_max is None else float(t_max)
-            tests.append(("time_s", lambda t: (t >= lo) & (t <= hi)))
-        ch = self.chunk_records
-        for k in range(self.n_chunks):
-            loaded: dict[str, np.ndarray] = {}
-            mask = None
-            for name, test in tests:
-                # Each column has its own scratch buffer, so these stay valid for this chunk.
-                data = loaded[name] = self._chunk(name, k)
-                m = test(data)
-                mask = m if mask is None else (mask & m)
-                if not mask.any():
-                    break
-            if mask is not None and not mask.any():
-                continue
-            idx = np.flatnonzero(mask) if mask is not None else None
-            batch: Records = {}
-            n = self._valid(k)
-            batch["index"] = (idx if idx is not None else np.arange(n)) + k * ch
-            for name in names:
-                data = loaded[name] if name in loaded else self._chunk(name, k)
-                batch[name] = data[idx] if idx is not None else data.copy()
-            yield batch
-
-    def query(self, **filters) -> Records:
-        """All records matching ``filters`` (same arguments as :meth:`select`), concatenated."""
-        names = ["index", *(filters.get("columns") or COLUMN_NAMES)]
-        parts = list(self.select(**filters))
-        if not parts:
-            return {
-                name: np.empty(
-                    0, dtype=np.int64 if name == "index" else COLUMN_BY_NAME[name].np_dtype
-                )
-                for name in names
-            }
-        return {name: np.concatenate([p[name] for p in parts]) for name in names}
-
-
-def _member_test(values: Iterable[int]):
-    """A vectorised "x in values" for integer columns."""
-    allowed = np.unique(np.asarray(list(values) if not isinstance(values, np.ndarray) else values))
-    if allowed.size == 0:
-        return lambda x: np.zeros(x.shape, dtype=bool)
-    if allowed.size == 1:
-        v = allowed[0]
-        return lambda x: x == v
-    return lambda x: np.isin(x, allowed)

@@ -138,6 +138,6 @@ class Recorder:
         if pulse.op is Operation.READ:
             g32 = np.asarray(event.g_S, dtype=np.float32)
             read_V = np.asarray(pulse.amplitude_V, dtype=np.float32)
-            columns.update(g_S=g32, current_A=g32 * read_V, read_V=read_V)
+            columns.update(g_S=g32, read_V=read_V)
         self.writer.append(ids, int(pulse.op), event.time_s, **columns)
         self.counts[pulse.op] += ids.size

@@ -61,34 +61,37 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import blosc2
 import numpy as np
 
 __all__ = [
     "COLUMNS",
     "COLUMN_BY_NAME",
     "COLUMN_NAMES",
-    "DEFAULT_CHUNK_RECORDS",
+    "CURRENT",
+    "DERIVED_COLUMNS",
+    "LEGACY_COLUMNS",
     "DEVICE_TABLE_COLUMNS",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Column",
     "Phase",
     "Role",
+    "columns_of",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Layout version this code writes. Bump it on any incompatible change of the layout.
 
-2: every pulse-log chunk ends with HDF5's Fletcher32 checksum (the columns' filter pipeline
-is Blosc2, then Fletcher32). 1: no checksum. Both read the same way otherwise."""
+3: HDF5's standard filters by default (shuffle + deflate + Fletcher32; Blosc2 on request),
+files readable by HDF5 >= 1.10 (``libver = v110``), no ``current_A`` column (it was always
+g_S·read_V: :data:`DERIVED_COLUMNS`), a ``units`` attribute on every dataset, summaries and
+training history as browsable datasets and attributes. 2: every pulse-log chunk ends with
+HDF5's Fletcher32 checksum (Blosc2, then Fletcher32). 1: Blosc2, no checksum."""
 
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 """Layout versions this code can read: every version hil has written (tests/runfile/test_runfile.py
 checks each). When bumping :data:`SCHEMA_VERSION`, keep the old number here, with a
 reader for its layout, unless old files are deliberately given up."""
-
-_F = blosc2.Filter
 
 
 class Phase(enum.IntEnum):
@@ -111,15 +114,14 @@ class Role(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Column:
-    """One column of the pulse log: its dtype, its "not applicable" value and its codec."""
+    """One column of the pulse log: its dtype, units and its "not applicable" value."""
 
     name: str
     dtype: str
     missing: float | int | None
     """Value stored when a record has none (``None``: the column is required)."""
-    codec: blosc2.Codec
-    clevel: int
-    filters: tuple[blosc2.Filter, ...]
+    units: str
+    """SI units of the values (UDUNITS spelling; ``1``: a dimensionless number, id or code)."""
     doc: str
 
     @property
@@ -127,43 +129,41 @@ class Column:
         return np.dtype(self.dtype)
 
 
-def _col(name, dtype, missing, doc, codec=blosc2.Codec.ZSTD, clevel=1, filters=(_F.SHUFFLE,)):
-    return Column(name, dtype, missing, codec, clevel, tuple(filters), doc)
-
-
-# Codecs chosen by benchmarks/bench_pulselog.py on transfer-like data: constant-per-call
-# columns vanish under zstd; random measured values (g_S, current_A, width_s) are mostly
-# mantissa noise, where lz4 + bit-shuffle is as small as zstd and three times faster;
-# device ids are sorted runs, which byte-delta turns into near-constant bytes. The id
-# column is scanned by every one-device query, so it uses lz4, which decompresses twice as
-# fast as zstd (0.6 instead of 0.3 bytes/record).
-_NOISY = dict(codec=blosc2.Codec.LZ4, clevel=5, filters=(_F.BITSHUFFLE,))
+_PHASES = "Phase: NONE=0 TRAIN=1 TRANSFER=2 CHARACTERIZE=3 EVALUATE=4"
 COLUMNS: tuple[Column, ...] = (
-    _col("time_s", "<f8", None, "backend clock when the call started [s]"),
-    _col(
-        "device",
-        "<u4",
-        None,
-        "device id",
-        codec=blosc2.Codec.LZ4,
-        clevel=5,
-        filters=(_F.SHUFFLE, _F.BYTEDELTA),
-    ),
-    _col("op", "u1", None, "Operation code: READ=0, RESET=1, SET_PARTIAL=2, SET_RAMP=3"),
-    _col("amplitude_V", "<f4", np.nan, "pulse amplitude [V] (first step of a ramp)"),
-    _col("width_s", "<f4", np.nan, "pulse width [s] (one step of a ramp)", **_NOISY),
-    _col("ramp_steps", "u1", 0, "steps of a ramp SET (0: rectangular pulse)"),
-    _col("g_S", "<f4", np.nan, "measured conductance [S] (NaN unless READ)", **_NOISY),
-    _col("current_A", "<f4", np.nan, "read current g_S*read_V [A] (NaN unless READ)", **_NOISY),
-    _col("read_V", "<f4", np.nan, "read voltage [V] (NaN unless READ)"),
-    _col("epoch", "<i4", -1, "training epoch (-1: none)"),
-    _col("image", "<i4", -1, "training image index (-1: none)"),
-    _col("transfer", "<i4", -1, "transfer number (-1: none)"),
-    _col("phase", "u1", int(Phase.NONE), "Phase: NONE=0 TRAIN=1 TRANSFER=2 CHARACTERIZE=3 ..."),
-    _col("layer", "<i2", -1, "network layer (-1: none)"),
+    Column("time_s", "<f8", None, "s", "backend clock when the call started"),
+    Column("device", "<u4", None, "1", "device id"),
+    Column("op", "u1", None, "1", "Operation code: READ=0, RESET=1, SET_PARTIAL=2, SET_RAMP=3"),
+    Column("amplitude_V", "<f4", np.nan, "V", "pulse amplitude (first step of a ramp)"),
+    Column("width_s", "<f4", np.nan, "s", "pulse width (one step of a ramp)"),
+    Column("ramp_steps", "u1", 0, "1", "steps of a ramp SET (0: rectangular pulse)"),
+    Column("g_S", "<f4", np.nan, "S", "measured conductance (NaN unless READ)"),
+    Column("read_V", "<f4", np.nan, "V", "read voltage (NaN unless READ)"),
+    Column("epoch", "<i4", -1, "1", "training epoch (-1: none)"),
+    Column("image", "<i4", -1, "1", "training image index (-1: none)"),
+    Column("transfer", "<i4", -1, "1", "transfer number (-1: none)"),
+    Column("phase", "u1", int(Phase.NONE), "1", _PHASES),
+    Column("layer", "<i2", -1, "1", "network layer (-1: none)"),
 )
-COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+"""The columns of a schema-3 log, in the order the writer stores a flush."""
+
+CURRENT = Column("current_A", "<f4", np.nan, "A", "read current g_S*read_V (NaN unless READ)")
+LEGACY_COLUMNS: tuple[Column, ...] = (*COLUMNS[:7], CURRENT, *COLUMNS[7:])
+"""The columns of schema-1 and -2 logs, which stored ``current_A``."""
+
+DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {"current_A": ("g_S", "read_V")}
+"""Columns a schema-3 reader computes (their product) instead of reading."""
+
+
+def columns_of(schema_version: int) -> tuple[Column, ...]:
+    """The stored columns of a log of ``schema_version``."""
+    return COLUMNS if schema_version >= 3 else LEGACY_COLUMNS
+
+
+COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in LEGACY_COLUMNS}
+"""Every column by name, ``current_A`` included (stored or derived)."""
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in LEGACY_COLUMNS)
+"""Every column a reader serves, stored or derived."""
 
 DEVICE_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("device", "<u4"),
@@ -174,8 +174,3 @@ DEVICE_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("die", "<i4"),
     ("site", "<i4"),
 )
-
-DEFAULT_CHUNK_RECORDS = 1 << 17
-"""Records per HDF5 chunk (512 KiB of float32): large enough that per-chunk HDF5 and
-Python costs are small next to compression, small enough that the partial chunk rewritten
-at each flush stays small."""

@@ -22,28 +22,20 @@ from pathlib import Path
 
 import blosc2
 import h5py
-import hdf5plugin
 import numpy as np
 
 from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
-from hil.runfile.codec import (
-    FrameMaker,
-    codec_attr,
-    cparams,
-    hdf5_filter,
-    library_frame,
-    n_threads,
-    with_checksum,
-)
-from hil.runfile.container import create_run_file
+from hil.runfile import chunk_index
+from hil.runfile.checksum import with_checksum
+from hil.runfile.codec import CHUNK_RECORDS, DEFAULT_CODEC, make_codec, n_threads
+from hil.runfile.container import LIBVER, create_run_file
 from hil.runfile.lock import WriterLock, file_error
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.records import checked_ids, device_table, record_columns
 from hil.runfile.schema import (
-    COLUMN_NAMES,
+    COLUMN_BY_NAME,
     COLUMNS,
-    DEFAULT_CHUNK_RECORDS,
     DEVICE_TABLE_COLUMNS,
     SCHEMA_VERSION,
     Phase,
@@ -69,9 +61,11 @@ class PulseLogWriter:
         SWMR starts.
     prepare: optional ``prepare(h5py_file)`` called before SWMR starts, to create any other
         groups and datasets the run will write into (checkpoints, metrics).
-    chunk_records: records per HDF5 chunk.
+    chunk_records: records per HDF5 chunk (default: the codec's, :data:`CHUNK_RECORDS`).
     buffer_records: records buffered in memory before full chunks are written.
-    nthreads: Blosc2 compression threads (default: the machine's cores, at most 8).
+    nthreads: compression threads (default: the machine's cores, at most 8).
+    codec: ``"deflate"`` (HDF5's standard filters, readable everywhere) or ``"blosc2"``
+        (needs the hdf5plugin filter to read); see :mod:`hil.runfile.codec`.
     """
 
     def __init__(
@@ -84,11 +78,12 @@ class PulseLogWriter:
         overwrite: bool = False,
         device_table: Mapping | None = None,
         prepare: Callable[[h5py.File], None] | None = None,
-        chunk_records: int = DEFAULT_CHUNK_RECORDS,
+        chunk_records: int | None = None,
         buffer_records: int = 1 << 20,
         nthreads: int | None = None,
+        codec: str = DEFAULT_CODEC,
     ):
-        self._setup(path, chunk_records, buffer_records, nthreads)
+        self._setup(path, chunk_records, buffer_records, nthreads, codec)
         self._lock = WriterLock(path)
         try:
             self._file = create_run_file(
@@ -106,20 +101,18 @@ class PulseLogWriter:
             raise
         self.swmr = bool(swmr)
 
-    def _setup(self, path, chunk_records: int, buffer_records: int, nthreads) -> None:
-        chunk_records = int(chunk_records)
+    def _setup(self, path, chunk_records, buffer_records: int, nthreads, codec) -> None:
+        chunk_records = int(
+            CHUNK_RECORDS.get(codec, 1 << 17) if chunk_records is None else chunk_records
+        )
         if chunk_records < 1024 or chunk_records * 8 > blosc2.MAX_BUFFERSIZE:
             raise ConfigError(f"chunk_records must be >= 1024 and fit Blosc2, got {chunk_records}")
         self.path = Path(path)
         self.chunk_records = chunk_records
         n_chunks = max(1, -(-int(buffer_records) // chunk_records))
         self._capacity = n_chunks * chunk_records
-        # Each chunk is compressed single-threaded; chunks run in parallel in a thread pool
-        # (Blosc2's own threads would be started anew for every chunk).
-        self._cparams = {c.name: cparams(c) for c in COLUMNS}
-        self._makers = {
-            c.name: FrameMaker(self._cparams[c.name], chunk_records, c.np_dtype) for c in COLUMNS
-        }
+        # Each chunk is compressed single-threaded; chunks run in parallel in a thread pool.
+        self._codec = make_codec(codec, COLUMNS, chunk_records)
         self._n_threads = n_threads(nthreads)
         self._pool: ThreadPoolExecutor | None = None  # started at the first write
         self._closed = False
@@ -144,6 +137,7 @@ class PulseLogWriter:
         swmr: bool = True,
         buffer_records: int = 1 << 20,
         nthreads: int | None = None,
+        codec: str = DEFAULT_CODEC,
     ) -> PulseLogWriter:
         """Continue writing an existing run file, e.g. to resume a killed run.
 
@@ -166,9 +160,9 @@ class PulseLogWriter:
                         f"{str(path)!r}: cannot keep {n} pulse records, the log holds "
                         f"{src.n_records}"
                     )
-                self._setup(path, src.chunk_records, buffer_records, nthreads)
+                self._setup(path, src.chunk_records, buffer_records, nthreads, codec)
                 tmp.unlink(missing_ok=True)
-                self._file = h5py.File(tmp, "w", libver="latest")
+                self._file = h5py.File(tmp, "w", libver=LIBVER)
                 self._copy_from(src, n)
             self.flush(fsync=True)  # the kept partial chunk, before the file takes the name
             os.replace(tmp, path)
@@ -203,14 +197,14 @@ class PulseLogWriter:
         f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)  # the layout is made anew
         self._create_layout(devices=False)
         for name in src._file:
-            if name != "pulses":
+            if name not in ("pulses", chunk_index.GROUP):
                 src._file.copy(src._file[name], f, name=name)
         ch = self.chunk_records
         n_full = n // ch
         for c in COLUMNS:
             ds = self._ds[c.name]
             ds.resize((n_full * ch,))
-            if src._direct[c.name]:
+            if src.codec_of(c.name) == self._codec.name:
                 # Stored chunks go across as they are (no decompression, no recompression),
                 # their checksums verified; a schema-1 source's chunks gain one.
                 add_checksum = not src._checksummed[c.name]
@@ -218,9 +212,14 @@ class PulseLogWriter:
                     mask, raw = src.stored_chunk(c.name, k)
                     raw = with_checksum(raw) if add_checksum else raw
                     ds.id.write_direct_chunk((k * ch,), raw, filter_mask=mask)
-            else:
+            else:  # another codec (an older schema): decoded and encoded anew
                 for k in range(n_full):
-                    ds[k * ch : (k + 1) * ch] = src.column(c.name, k * ch, (k + 1) * ch)
+                    data = src.column(c.name, k * ch, (k + 1) * ch)
+                    ds.id.write_direct_chunk((k * ch,), self._codec.encode(c, data))
+            if c.name == "device":  # the index is made anew from the ids themselves
+                chunk_index.widen(
+                    f, 0, [src.column("device", k * ch, (k + 1) * ch) for k in range(n_full)]
+                )
             # The last, partial chunk goes to the buffer; it is written by the next flush.
             self._buf[c.name][: n - n_full * ch] = src.column(c.name, n_full * ch, n)
         self._base, self._fill = n_full * ch, n - n_full * ch
@@ -229,7 +228,8 @@ class PulseLogWriter:
         f = self._file
         pulses = f.create_group("pulses")
         pulses.attrs["chunk_records"] = np.int64(self.chunk_records)
-        pulses.attrs["columns"] = ",".join(COLUMN_NAMES)
+        pulses.attrs["columns"] = ",".join(c.name for c in COLUMNS)
+        pulses.attrs["codec"] = self._codec.name
         pulses.attrs["op_codes"] = ",".join(f"{op.name}={int(op)}" for op in Operation)
         pulses.attrs["phase_codes"] = ",".join(f"{p.name}={int(p)}" for p in Phase)
         self._ds = {}
@@ -240,11 +240,13 @@ class PulseLogWriter:
                 maxshape=(None,),
                 chunks=(self.chunk_records,),
                 dtype=c.np_dtype,
-                **hdf5_filter(c),
+                **self._codec.dataset_filters(c),
             )
             ds.attrs["doc"] = c.doc
-            ds.attrs["compression"] = codec_attr(c)
+            ds.attrs["units"] = c.units
+            ds.attrs["compression"] = self._codec.describe(c)
             self._ds[c.name] = ds
+        chunk_index.create(f)
         if not devices:
             return
         table = f.create_group("devices")
@@ -255,8 +257,10 @@ class PulseLogWriter:
                 maxshape=(None,),
                 chunks=(1 << 16,),
                 dtype=dtype,
-                **hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.SHUFFLE),
+                compression="gzip",
+                shuffle=np.dtype(dtype).itemsize > 1,
             )
+            table[name].attrs["units"] = "1"
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -307,7 +311,6 @@ class PulseLogWriter:
         width_s=np.nan,
         ramp_steps=0,
         g_S=np.nan,
-        current_A=np.nan,
         read_V=np.nan,
         epoch=-1,
         image=-1,
@@ -337,7 +340,6 @@ class PulseLogWriter:
                 "width_s": width_s,
                 "ramp_steps": ramp_steps,
                 "g_S": g_S,
-                "current_A": current_A,
                 "read_V": read_V,
                 "epoch": epoch,
                 "image": image,
@@ -367,15 +369,11 @@ class PulseLogWriter:
 
     # -- writing -------------------------------------------------------------------------
     def _compress(self, job: tuple[str, int]) -> bytes:
-        """The stored bytes of chunk ``k`` of a column: the Blosc2 frame and its checksum
-        (both made here, in the pool, in parallel with the other chunks)."""
+        """The stored bytes of chunk ``k`` of a column, checksum included (made here, in the
+        pool, in parallel with the other chunks)."""
         name, k = job
         ch = self.chunk_records
-        data = self._buf[name][k * ch : (k + 1) * ch]
-        frame = self._makers[name].make(blosc2.compress2(data, cparams=self._cparams[name]))
-        if frame is None:
-            frame = library_frame(data, self._cparams[name])
-        return with_checksum(frame)
+        return self._codec.encode(COLUMN_BY_NAME[name], self._buf[name][k * ch : (k + 1) * ch])
 
     def _write_chunks(self, final: bool) -> None:
         """Write the buffer's full chunks (and, if ``final``, the partial last one)."""
@@ -393,7 +391,7 @@ class PulseLogWriter:
             for buf in self._buf.values():
                 buf[self._fill : n_write * ch] = 0
         if self._pool is None and self._n_threads > 1:
-            blosc2.set_releasegil(True)  # process-wide; lets compression run in parallel
+            blosc2.set_releasegil(True)  # process-wide; lets Blosc2 run in parallel (zlib does)
             self._pool = ThreadPoolExecutor(self._n_threads, thread_name_prefix="pulselog")
         jobs = [(c.name, k) for c in COLUMNS for k in range(n_write)]
         # Compression runs in the pool (Blosc2 and numpy release the GIL) while this thread hands
@@ -421,6 +419,13 @@ class PulseLogWriter:
         """Hand the compressed chunks to HDF5, in order, growing each column to ``end``."""
         ch = self.chunk_records
         n_write = len(jobs) // len(COLUMNS)
+        ids = self._buf["device"]
+        # Before any of their records: a crash must leave every stored id inside its bounds.
+        chunk_index.widen(
+            self._file,
+            self._base // ch,
+            [ids[k * ch : min((k + 1) * ch, self._fill)] for k in range(n_write)],
+        )
         for (name, k), chunk in zip(jobs, chunks, strict=True):
             ds = self._ds[name]
             offset = self._base + k * ch

@@ -22,12 +22,11 @@ from hil.app.cli.main import main
 from hil.app.training import Trainer
 from hil.core.errors import LogError
 from hil.nn.config import TrainConfig
-from hil.runfile.codec import hdf5_filter
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import COLUMN_NAMES, COLUMNS, SCHEMA_VERSION
 from hil.runfile.writer import PulseLogWriter
 
-N_INPUTS = 5 * 3 + len(COLUMN_NAMES) + 1 + 1
+N_INPUTS = 5 * 3 + len(COLUMNS) + 1 + 1
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,6 @@ def small_log(tmp_path) -> Path:
             width_s=1e-7 * (1 + i % 9),
             ramp_steps=i % 5,
             g_S=(i + 1) * 1e-9,
-            current_A=(i + 1) * 2e-10,
             read_V=0.2,
             epoch=i // 2000,
             image=i,
@@ -158,7 +156,7 @@ def test_damaged_log_through_hil_replay(good_run, mnist_dir, tmp_path, damage):
     one_line_error([*args, "--data-dir", str(mnist_dir)], pattern)
 
 
-@pytest.mark.parametrize("column", COLUMN_NAMES)
+@pytest.mark.parametrize("column", [c.name for c in COLUMNS])
 def test_a_bit_flip_in_any_column_is_reported(small_log, column):
     path = small_log
     flip_bit(path, column)
@@ -178,38 +176,19 @@ def test_a_bit_flip_in_any_column_is_reported(small_log, column):
 
 def test_resume_verifies_what_it_copies(small_log):
     path = small_log
-    flip_bit(path, "current_A", chunk=2)
+    flip_bit(path, "g_S", chunk=2)
     before = path.read_bytes()
-    with pytest.raises(LogError, match="'current_A'.*Fletcher32"):
+    with pytest.raises(LogError, match="'g_S'.*Fletcher32"):
         PulseLogWriter.reopen(path)
     assert path.read_bytes() == before  # the run file is left as it was
 
 
-def as_schema_1(path: Path) -> None:
-    """Make ``path`` what the schema-1 writer wrote: the same Blosc2 frames, no checksum."""
-    with h5py.File(path, "r+") as f:
-        for c in COLUMNS:
-            old = f[f"pulses/{c.name}"]
-            n, ch = old.shape[0], old.chunks[0]
-            chunks = [old.id.read_direct_chunk((k * ch,)) for k in range(-(-n // ch))]
-            attrs = dict(old.attrs)
-            del f[f"pulses/{c.name}"]
-            blosc2_only = {k: v for k, v in hdf5_filter(c).items() if k != "fletcher32"}
-            new = f.create_dataset(
-                f"pulses/{c.name}", (n,), c.np_dtype, chunks=(ch,), maxshape=(None,), **blosc2_only
-            )
-            new.attrs.update(attrs)
-            for k, (mask, raw) in enumerate(chunks):
-                new.id.write_direct_chunk((k * ch,), raw[:-4], filter_mask=mask)
-        f.attrs["schema_version"] = np.int64(1)
-
-
-def test_a_schema_1_file_without_checksums_reads_and_resumes(tmp_path):
+def test_a_schema_1_file_without_checksums_reads_and_resumes(tmp_path, as_legacy_layout):
     path = tmp_path / "v1.h5"
     i = np.arange(2500)
-    with PulseLogWriter(path, swmr=False, chunk_records=1024) as w:
+    with PulseLogWriter(path, swmr=False, chunk_records=1024, codec="blosc2") as w:
         w.append(i % 100, 0, 0.0, amplitude_V=0.2, g_S=(i + 1) * 1e-9, read_V=0.2)
-    as_schema_1(path)
+    as_legacy_layout(path, 1)
     with h5py.File(path, "r") as f:
         assert f["pulses/g_S"].id.get_create_plist().get_nfilters() == 1  # Blosc2 only
     want = (i + 1) * 1e-9
@@ -222,7 +201,8 @@ def test_a_schema_1_file_without_checksums_reads_and_resumes(tmp_path):
         assert log.attrs["schema_version"] == SCHEMA_VERSION
         np.testing.assert_allclose(log.column("g_S")[:2500], want.astype(np.float32))
         assert log.n_records == 2510
-    # The copied chunks gained checksums that HDF5 verifies.
+    # Resumed as schema 3: the chunks were encoded anew with the standard filters (shuffle,
+    # deflate, Fletcher32), which plain HDF5 verifies.
     with h5py.File(path, "r") as f:
-        assert f["pulses/g_S"].id.get_create_plist().get_nfilters() == 2
+        assert f["pulses/g_S"].id.get_create_plist().get_nfilters() == 3
         np.testing.assert_allclose(f["pulses/g_S"][:1024], want[:1024].astype(np.float32))

@@ -19,7 +19,7 @@ from hil.core.errors import ConfigError, LogError
 from hil.core.pulses import Operation
 from hil.runfile.container import read_summary, write_summary
 from hil.runfile.reader import PulseLogReader
-from hil.runfile.schema import COLUMN_NAMES, SCHEMA_VERSION, Phase, Role
+from hil.runfile.schema import COLUMN_NAMES, COLUMNS, SCHEMA_VERSION, Phase, Role
 from hil.runfile.writer import PulseLogWriter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +141,6 @@ def random_log(tmp_path_factory):
                 "width_s": rng.uniform(1e-9, 1e-6, n).astype(np.float32),
                 "ramp_steps": np.full(n, 8 * (op == 3), np.uint8),
                 "g_S": rng.uniform(1e-7, 2.5e-5, n).astype(np.float32),
-                "current_A": rng.uniform(0, 1e-5, n).astype(np.float32),
                 "read_V": np.full(n, 0.2, np.float32),
                 "epoch": np.full(n, call // 30, np.int32),
                 "image": rng.integers(-1, 60000, n).astype(np.int32),
@@ -150,7 +149,8 @@ def random_log(tmp_path_factory):
                 "layer": np.full(n, call % 3, np.int16),
             }
             w.append(**col)
-            rows.append(col)
+            # schema 3 stores no current; the reader derives it as g_S * read_V
+            rows.append({**col, "current_A": col["g_S"] * col["read_V"]})
             t += float(rng.uniform(0.1, 1.0))
             if call % 17 == 0:
                 w.flush()
@@ -214,8 +214,8 @@ def test_plain_h5py_reads_every_column(random_log):
     path, ref = random_log
     with h5py.File(path, "r") as f:
         assert f.attrs["hil_kind"] == "hil-run"
-        for name in COLUMN_NAMES:
-            np.testing.assert_array_equal(f["pulses"][name][...], ref[name], err_msg=name)
+        for c in COLUMNS:  # the stored ones (current_A is derived)
+            np.testing.assert_array_equal(f["pulses"][c.name][...], ref[c.name], err_msg=c.name)
 
 
 def test_chunks_rewritten_by_hdf5_filter_and_run_length_chunks_still_read(tmp_path):
@@ -339,8 +339,8 @@ def test_foreign_hdf5_file_and_unknown_schema_are_refused(tmp_path):
 def test_missing_or_wrong_columns_are_refused(tmp_path):
     path = _small_log(tmp_path / "m.h5")
     with h5py.File(path, "r+") as f:
-        del f["pulses/current_A"]
-    with pytest.raises(LogError, match="lacks column.*current_A"):
+        del f["pulses/read_V"]
+    with pytest.raises(LogError, match="lacks column.*read_V"):
         PulseLogReader(path)
     path = _small_log(tmp_path / "d.h5")
     with h5py.File(path, "r+") as f:

@@ -10,13 +10,15 @@ from hil.runfile.reader import PulseLogReader
 from hil.runfile.schema import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from hil.runfile.writer import PulseLogWriter
 
-WRITTEN_SO_FAR = (1, 2)
+WRITTEN_SO_FAR = (1, 2, 3)
 """Every schema version any hil release has written (append when SCHEMA_VERSION is bumped)."""
 
+G = np.float32([1e-6, 2e-6, 3e-6])
 
-def _log(path, version="keep"):
-    with PulseLogWriter(path, swmr=False) as w:
-        w.append(np.arange(3), 0, 0.0, amplitude_V=0.2, width_s=1e-6, g_S=[1e-6, 2e-6, 3e-6])
+
+def _log(path, version="keep", codec="deflate"):
+    with PulseLogWriter(path, swmr=False, codec=codec) as w:
+        w.append(np.arange(3), 0, 0.0, amplitude_V=0.2, width_s=1e-6, g_S=G, read_V=0.2)
     if version != "keep":
         with h5py.File(path, "r+") as f:
             if version is None:
@@ -33,13 +35,18 @@ def test_this_hil_writes_a_version_it_reads_and_reads_every_version_ever_written
 
 
 @pytest.mark.parametrize("version", SUPPORTED_SCHEMA_VERSIONS)
-def test_reader_accepts_every_supported_version(tmp_path, version):
-    path = _log(tmp_path / "run.h5", np.int64(version))
+def test_reader_accepts_every_supported_version(tmp_path, version, as_legacy_layout):
+    if version < 3:
+        path = as_legacy_layout(_log(tmp_path / "run.h5", codec="blosc2"), version)
+    else:
+        path = _log(tmp_path / "run.h5")
     with open_run_file(path) as f:
         assert int(f.attrs["schema_version"]) == version
     with PulseLogReader(path) as r:
         assert r.attrs["schema_version"] == version
         np.testing.assert_array_equal(r.column("device"), [0, 1, 2])
+        # stored (schema 1, 2) or derived (3): the same float32 product
+        np.testing.assert_array_equal(r.column("current_A"), G * np.float32(0.2))
 
 
 def test_newer_version_is_refused_with_upgrade_advice(tmp_path):

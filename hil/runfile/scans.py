@@ -1,0 +1,107 @@
+"""Filtered scans of the pulse log: :meth:`FilteredScans.select` yields, chunk by chunk, the
+records matching filters on device, operation, time, transfer and phase; :meth:`query`
+concatenates them. A mixin of :class:`~hil.runfile.reader.PulseLogReader`, which provides
+the chunk access (``_chunk``, ``_valid``, ``_check_column``, ``chunk_records``, ``n_chunks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from hil.runfile.schema import COLUMN_BY_NAME, COLUMN_NAMES
+
+__all__ = ["FilteredScans"]
+
+Records = dict[str, np.ndarray]
+
+
+class FilteredScans:
+    """``select`` and ``query`` over a reader's chunks."""
+
+    chunk_records: int
+    n_chunks: Any
+    _chunk: Any
+    _valid: Any
+    _check_column: Any
+
+    def select(
+        self,
+        *,
+        devices: Iterable[int] | None = None,
+        ops: Iterable[int] | None = None,
+        t_min: float | None = None,
+        t_max: float | None = None,
+        transfers: Iterable[int] | None = None,
+        phases: Iterable[int] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Iterator[Records]:
+        """Yield, chunk by chunk, the records matching every given filter.
+
+        ``devices``, ``ops``, ``transfers``, ``phases``: sets of allowed values; ``t_min`` /
+        ``t_max``: inclusive bounds on ``time_s``. Each yielded dict holds the requested
+        ``columns`` (default all) and ``"index"``; only one chunk is in memory at a time.
+        """
+        names = list(COLUMN_NAMES if columns is None else columns)
+        for name in names:
+            self._check_column(name)
+        tests = []
+        if devices is not None:
+            tests.append(("device", _member_test(devices)))
+        if ops is not None:
+            tests.append(("op", _member_test([int(o) for o in ops])))
+        if transfers is not None:
+            tests.append(("transfer", _member_test(transfers)))
+        if phases is not None:
+            tests.append(("phase", _member_test([int(p) for p in phases])))
+        if t_min is not None or t_max is not None:
+            lo = -np.inf if t_min is None else float(t_min)
+            hi = np.inf if t_max is None else float(t_max)
+            tests.append(("time_s", lambda t: (t >= lo) & (t <= hi)))
+        ch = self.chunk_records
+        for k in range(self.n_chunks):
+            loaded: dict[str, np.ndarray] = {}
+            mask = None
+            for name, test in tests:
+                # Each column has its own scratch buffer, so these stay valid for this chunk.
+                data = loaded[name] = self._chunk(name, k)
+                m = test(data)
+                mask = m if mask is None else (mask & m)
+                if not mask.any():
+                    break
+            if mask is not None and not mask.any():
+                continue
+            idx = np.flatnonzero(mask) if mask is not None else None
+            batch: Records = {}
+            n = self._valid(k)
+            batch["index"] = (idx if idx is not None else np.arange(n)) + k * ch
+            for name in names:
+                data = loaded[name] if name in loaded else self._chunk(name, k)
+                batch[name] = data[idx] if idx is not None else data.copy()
+            yield batch
+
+    def query(self, **filters) -> Records:
+        """All records matching ``filters`` (same arguments as :meth:`select`), concatenated."""
+        names = ["index", *(filters.get("columns") or COLUMN_NAMES)]
+        parts = list(self.select(**filters))
+        if not parts:
+            return {
+                name: np.empty(
+                    0, dtype=np.int64 if name == "index" else COLUMN_BY_NAME[name].np_dtype
+                )
+                for name in names
+            }
+        return {name: np.concatenate([p[name] for p in parts]) for name in names}
+
+
+def _member_test(values: Iterable[int]):
+    """A vectorised "x in values" for integer columns."""
+    allowed = np.unique(np.asarray(list(values) if not isinstance(values, np.ndarray) else values))
+    if allowed.size == 0:
+        return lambda x: np.zeros(x.shape, dtype=bool)
+    if allowed.size == 1:
+        v = allowed[0]
+        return lambda x: x == v
+    return lambda x: np.isin(x, allowed)
