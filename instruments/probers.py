@@ -57,7 +57,7 @@ class SentioProber(Prober):
         self.inst = Sentio(resource, **kwargs)
 
     def identify(self) -> str:
-        return self.inst.command("*IDN?")[1]
+        return str(self.inst.id)
 
     def step_to(self, column: int, row: int) -> None:
         self.inst.step_die(column, row)
