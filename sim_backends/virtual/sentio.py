@@ -66,8 +66,6 @@ class VirtualSentio(VirtualProber):
         self, columns: int = 4, rows: int = 3, latency_s: float = 0.0, die_step_s: float = 0.0
     ):
         super().__init__(columns, rows, latency_s, die_step_s)
-        self.command_set = 1
-        """The remote command set chosen with ``*RCS`` (1: SENTIO's native set)."""
         self.module = "wafermap"
         self._commands: dict[str, Callable[[list[str]], str]] = {
             "status:get_version": lambda a: self._no_args(a, VERSION),
@@ -96,22 +94,15 @@ class VirtualSentio(VirtualProber):
     def execute(self, command: str) -> str | None:
         name, _, rest = command.partition(" ")
         name = name.lower()
+        # Low-level commands: *IDN? answers the bare identity; *RCS, *LOCAL and any other
+        # answer nothing (they have no errc field to carry an error in).
         if name.startswith("*"):
-            return self._low_level(name, rest.strip())
+            return IDN if name == "*idn?" else None
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
         handler = self._commands.get(name)
         if handler is None:
             raise self.error((HANDLER_NOT_FOUND, "Command handler not found"), name)
         return handler(args)
-
-    def _low_level(self, name: str, arg: str) -> str | None:
-        """``*IDN?`` answers the bare identity; ``*RCS n`` and ``*LOCAL`` answer nothing,
-        and neither does any other ``*`` command (no errc field to carry an error)."""
-        if name == "*idn?":
-            return IDN
-        if name == "*rcs" and arg.isdigit():
-            self.command_set = int(arg)
-        return None
 
     # -- argument checks ----------------------------------------------------------------------
     def _count(self, args: list[str], n_min: int, n_max: int) -> None:
@@ -160,7 +151,8 @@ class VirtualSentio(VirtualProber):
     def _move_home(self, args: list[str]) -> str:
         self._count(args, 0, 0)
         self.move_to(0)
-        return _ok("0.0,0.0")
+        x, y = self.grid_point_um(0)
+        return _ok(f"{_um(x)},{_um(y)}")
 
     def _height(self, args: list[str], contact: bool) -> str:
         self._count(args, 0, 0)

@@ -10,6 +10,7 @@ Each step checks what the wafer behind the prober sees: which devices the needle
 
 from __future__ import annotations
 
+import random
 import socket
 
 import numpy as np
@@ -65,6 +66,8 @@ def test_mpi_typical_sequence(station):
         assert (x, y, theta) == (0.0, 0.0, 0.0) and z == sentio.z_um < sentio.contact_height_um
         # 4. home and contact trained, vacuum on (MPI's sample stops without them)
         assert prober.get_chuck_site_status(enums.ChuckSite.Wafer) == (True, True, False, True)
+        prober.initialize_if_needed()  # the machine reports Ready: no initialisation
+        assert sentio.received[-1] == "status:get_machine_status"
         # 5. wafer map module
         prober.select_module(enums.Module.Wafermap)
         assert sentio.module == "wafermap"
@@ -157,6 +160,10 @@ def test_malformed_input_is_refused_with_mpi_codes_and_the_server_keeps_serving(
         assert _ask(f, sock, b"A" * (sentio.max_line_bytes + 10)).startswith("2,0,")
         sock.sendall(b"*RCS 1\n\n   \n")  # no replies
         assert _ask(f, sock, b"map:die:get_current_index") == "0,0,0,0,0"
+    rng = random.Random(0)
+    for _ in range(16):  # random bytes, each burst on its own connection, never read
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(rng.randbytes(rng.randrange(1, 5000)))
     prober, comm = connect(server)
     try:
         assert prober.map.step_first_die() == (0, 0, 0)

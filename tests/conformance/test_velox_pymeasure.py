@@ -9,6 +9,7 @@ checks what the wafer behind the prober sees: which devices the needles touch.
 
 from __future__ import annotations
 
+import random
 import socket
 
 import numpy as np
@@ -150,4 +151,8 @@ def test_malformed_input_is_refused_and_the_server_keeps_serving(station):
         ]:
             sock.sendall(line + b"\n")
             assert f.readline().startswith(code), line
+    rng = random.Random(0)
+    for _ in range(16):  # random bytes, each burst on its own connection, never read
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(rng.randbytes(rng.randrange(1, 5000)))
     assert drv.wafermap.step_first_die() == [0, 0, 0, 1]

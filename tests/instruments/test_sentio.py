@@ -172,3 +172,9 @@ def test_the_station_prober_separates_steps_and_contacts():
         prober.separate()
         prober.step_to(1, 0)
         prober.contact()
+
+
+def test_the_station_prober_refuses_a_step_to_another_die():
+    with expected_protocol(SentioProber, [RCS, ("map:step_die 1, 0, 0", "0,0,0,1,0")]) as prober:
+        with pytest.raises(ProberError, match=r"stepped to die \(0, 1\), asked for \(1, 0\)"):
+            prober.step_to(1, 0)
