@@ -17,7 +17,10 @@ and MPI's C# and Lua examples (``SentioProberDev/Examples-CSharp``: ``Sentio.Bas
 - Stepping onto the last die of the route sets the last-die flag; stepping on from there
   fails with error 11 ``EndOfRoute`` (MPI's stepping samples loop until either).
 - ``move_chuck_contact`` / ``move_chuck_separation`` answer the chuck height reached (µm
-  from the z axis zero), ``move_chuck_home`` the home position ``x,y`` (µm),
+  from the z axis zero); so does their replacement since SENTIO 25.2, ``chuck:move_z ref,z``
+  (``z,ref``, bindings' ``StageCommandGroup.move_z``; ``ZReference`` names long or short).
+  ``get_chuck_site_heights`` answers ``contact,separation,overtravel,hover`` (the last three
+  as gaps). ``move_chuck_home`` answers the home position ``x,y`` (µm),
   ``get_chuck_site_status`` ``hasHome,hasContact,overtravelActive,vacuumOn`` as ``0``/``1``,
   ``status:get_version`` ``Version: X.Y.Z`` (bindings' unit tests: ``0,0,Version: 26.0.4``).
 
@@ -46,6 +49,12 @@ MODULES = ("wafermap", "vision", "setup", "service", "qalibria", "auxsites", "lo
 ``wafermap``)."""
 CHUCK_SITES = ("wafer",)
 """The chuck sites this station has: no auxiliary sites."""
+HOVER_GAP_UM = 100.0
+"""How far below contact the hover height is (closer than separation) [ours]."""
+Z_REFERENCES = {"contact": "contact", "c": "contact", "separation": "separation",
+                "s": "separation", "hover": "hover", "h": "hover", "zero": "zero", "z": "zero",
+                "current": "current", "r": "current"}  # fmt: skip
+"""``ZReference`` names, long (SENTIO >= 25.2) and short (older), case-insensitive."""
 
 
 def _ok(message: str, status: int = 0) -> str:
@@ -76,6 +85,9 @@ class VirtualSentio(VirtualProber):
             "move_chuck_home": self._move_home,
             "move_chuck_contact": lambda a: self._height(a, contact=True),
             "move_chuck_separation": lambda a: self._height(a, contact=False),
+            "chuck:move_z": self._move_z,
+            "chuck:get_z": self._get_z,
+            "get_chuck_site_heights": self._site_heights,
             "map:step_first_die": self._step_first,
             "map:step_next_die": self._step_next,
             "map:step_die": self._step_die,
@@ -156,8 +168,46 @@ class VirtualSentio(VirtualProber):
 
     def _height(self, args: list[str], contact: bool) -> str:
         self._count(args, 0, 0)
-        self.contact = contact
+        self.z_um = self.contact_height_um if contact else self.separation_height_um
         return _ok(_um(self.z_um))
+
+    def _z_of(self, reference: str) -> float:
+        """Absolute chuck z of a ``ZReference``."""
+        ref = Z_REFERENCES.get(reference.lower())
+        if ref is None:
+            raise self.error((INVALID_PARAMETER, "Unknown z reference"), reference)
+        return {
+            "contact": self.contact_height_um,
+            "separation": self.separation_height_um,
+            "hover": self.contact_height_um - HOVER_GAP_UM,
+            "zero": 0.0,
+            "current": self.z_um,
+        }[ref]
+
+    def _move_z(self, args: list[str]) -> str:
+        """``chuck:move_z ref,z`` → ``z,Zero``: the height reached, from the axis zero."""
+        self._count(args, 2, 2)
+        try:
+            offset = float(args[1])
+        except ValueError:
+            raise self.error((INVALID_PARAMETER, "Invalid parameter"), args[1]) from None
+        target = self._z_of(args[0]) + offset
+        if not 0.0 <= target <= self.contact_height_um + self.max_overtravel_um:
+            raise self.error((OUT_OF_BOUNDS, "Chuck z out of range"), _um(target))
+        self.z_um = target
+        return _ok(f"{_um(target)},Zero")
+
+    def _get_z(self, args: list[str]) -> str:
+        """``chuck:get_z ref`` → ``z,ref``: the height relative to ``ref``."""
+        self._count(args, 1, 1)
+        name = Z_REFERENCES.get(args[0].lower(), args[0]).capitalize()
+        return _ok(f"{_um(self.z_um - self._z_of(args[0]))},{name}")
+
+    def _site_heights(self, args: list[str]) -> str:
+        """``contact,separation gap,overtravel distance,hover gap`` of a chuck site."""
+        self._site(args)
+        gaps = (self.separation_gap_um, self.max_overtravel_um, HOVER_GAP_UM)
+        return _ok(",".join(_um(v) for v in (self.contact_height_um, *gaps)))
 
     def _at_die(self, site: int = 0) -> str:
         c, r = self.route[self.index]

@@ -28,8 +28,8 @@ class VirtualProber(VirtualInstrument):
 
     The probe needles touch the devices of die :attr:`index` only when the chuck stands on
     that die's grid point (``die_pitch_um`` apart from the home die, route index 0, at
-    xy = 0) and is at contact height; anywhere else the needles land beside the pads and
-    nothing is connected. Pitch and heights are this emulator's own [ours].
+    xy = 0) and at or above contact height; anywhere else the needles land beside the pads
+    or above them and nothing is connected. Pitch and heights are this emulator's own [ours].
     """
 
     die_pitch_um = (5000.0, 5000.0)
@@ -38,6 +38,8 @@ class VirtualProber(VirtualInstrument):
     """Chuck z at contact, from the axis zero [ours]."""
     separation_gap_um = 300.0
     """How far below contact the chuck is at separation [ours]."""
+    max_overtravel_um = 100.0
+    """How far above contact the chuck may be driven [ours]."""
     grid_tolerance_um = 0.5
     """How far from a die's grid point the needles still land on its pads [ours]."""
 
@@ -59,21 +61,18 @@ class VirtualProber(VirtualInstrument):
             self.grid_point_um(first_index) if first_index >= 0 else None
         )
         """Chuck position relative to the home die; ``None``: not over the map yet."""
-        self.contact = False
-        """Whether the chuck is at contact height (else at separation)."""
+        self.z_um = self.separation_height_um
+        """Chuck height from the z axis zero; it starts at separation."""
         self.steps = 0
 
     @property
-    def in_contact(self) -> bool:
-        """Whether the probe needles touch the current die."""
-        return self.contact
+    def separation_height_um(self) -> float:
+        return self.contact_height_um - self.separation_gap_um
 
     @property
-    def z_um(self) -> float:
-        """Chuck height from the axis zero."""
-        if self.contact:
-            return self.contact_height_um
-        return self.contact_height_um - self.separation_gap_um
+    def in_contact(self) -> bool:
+        """Whether the probe needles touch the current die: the chuck at or above contact."""
+        return self.z_um >= self.contact_height_um - self.grid_tolerance_um
 
     def grid_point_um(self, index: int) -> tuple[float, float]:
         """Chuck xy at which die ``index`` of the route is under the needles."""

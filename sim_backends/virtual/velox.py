@@ -36,6 +36,8 @@ UNKNOWN_COMMAND, BAD_ARGUMENT, NOT_IN_MAP, END_OF_WAFER_MAP = 509, 3, 8, 703
 VELOCITY_PERCENT = (0.1, 100.0)
 """Allowed chuck velocity, % of the maximum (pymeasure ``VELOCITY_RANGE``)."""
 UM_PER_MIL = 25.4
+ALIGN_GAP_UM = 50.0
+"""How far below contact the align height is [ours]."""
 REFERENCES = ("H", "Z", "R", "D", "C")
 APPS = ("kernel", "wafermap")
 """Velox applications registered on this station (``IsAppRegistered``)."""
@@ -138,8 +140,9 @@ class VirtualVelox(VirtualProber):
 
     def _z(self, args: list[str], height: str) -> str:
         self._velocity(args)
+        gaps = {"contact": 0.0, "align": ALIGN_GAP_UM, "separation": self.separation_gap_um}
         self.height = height
-        self.contact = height == "contact"
+        self.z_um = self.contact_height_um - gaps[height]
         return _ok()
 
     def _move_index(self, args: list[str]) -> str:

@@ -47,6 +47,14 @@ def station():
         yield sentio, wafer, server
 
 
+def touched(wafer) -> list[int]:
+    """Devices the needles touch, checked against the current the wafer passes."""
+    ids = wafer.connected().tolist()
+    current = wafer.read_current_A(READ)
+    assert (current > 0) if ids else (current == 0.0)
+    return ids
+
+
 def connect(server):
     comm = tcpip.CommunicatorTcpIp.create(f"{server.host}:{server.port}")
     return prober_sentio.SentioProber(comm), comm
@@ -119,6 +127,32 @@ def test_step_until_the_end_of_route_exception(station):
             prober.map.step_die(7, 7)
         assert info.value.error() == enums.RemoteCommandError.ArgumentOutOfBounds
         assert prober.map.die.get_current_index() == (4, 1, 1)  # nothing moved
+    finally:
+        comm.disconnect()
+
+
+def test_chuck_z_as_sentio_25_2_moves_it(station):
+    """``chuck.move_z``, the bindings' replacement for the deprecated contact/separation."""
+    sentio, wafer, server = station
+    prober, comm = connect(server)
+    z = enums.ZReference
+    try:
+        prober.map.step_die(1, 0)
+        assert prober.chuck.move_z(z.Contact, 0) == (sentio.contact_height_um, z.Zero)
+        assert touched(wafer) == [1]
+        prober.chuck.move_z(z.Contact, -20)  # 20 µm short of the pads
+        assert touched(wafer) == []
+        prober.chuck.move_z(z.Contact, 30)  # overtravel: still on the pads
+        assert touched(wafer) == [1]
+        assert prober.chuck.get_z(z.Contact) == (30.0, z.Contact)
+        with pytest.raises(prober_sentio.ProberException) as info:
+            prober.chuck.move_z(z.Contact, 500)  # beyond the overtravel limit
+        assert info.value.error() == enums.RemoteCommandError.ArgumentOutOfBounds
+        assert prober.chuck.get_z(z.Contact) == (30.0, z.Contact)  # did not move
+        assert prober.chuck.move_z(z.Separation, 0) == (sentio.z_um, z.Zero)
+        assert touched(wafer) == []
+        heights = prober.get_chuck_site_height(enums.ChuckSite.Wafer)
+        assert heights == (sentio.contact_height_um, 300.0, 100.0, 100.0)
     finally:
         comm.disconnect()
 
