@@ -12,6 +12,7 @@ from pymeasure.instruments.formfactor.velox import Velox
 
 from hil.core.errors import BackendError
 from instruments.drivers.sentio import Sentio
+from instruments.errors import ProberError
 
 
 class Prober(abc.ABC):
@@ -57,10 +58,12 @@ class SentioProber(Prober):
         self.inst = Sentio(resource, **kwargs)
 
     def identify(self) -> str:
-        return self.inst.command("*IDN?")[1]
+        return str(self.inst.id)
 
     def step_to(self, column: int, row: int) -> None:
-        self.inst.step_die(column, row)
+        reached = self.inst.step_die(column, row)[:2]
+        if reached != (column, row):  # SENTIO answers the die it stepped to
+            raise ProberError(f"SENTIO stepped to die {reached}, asked for ({column}, {row})")
 
     def contact(self) -> None:
         self.inst.move_chuck_contact()

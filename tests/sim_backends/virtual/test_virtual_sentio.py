@@ -34,9 +34,9 @@ def test_walks_the_wafer_map_and_reports_end_of_route(prober):
 def test_contact_separation_and_direct_steps(prober):
     inst, drv = prober
     drv.move_chuck_contact()
-    assert inst.contact
+    assert inst.in_contact
     drv.move_chuck_separation()
-    assert not inst.contact
+    assert not inst.in_contact
     assert drv.step_die(1, 1) == (1, 1, 0)
     assert drv.die_position() == (1, 1)
 

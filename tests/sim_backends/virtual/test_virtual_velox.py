@@ -48,5 +48,5 @@ def test_step_to_die_and_errors(velox):
     assert inst.route[inst.index] == (1, 1)
     with pytest.raises(ConnectionError, match="8: Die 5 5 is not in the wafer map"):
         drv.wafermap.step_to_die(5, 5)
-    with pytest.raises(ConnectionError, match="2: Unknown command"):
+    with pytest.raises(ConnectionError, match="509: Unknown command"):
         drv.ask("FlyToTheMoon")
