@@ -174,17 +174,20 @@ def test_segment_time_limits_reject_not_round(t, limit):
     [
         (lambda i: i.pmu_ch1.set_segment_times(1, [10e-9]), "20 ns"),
         (lambda i: i.pmu_ch1.set_segment_times(1, [35e-9]), "10 ns"),
-        (lambda i: i.pmu_ch1.set_segment_times(1, [1e-7] * 2049), "2048"),
+        (lambda i: i.pmu_ch1.set_segment_times(1, [1e-7] * 129), "128"),
+        (lambda i: i.pmu_ch1.set_segment_times(1, [1.01]), "finite|1"),
         (lambda i: i.pmu_ch1.set_segment_times(1, []), "at least one"),
         (lambda i: i.pmu_ch1.set_segment_times(0, [1e-7]), "sequence number"),
         (lambda i: i.pmu_ch1.set_start_voltages(1, [0, 10.5]), "10 V"),
         (lambda i: i.pmu_ch1.set_stop_voltages(1, [-11]), "10 V"),
         (lambda i: i.pmu_ch1.set_stop_voltages(1, ["1"]), "number"),
-        (lambda i: i.pmu_ch1.set_measure_types(1, [3]), "measure type"),
+        (lambda i: i.pmu_ch1.set_measure_types(1, [5]), "measure type"),
         (lambda i: i.pmu_ch1.set_measure_stops(1, [-1e-9]), "measure window"),
         (lambda i: i.pmu_ch1.set_sequence_list([]), "empty"),
         (lambda i: i.pmu_ch1.set_sequence_list([(1, 0)]), "loops"),
         (lambda i: i.pmu_ch1.set_measure_range(3e-6), "current range"),
+        (lambda i: i.pmu_ch1.set_measure_range(0.8), "current range"),
+        (lambda i: i.pmu_ch1.get_data(0, 2049), "data count"),
         (lambda i: i.pmu_ch1.set_measure_range(1e-6, 5), "range type"),
         (lambda i: i.pmu_ch1.get_data(-1, 1), "data start"),
         (lambda i: i.pmu_channel(3), "PMU channel"),
@@ -195,6 +198,9 @@ def test_segment_time_limits_reject_not_round(t, limit):
         (lambda i: i.configure_rpm("PMU1", 3), "RPM channel"),
         (lambda i: i.smu1.force_voltage(0.2, 0), "compliance"),
         (lambda i: i.smu1.force_voltage(500, 1e-3), "SMU voltage"),
+        (lambda i: i.smu1.force_voltage(25, 1e-3, 1), "SMU voltage"),
+        (lambda i: i.smu1.force_voltage(0.2, 0.5), "compliance"),
+        (lambda i: i.smu1.force_voltage(0.2, 1e-3, 6), "voltage range"),
         (
             lambda i: i.pmu_ch1.upload_sequence(1, [Segment(20e-9, 0, 12), Segment(1e-7, 12, 0)]),
             "10 V",
@@ -209,6 +215,7 @@ def test_bad_values_send_nothing(action, match):
 
 # -- tester ----------------------------------------------------------------------------------
 SETUP = [
+    (":ERROR:LAST:GET", "No error. (0)"),
     (":PMU:INIT 1", ACK),
     (":PMU:RPM:CONFIGURE PMU1-1, 0", ACK),
     (":PMU:MEASURE:RANGE 1, 2, 0.0001", ACK),
@@ -250,6 +257,33 @@ def test_tester_identity_modules_required():
 def test_tester_setup():
     with expected_protocol(K4200A, OPT + SETUP) as inst:
         _tester(inst).setup()
+
+
+def test_setup_logs_and_clears_an_earlier_error(caplog):
+    stale = [(":ERROR:LAST:GET", "KXCI command error. (-992)"), (":ERROR:LAST:CLEAR", ACK)]
+    with expected_protocol(K4200A, OPT + stale + SETUP[1:]) as inst:
+        with caplog.at_level("WARNING", logger="instruments.testers.k4200a"):
+            _tester(inst).setup()
+    assert "KXCI command error (-992)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "reply, parsed",
+    [
+        ("No error. (0)", (0, "No error")),
+        ("KXCI command error. (-992)", (-992, "KXCI command error")),
+        ("Argument out of range: DV 25 V, 1. (120)", (120, "Argument out of range: DV 25 V, 1")),
+    ],
+)
+def test_last_error_parses_the_kxci_form(reply, parsed):
+    with expected_protocol(K4200A, OPT + [(":ERROR:LAST:GET", reply)]) as inst:
+        assert inst.last_error == parsed
+
+
+def test_unparsable_last_error_raises():
+    with expected_protocol(K4200A, OPT + [(":ERROR:LAST:GET", "ACK")]) as inst:
+        with pytest.raises(BackendError, match="unparsable"):
+            _ = inst.last_error
 
 
 def test_visit_cache_miss_then_hit():
@@ -302,7 +336,7 @@ def test_visit_ramp_segments():
         ([ReadPulse()], None, "program pulses only"),
         ([], PartialSetPulse(), "ReadPulse"),
         ([ResetPulse(amplitude_V=[4.0, 4.0])], None, "scalar"),
-        ([RampSetPulse(width_s=20e-9, steps=2100)], None, "2048"),
+        ([RampSetPulse(width_s=20e-9, steps=130)], None, "128"),
     ],
 )
 def test_bad_visits_send_nothing(pulses, read, match):
