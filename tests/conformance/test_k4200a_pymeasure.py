@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import pyvisa
 
-from hil.core.pulses import RampSetPulse, ResetPulse
+from hil.core.pulses import RampSetPulse, ReadPulse, ResetPulse
 from instruments.testers.k4200a import K4200ATester
 from sim_backends.virtual.k4200a import VirtualK4200A
 from sim_backends.virtual.server import InstrumentServer
@@ -141,3 +141,15 @@ def test_keithley_example_framing_and_the_kcon_lf_setting():
             finally:
                 res.close()
                 rm.close()
+
+
+def test_rpm_on_the_smu_keeps_the_pmu_pulses_away(station):
+    """The other direction: with the RPM on the SMU, hil's PMU visit reaches nothing."""
+    t, wafer = station.tester, station.wafer
+    t.setup()  # the RPM on the PMU
+    assert within_read_noise(station, t.visit([], ReadPulse(READ_V)), READ_V)
+    n_applied = len(wafer.history)
+    assert station.pymeasure.ask(":PMU:RPM:CONFIGURE PMU1-1, 2") == "ACK"
+    g_before = g_of(station)
+    assert t.visit([ResetPulse()], ReadPulse(READ_V)) == 0.0
+    assert len(wafer.history) == n_applied and g_of(station) == g_before

@@ -21,6 +21,8 @@ from instruments.drivers.k4200a import (
     parse_pmu_data,
 )
 from instruments.testers.k4200a import K4200ATester
+from sim_backends.virtual.k4200a import VirtualK4200A
+from sim_backends.virtual.server import InstrumentServer
 
 OPT = [("*OPT?", "SMU1,SMU2,PMU1")]
 ACK = "ACK"
@@ -410,3 +412,80 @@ def test_a_new_waveform_is_checked_once(monkeypatch):
         assert len(checked) == 6  # one per segment of RESET + read
         t.visit([ResetPulse()], ReadPulse())  # cache hit: already checked
         assert len(checked) == 6
+
+
+# -- the virtual 4200A against the KXCI reference's PMU limits ---------------------------------
+@pytest.fixture
+def kxci():
+    """hil's driver on a virtual 4200A (no wafer) over a socket; raw commands via ``ask``."""
+    virtual = VirtualK4200A()
+    with InstrumentServer(virtual) as server:
+        inst = K4200A(server.resource, visa_library="@py", timeout=2000)
+        try:
+            yield inst, virtual
+        finally:
+            inst.adapter.close()
+
+
+@pytest.mark.parametrize(
+    "command, code, why",
+    [
+        (":PMU:SARB:SEQ:TIME 1, 1, " + ", ".join(["1e-07"] * 129), 102, "128 values per array"),
+        (":PMU:SARB:SEQ:TIME 1, 1, 1.5", 120, "segments of at most 1 s"),
+        (":PMU:SARB:SEQ:MEAS:TYPE 1, 1, 5", 120, "measure types 0-4"),
+        (":PMU:MEASURE:RANGE 1, 2, 0.8", 120, "0.8 A needs the 40 V range"),
+        (":PMU:MEASURE:RANGE 1, 2, 3e-6", 120, "not a range"),
+        (":PMU:RPM:CONFIGURE PMU1-1, 4", 120, "RPM modes 0-3"),
+        (":PMU:SARB:WFM:SEQ:LIST 1, 513, 1", 120, "sequences 1-512"),
+        (":PMU:DATA:GET 1, 0, 2049", 120, "2048 rows per request"),
+    ],
+)
+def test_virtual_refuses_the_references_pmu_limits(kxci, command, code, why):
+    inst, _ = kxci
+    assert inst.ask(command).startswith(f"ERROR {code}:"), why
+    assert inst.last_error[0] == code
+    inst.clear_errors()
+    assert inst.last_error == (0, "No error")
+
+
+def _upload(inst, rng_type: int = 2, m_stop: str = "1e-06") -> None:
+    for command in (
+        f":PMU:MEASURE:RANGE 1, {rng_type}, 1e-4",
+        ":PMU:SARB:SEQ:TIME 1, 1, 2e-08, 1e-06, 2e-08",
+        ":PMU:SARB:SEQ:STARTV 1, 1, 0, 0.2, 0.2",
+        ":PMU:SARB:SEQ:STOPV 1, 1, 0.2, 0.2, 0",
+        ":PMU:SARB:SEQ:MEAS:TYPE 1, 1, 0, 1, 0",
+        ":PMU:SARB:SEQ:MEAS:START 1, 1, 0, 0, 0",
+        f":PMU:SARB:SEQ:MEAS:STOP 1, 1, 0, {m_stop}, 0",
+        ":PMU:SARB:WFM:SEQ:LIST 1, 1, 1",
+    ):
+        inst.command(command)
+
+
+@pytest.mark.parametrize(
+    "kwargs, why",
+    [({"rng_type": 0}, "fixed range"), ({"m_stop": "2e-06"}, "measure window")],
+)
+def test_virtual_refuses_to_execute_what_segment_arb_cannot_run(kxci, kwargs, why):
+    inst, virtual = kxci
+    _upload(inst, **kwargs)
+    reply = inst.ask(":PMU:EXECUTE")
+    assert reply.startswith("ERROR 150:") and why in reply
+    assert virtual.pulses_sent == []
+
+
+def test_status_byte_and_reset(kxci):
+    inst, virtual = kxci
+    assert inst.status == 0
+    inst.smu1.force_voltage(0.2, 1e-3)
+    assert inst.smu1.current == 0.0 and inst.status == 1  # data ready
+    assert inst.ask("US;DV1,0,0.2,0.5").startswith("ERROR 120:")  # 0.5 A > 105 mA
+    assert inst.status == 3  # and a syntax error
+    inst.clear()  # BC clears data ready
+    assert inst.status == 2
+    inst.clear_errors()
+    assert inst.status == 0
+    inst.pmu_ch1.output_enabled = True
+    assert virtual.outputs_on
+    inst.command("*RST")
+    assert not virtual.outputs_on and virtual.smus.sources == {}
