@@ -169,8 +169,9 @@ class VirtualK4200A(VirtualTester):
 
     def execute(self, command: str) -> str | None:
         reply = None
-        for part in command.split(";"):
-            reply = self._one(part.strip())
+        for part in (p.strip() for p in command.split(";")):
+            if part:  # "US;" ends in an empty command: nothing to do
+                reply = self._one(part)
         return reply
 
     def _one(self, text: str) -> str | None:
