@@ -1,16 +1,19 @@
 """Keysight B2200A / B2201A switch matrix driver (SCPI over GPIB or LAN, LF terminated).
 
 Sources: Keysight B2200A/B2201A User's Guide (SCPI command reference, ``:ROUTe`` and
-``:SYSTem:ERRor`` subsystems) and the QCoDeS driver ``keysight_b220x.py``
-(``KeysightB220X``), which addresses channels as ``(@CIIOO)`` and reads closed
-channels with ``:CLOS:CARD? 0``. The command subset used here is listed in
-``/work/shared/reference/instruments.md``.
+``:SYSTem:ERRor`` subsystems; its command summary as QCoDeS's first B2200A driver quotes
+it, commit 136245b) and the QCoDeS driver ``keysight_b220x.py`` (``KeysightB220X``), which
+addresses channels as ``(@CIIOO)`` and reads closed channels with ``:CLOS:CARD? 0``. The
+command subset used here is listed in ``/work/shared/reference/instruments.md``.
 
-Channel numbers are five-digit integers ``CIIOO``: card ``C`` (1-4, or 0 for all cards
-in auto-config mode, as QCoDeS uses it), input port ``II`` (01-14) and output pin
-``OO`` (01-48). Build and split them with :func:`hil.station.model.encode_channel` and
-:func:`~hil.station.model.decode_channel`, the station's one channel codec; every channel
-is validated before anything is sent.
+Channel numbers are five-digit integers ``CIIOO``: card ``C`` (1-4 in normal-config mode,
+0 in auto-config mode, as QCoDeS uses it), input port ``II`` (01-14) and output pin
+``OO`` (01-48). The card number must match the matrix's channel configuration mode
+(``[:ROUT]:FUNC NCON|ACON``; the guide: card 0 or ALL in auto config, 1-4 or ALL in normal
+config), and that mode is whatever the front panel or the last program left, so
+:meth:`B2200A.open_card` selects it first. Build and split channel numbers with
+:func:`hil.station.model.encode_channel` and :func:`~hil.station.model.decode_channel`,
+the station's one channel codec; every channel is validated before anything is sent.
 """
 
 from __future__ import annotations
@@ -157,8 +160,12 @@ class B2200A(Instrument, SwitchMatrix):
         self.write(f":ROUT:OPEN {channel_list(channels)}")
 
     def open_card(self, card: int) -> None:
-        """Open every relay on ``card`` (``:ROUT:OPEN:CARD 1``; 0 = all cards, auto-config)."""
+        """Select the configuration mode that numbers ``card`` (``:ROUT:FUNC NCON`` for
+        cards 1-4, ``:ROUT:FUNC ACON`` for 0), then open every relay on it
+        (``:ROUT:OPEN:CARD 1``). A matrix left in auto-config mode (QCoDeS's driver needs
+        it) would refuse card 1 otherwise."""
         check("B2200A card", card, MATRIX_CARDS, strict_range, int)
+        self.write(f":ROUT:FUNC {'ACON' if card == 0 else 'NCON'}")
         self.write(f":ROUT:OPEN:CARD {card}")
 
     def closed_channels(self, card: int) -> list[int]:

@@ -17,6 +17,10 @@ Sources:
   segment); measure type 1 = spot mean (one data row per measured segment).
 - ``/work/shared/reference/instruments.md`` (4200A KXCI section): ``\\0`` terminators,
   every command answers ``ACK`` or an error text, segment ≥ 20 ns with 10 ns resolution.
+- Keithley's *Model 4200A-SCS KXCI Remote Control Programming* (4200A-KXCI-907-01D), cited
+  by page as a lab's digest of it quotes it: the limits below marked "KXCI 7-52" etc.;
+  ``:ERROR:LAST:GET`` / ``:ERROR:LAST:CLEAR`` (the last error, ``<message>. (<code>)``, as
+  KXCI clients of two labs parse it).
 
 Every KXCI command answers, so every command here is a query: :meth:`K4200A.command` sends
 it, reads the reply and raises :class:`~hil.errors.BackendError` with the instrument's text
@@ -53,43 +57,47 @@ examples number a second card's channels 3-4, not supported here [ours]]."""
 PMU_MODES = (0, 1)
 """``:PMU:INIT`` modes: 0 standard pulse, 1 segment ARB [KXCI examples ``4 chan sync
 test.py`` (0) and ``simple segarb pulse`` (1)]."""
-RPM_MODES = range(0, 3)
-"""``:PMU:RPM:CONFIGURE`` modes; 0 routes the RPM to the PMU [KXCI examples]; 1-2 (CVU,
-SMU paths) are accepted unverified [ours]."""
+RPM_MODES = range(0, 4)
+"""``:PMU:RPM:CONFIGURE`` modes: 0 PMU, 1 CVU two-wire, 2 SMU, 3 CVU four-wire [KXCI 7-22]."""
 RANGE_TYPES = range(0, 3)
-"""``:PMU:MEASURE:RANGE`` type: 2 = fixed range [KXCI examples]; 0/1 (auto, limited
-auto) accepted unverified [ours]."""
-CURRENT_RANGES_A = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.2, 0.8)
-"""Measure ranges: 4225-RPM 100 nA-10 mA, PMU 10 mA/200 mA (10 V range) and 800 mA
-(40 V range) [4225-PMU datasheet as we recall it; the examples use 1e-6 and 0.2]."""
+"""``:PMU:MEASURE:RANGE`` type: 0 auto, 1 limited auto, 2 fixed; segment ARB needs 2
+[KXCI 7-15, 7-16]."""
+CURRENT_RANGES_A = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.2)
+"""Measure ranges of a PMU channel with a 4225-RPM on the 10 V source range (the one this
+driver leaves selected; 0.8 A needs the 40 V range) [KXCI 7-15]."""
 MIN_SEGMENT_S = 20e-9
 """Shortest segment [instruments.md: segment ≥ 20 ns]."""
 SEGMENT_RESOLUTION_S = 10e-9
 """Segment time resolution [instruments.md: 10 ns]; other times are rejected, not rounded."""
-MAX_SEGMENT_S = 40.0
-"""Longest segment accepted [ours: a sane bound]."""
-MAX_SEGMENTS = 2048
-"""Most segments per sequence [Keithley ``PMU_SegArb_Example`` user library: SegTime_size
-up to 2048]."""
+MAX_SEGMENT_S = 1.0
+"""Longest segment on the 10 V source range [KXCI 7-52]."""
+MAX_SEGMENTS = 128
+"""Most values of one ``:PMU:SARB:SEQ:...`` array command, so most segments of a sequence
+sent in one command [KXCI 7-40, 7-48, 7-52; longer arrays need the ``:ADD`` commands, not
+sent here]."""
 PMU_MAX_V = 10.0
 """Largest |start/stop voltage| in the 4225-PMU's 10 V source range (the range this driver
 leaves selected) [4225-PMU datasheet: ±10 V into high impedance on the 10 V range]."""
-MEAS_TYPES = (0, 1, 2)
-"""Per-segment measure type: 0 none, 1 spot mean, 2 waveform [instruments.md]."""
+MEAS_TYPES = (0, 1, 2, 3, 4)
+"""Per-segment measure type: 0 none, 1 spot mean, 2 waveform, 3 and 4 the same averaged over
+the loops [KXCI 7-44]."""
 SEQUENCES = range(1, 513)
-"""Sequence numbers [ours: 1-512 as in the LPT ``seg_arb_sequence`` reference, unverified]."""
+"""Sequence numbers [KXCI 7-48, 7-56]."""
 MAX_LOOPS = 10**12
-"""Most loops of one listed sequence [ours]."""
+"""Most loops of one listed sequence [KXCI 7-56]."""
 MAX_DATA_ROWS = 1_000_000
 """Most data rows of one test [instruments.md: ≤ 1 M samples per test]."""
-SMU_MAX_V = 210.0
-"""Largest |DV| voltage (4210-SMU 200 V range) [pymeasure ``SMU.voltage_setpoint`` ranges]."""
-SMU_MAX_COMPLIANCE_A = 1.0
-"""Largest |Icomp| (4211-SMU 1 A range) [pymeasure ``SMU.current_setpoint`` ranges]."""
+MAX_DATA_GET_ROWS = 2048
+"""Most rows of one ``:PMU:DATA:GET`` [KXCI 7-7]."""
+SMU_FULL_SCALE_V = {0: 200.0, 1: 20.0, 2: 200.0, 3: 200.0, 4: 0.2, 5: 2.0}
+"""``DV`` range index → full scale: 0 auto, 1 20 V, 2-3 200 V, 4 200 mV and 5 2 V (these
+two need a preamplifier) [KXCI 5-33; pymeasure ``SMU.voltage_setpoint``]; a level may go
+5 % beyond full scale (21 V, 210 V) [4200-SMU specification]."""
+SMU_OVERRANGE = 1.05
+SMU_MAX_COMPLIANCE_A = 0.105
+"""Largest |Icomp| of a 4200-SMU/4201-SMU [KXCI 5-33; a 4210/4211 allows 1.05 A]."""
 SMU_NUMBERS = range(1, 10)
 """SMU cards ``SMU1`` .. ``SMU9`` [pymeasure ``Keithley4200``: one child per ``SMUn``]."""
-SMU_VOLTAGE_RANGES = range(0, 6)
-"""``DV`` range indices, 0 = auto [pymeasure ``SMU.voltage_setpoint``]."""
 RPM_CHANNELS = range(1, 3)
 """Channels of one PMU card (``PMU1-1``, ``PMU1-2``) [KXCI examples]."""
 OUTPUT_STATES = {True: 1, False: 0}
@@ -200,6 +208,18 @@ def parse_pmu_data(reply: str) -> list[PmuSample]:
     return rows
 
 
+_LAST_ERROR = re.compile(r"^(.*?)\.?\s*\((-?\d+)\)$")
+
+
+def parse_last_error(reply: str) -> tuple[int, str]:
+    """``(code, message)`` of ``:ERROR:LAST:GET``'s ``<message>. (<code>)``: ``No error. (0)``
+    is ``(0, "No error")``. Raises :class:`BackendError` quoting anything else."""
+    m = _LAST_ERROR.match(str(reply).strip())
+    if m is None:
+        raise BackendError(f"4200A sent an unparsable :ERROR:LAST:GET reply: {reply!r}")
+    return int(m.group(2)), m.group(1).strip()
+
+
 def _parse_int(value) -> int:
     try:
         return int(str(value).strip())
@@ -221,9 +241,12 @@ class K4200SMU(SMU):
 
     def force_voltage(self, volts: float, compliance_A: float, v_range: int = 0) -> None:
         """Force ``volts`` with compliance ``compliance_A`` (``US;DV1,0,0.2,0.001``),
-        validated before sending; range 0 = auto [pymeasure ``voltage_setpoint``]."""
-        rng = check("4200A SMU voltage range", v_range, SMU_VOLTAGE_RANGES, strict_range, int)
-        v = check("4200A SMU voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
+        validated against the range and a 4200-SMU's compliance before sending; range 0 =
+        auto [pymeasure ``voltage_setpoint``; KXCI 5-33]."""
+        ranges = tuple(SMU_FULL_SCALE_V)
+        rng = check("4200A SMU voltage range", v_range, ranges, strict_discrete_set, int)
+        full = SMU_FULL_SCALE_V[rng] * SMU_OVERRANGE
+        v = check("4200A SMU voltage", volts, (-full, full), note=f"range {rng}")
         limit = (-SMU_MAX_COMPLIANCE_A, SMU_MAX_COMPLIANCE_A)
         comp = check("4200A SMU compliance", compliance_A, limit)
         if comp == 0:
@@ -327,10 +350,10 @@ class PMUChannel(Channel):
         self._seq("MEAS:STOP", seq, m_stop)
 
     def get_data(self, start: int = 0, count: int = 1) -> list[PmuSample]:
-        """Data rows ``start .. start+count-1`` (``:PMU:DATA:GET 1, 0, 2048``), parsed by
-        :func:`parse_pmu_data`."""
+        """Data rows ``start .. start+count-1`` (``:PMU:DATA:GET 1, 0, 2048``; at most 2048
+        per request [KXCI 7-7]), parsed by :func:`parse_pmu_data`."""
         s = check("4200A data start", start, (0, MAX_DATA_ROWS - 1), strict_range, int)
-        n = check("4200A data count", count, (1, MAX_DATA_ROWS), strict_range, int)
+        n = check("4200A data count", count, (1, MAX_DATA_GET_ROWS), strict_range, int)
         return parse_pmu_data(self.ask(self.insert_id(f":PMU:DATA:GET {{ch}}, {s}, {n}")))
 
 
@@ -369,6 +392,19 @@ class K4200A(Keithley4200):
         got = self.ask(command).strip()
         if got != ACK:
             raise BackendError(f"4200A answered {got!r} to {command!r}")
+
+    last_error = Instrument.measurement(
+        ":ERROR:LAST:GET",
+        """Get the last error as ``(code, message)``, ``(0, "No error")`` when there is none
+        (``:ERROR:LAST:GET``), parsed by :func:`parse_last_error`.""",
+        cast=str,
+        maxsplit=0,
+        get_process=parse_last_error,
+    )
+
+    def clear_errors(self) -> None:
+        """Forget the last error (``:ERROR:LAST:CLEAR``)."""
+        self.command(":ERROR:LAST:CLEAR")
 
     def pmu_channel(self, ch: int) -> PMUChannel:
         """The :class:`PMUChannel` for KXCI channel ``ch`` (1-2)."""

@@ -3,6 +3,7 @@ execution (driver: :mod:`instruments.drivers.k4200a`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -26,6 +27,8 @@ from instruments.drivers.k4200a import (
 )
 from instruments.drivers.validators import check
 from instruments.testers.base import Tester, check_visit
+
+log = logging.getLogger(__name__)
 
 
 class K4200ATester(Tester):
@@ -109,9 +112,15 @@ class K4200ATester(Tester):
         return [self.pmu] + ([f"SMU{self.smu}"] if self.smu is not None else [])
 
     def setup(self) -> None:
-        """``:PMU:INIT 1`` (segment ARB; clears the uploaded sequences),
+        """``:ERROR:LAST:GET`` (an error an earlier program left is logged and cleared with
+        ``:ERROR:LAST:CLEAR``, so that it is not taken for one of this run),
+        ``:PMU:INIT 1`` (segment ARB; clears the uploaded sequences),
         ``:PMU:RPM:CONFIGURE PMU1-1, 0``, ``:PMU:MEASURE:RANGE ch, 2, range``,
         ``:PMU:OUTPUT:STATE ch, 1``."""
+        code, message = self.inst.last_error
+        if code != 0:
+            log.warning("4200A held an earlier error at set-up, cleared: %s (%d)", message, code)
+            self.inst.clear_errors()
         self._uploaded = None
         self.inst.pmu_mode = 1
         self.inst.configure_rpm(self.pmu, self.card_channel, 0)

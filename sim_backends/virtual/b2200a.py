@@ -1,11 +1,34 @@
-"""Virtual Keysight B2200A/B2201A switch matrix: the SCPI subset of instruments.md.
+"""Virtual Keysight B2200A/B2201A switch matrix: the SCPI subset hil's driver and QCoDeS's
+``KeysightB220X`` send.
 
-Channel ``CIIOO``: card C (1-4), input port II (01-14), output pin OO (01-48), split by
-the station's codec :func:`hil.station.model.decode_channel` [Keysight B2200A user's guide;
-../shared/reference/instruments.md]. Commands are
-case-insensitive; unknown ones and out-of-range channels go to the error queue with the
-SCPI codes the instrument uses (-113 undefined header, -222 data out of range, -104 data
-type error), so a driver sees them through ``:SYST:ERR?``.
+Source: the B2200A User's Guide, SCPI command reference, as its command summary is quoted
+in QCoDeS's first B2200A driver (``qcodes/instrument_drivers/Keysight/keysight_b220x.py``
+of commit 136245b, 2018) and exercised by QCoDeS's tests against a real B2200A
+(``tests/drivers/test_keysight_b220x.py``, ``instrument/sims/keysight_b220x.yaml``).
+
+- Headers are SCPI: case-insensitive, short or long form (``CLOS`` / ``CLOSe``), the
+  ``:ROUTe`` root and the ``:LIST`` leaf optional (``[:ROUT]:CLOS[:LIST] (@...)``).
+- Channel configuration mode ``[:ROUT]:FUNC ACONfig|NCONfig`` (``FUNC?``): in auto-config
+  mode the card number is 0 (or ``ALL``), in normal-config mode 1-4 (or ``ALL``); another
+  card number is refused with -222 "Data out of range". ``config_mode`` is the mode the
+  instrument was left in (it is a setting of the instrument, not reset by ``*RST``
+  [ours]). Auto-config card 0 addresses card 1 here [ours: one card, pins 1-48 as hil's
+  station codec counts them; the vendor's cards have 12 outputs each, joined into 1-48 in
+  auto-config mode].
+- ``[:ROUT]:CONN:RULE card,FREE|SROUte`` and ``[:ROUT]:CONN:SEQ card,NSEQ|BBM|MBBR`` (and
+  their queries, answering ``FREE``/``SROU``, ``NSEQ``/``BBM``/``MBBR``): in single-route
+  mode closing a channel opens the card's other channels on the same input or output;
+  ``*RST`` restores FREE and BBM and opens every relay.
+- ``[:ROUT]:CLOS:CARD? card`` answers ``(@10102,10203)`` (``(@00248)`` in auto-config
+  mode); ``[:ROUT]:CLOS? (@list)`` / ``[:ROUT]:OPEN? (@list)`` answer ``1,0,...`` per channel
+  (1 = closed, resp. open); ``[:ROUT]:OPEN:CARD card``.
+- ``*IDN?``, ``*OPC?`` (``1``; commands run in order, so relays have settled), ``*OPC``,
+  ``*CLS``, ``*RST``; ``*ESR?`` answers and clears the standard event status register:
+  bit 0 operation complete, 2 query error (-4xx), 3 device error (-3xx), 4 execution
+  error (-2xx), 5 command error (-1xx) [IEEE 488.2 11.5.1; QCoDeS's sim: 32 for a command
+  error, 4 for a query error]. ``:SYST:ERR?`` answers ``+0,"No error"`` or the oldest entry,
+  ``-113,"Undefined header"`` (-104 data type error, -109 missing parameter, -222 data out
+  of range, -223 too much data) [SCPI-99 21.8].
 """
 
 from __future__ import annotations
@@ -14,92 +37,230 @@ import re
 
 from hil.core.errors import ConfigError
 from hil.station.model import STATION_CARDS, decode_channel
-from sim_backends.virtual.server import CommandError
 from sim_backends.virtual.twins import VirtualMatrix
 
+E_UNDEFINED = (-113, "Undefined header")
+E_TYPE = (-104, "Data type error")
+E_MISSING = (-109, "Missing parameter")
+E_RANGE = (-222, "Data out of range")
+AUTO_CARD = 0
+AUTO_CONFIG_CARD = 1
+"""The card that auto-config card 0 addresses [ours, see the module docstring]."""
+ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME = 1, 4, 8, 16, 32
+RULES = {"FREE": "FREE", "SROU": "SROU", "SROUTE": "SROU"}
+SEQUENCES = ("NSEQ", "BBM", "MBBR")
+MODES = {"ACON": "ACON", "ACONFIG": "ACON", "NCON": "NCON", "NCONFIG": "NCON"}
+
 _LIST = re.compile(r"^\(@\s*([0-9,\s]*)\)$")
+_NODES = {
+    "ROUT": "ROUTE",
+    "CLOS": "CLOSE",
+    "OPEN": "OPEN",
+    "CARD": "CARD",
+    "LIST": "LIST",
+    "CONN": "CONNECTION",
+    "RULE": "RULE",
+    "SEQ": "SEQUENCE",
+    "FUNC": "FUNCTION",
+    "SYST": "SYSTEM",
+    "ERR": "ERROR",
+    "NEXT": "NEXT",
+}
+"""Short → long form of each SCPI node understood."""
 
 
-def parse_channel_list(text: str) -> list[int]:
-    """``(@10102,10203)`` → [10102, 10203]; raises :class:`CommandError` if malformed."""
-    m = _LIST.match(text.strip())
-    if not m:
-        raise CommandError(-104, "Data type error")
-    items = [s.strip() for s in m.group(1).split(",") if s.strip()]
-    channels = [int(s) for s in items]
-    for ch in channels:
-        try:
-            card, _, _ = decode_channel(ch)
-        except ConfigError:
-            raise CommandError(-222, "Data out of range") from None
-        if card not in STATION_CARDS:  # no auto-config mode (card 0) here
-            raise CommandError(-222, "Data out of range")
-    return channels
+def _short(node: str) -> str | None:
+    for short, long in _NODES.items():
+        if node in (short, long):
+            return short
+    return None
 
 
-def format_channel_list(channels) -> str:
-    return "(@" + ",".join(str(c) for c in sorted(channels)) + ")"
+def header(text: str) -> str | None:
+    """The canonical short header (``CLOS:CARD?``) of a SCPI header, ``:ROUTe`` root and
+    ``:LIST`` leaf dropped; ``None`` if a node is unknown."""
+    query = text.endswith("?")
+    nodes = text.rstrip("?").lstrip(":").upper().split(":")
+    shorts = [_short(n) for n in nodes]
+    if any(s is None for s in shorts):
+        return None
+    if shorts and shorts[0] == "ROUT":
+        shorts = shorts[1:]
+    if shorts[-1:] == ["LIST"]:
+        shorts = shorts[:-1]
+    if shorts[-1:] == ["NEXT"] and shorts[:-1] == ["SYST", "ERR"]:
+        shorts = shorts[:-1]
+    return ":".join(s for s in shorts if s) + ("?" if query else "")
 
 
 class VirtualB2200A(VirtualMatrix):
-    """Holds the set of closed relays; nothing else."""
+    """The closed relays (station codec numbers), the configuration mode, each card's
+    connection rule and sequence, and the event status register."""
 
     idn = "Agilent Technologies,B2201A,VIRTUAL0,1.0 (hil virtual instrument)"
 
-    def __init__(self, latency_s: float = 0.0, relay_s: float = 0.0):
+    def __init__(self, latency_s: float = 0.0, relay_s: float = 0.0, config_mode: str = "NCON"):
         super().__init__()
         self.latency_s = latency_s
         self.relay_s = relay_s
         """Extra time per relay closed or opened (a real reed relay takes ~ms)."""
+        if config_mode not in ("ACON", "NCON"):
+            raise ValueError(f"config_mode must be 'ACON' or 'NCON', got {config_mode!r}")
+        self.config_mode = config_mode
         self.closed: set[int] = set()
+        self.esr = 0
+        self._power_on()
 
+    def _power_on(self) -> None:
+        self.rule = dict.fromkeys(STATION_CARDS, "FREE")
+        self.sequence = dict.fromkeys(STATION_CARDS, "BBM")
+
+    def record_error(self, code: int, message: str) -> None:
+        super().record_error(code, message)
+        self.esr |= {1: ESR_CME, 2: ESR_EXE, 3: ESR_DDE, 4: ESR_QYE}.get(-code // 100, 0)
+
+    # -- interpreter -----------------------------------------------------------------------
     def execute(self, command: str) -> str | None:
         head, _, arg = command.partition(" ")
-        head = head.upper()
-        if head == "*IDN?":
-            return self.idn
-        if head == "*OPC?":
-            # Commands run in order, so every relay has settled when this is answered.
-            return "1"
-        if head == "*RST":
-            self.closed.clear()
-            return None
-        if head == "*CLS":
-            self.errors.clear()
-            return None
-        if head in (":SYST:ERR?", "SYST:ERR?"):
-            code, msg = self.pop_error()
-            return f'{code:+d},"{msg}"'
-        if head in (":ROUT:CLOS", "ROUT:CLOS"):
-            self._switch(parse_channel_list(arg), close=True)
-            return None
-        if head in (":ROUT:OPEN", "ROUT:OPEN"):
-            self._switch(parse_channel_list(arg), close=False)
-            return None
-        if head in (":ROUT:OPEN:CARD", "ROUT:OPEN:CARD"):
-            cards = range(1, 5) if arg.strip().upper() == "ALL" else [self._card(arg)]
-            for card in cards:
-                self._switch([c for c in self.closed if c // 10000 == card], close=False)
-            return None
-        if head in (":ROUT:CLOS:CARD?", "ROUT:CLOS:CARD?"):
-            card = self._card(arg)
-            return format_channel_list(c for c in self.closed if c // 10000 == card)
-        raise CommandError(-113, "Undefined header")
+        arg = arg.strip()
+        common = self._common(head.upper())
+        if common is not None:
+            return common()
+        name = header(head)
+        handler = None if name is None else self._handlers().get(name)
+        if handler is None:
+            raise self.error(E_UNDEFINED, head)
+        return handler(arg)
 
-    @staticmethod
-    def _card(arg: str) -> int:
+    def _common(self, head: str):
+        return {
+            "*IDN?": lambda: self.idn,
+            # Commands run in order, so every relay has settled when this is answered.
+            "*OPC?": lambda: "1",
+            "*OPC": self._opc,
+            "*RST": self._reset,
+            "*CLS": self._clear,
+            "*ESR?": self._read_esr,
+        }.get(head)
+
+    def _handlers(self):
+        return {
+            "SYST:ERR?": lambda _: '{:+d},"{}"'.format(*self.pop_error()),
+            "FUNC": self._set_mode,
+            "FUNC?": lambda _: self.config_mode,
+            "CLOS": lambda a: self._switch(self.channels(a), close=True),
+            "OPEN": lambda a: self._switch(self.channels(a), close=False),
+            "CLOS?": lambda a: self._states(a, closed=True),
+            "OPEN?": lambda a: self._states(a, closed=False),
+            "OPEN:CARD": self._open_card,
+            "CLOS:CARD?": self._closed_on_card,
+            "CONN:RULE": lambda a: self._set_card_option(a, self.rule, RULES),
+            "CONN:RULE?": lambda a: self.rule[self._cards(a)[0]],
+            "CONN:SEQ": lambda a: self._set_card_option(a, self.sequence, dict.fromkeys(SEQUENCES)),
+            "CONN:SEQ?": lambda a: self.sequence[self._cards(a)[0]],
+        }
+
+    def _opc(self) -> None:
+        self.esr |= ESR_OPC
+
+    def _reset(self) -> None:
+        self._switch(set(self.closed), close=False)
+        self._power_on()
+
+    def _clear(self) -> None:
+        self.errors.clear()
+        self.esr = 0
+
+    def _read_esr(self) -> str:
+        value, self.esr = self.esr, 0
+        return str(value)
+
+    def _set_mode(self, arg: str) -> None:
+        mode = MODES.get(arg.upper())
+        if mode is None:
+            raise self.error(E_RANGE if arg else E_MISSING, arg)
+        self.config_mode = mode
+
+    # -- cards and channels ----------------------------------------------------------------
+    def _cards(self, arg: str) -> list[int]:
+        """The physical cards a card-number argument names in the present mode."""
+        text = arg.strip().upper()
+        if not text:
+            raise self.error(E_MISSING, "card number")
+        if text == "ALL":
+            return [AUTO_CONFIG_CARD] if self.config_mode == "ACON" else list(STATION_CARDS)
         try:
-            card = int(arg.strip())
+            card = int(text)
         except ValueError:
-            raise CommandError(-104, "Data type error") from None
+            raise self.error(E_TYPE, arg) from None
+        return [self._card(card)]
+
+    def _card(self, card: int) -> int:
+        if self.config_mode == "ACON":
+            if card != AUTO_CARD:
+                raise self.error(E_RANGE, f"card {card} in auto-config mode (0 or ALL)")
+            return AUTO_CONFIG_CARD
         if card not in STATION_CARDS:
-            raise CommandError(-222, "Data out of range")
+            raise self.error(E_RANGE, f"card {card} in normal-config mode (1-4 or ALL)")
         return card
 
+    def channels(self, text: str) -> list[int]:
+        """``(@10102,10203)`` → the relays [10102, 10203] (station codec; auto-config
+        ``00102`` → 10102); nothing is switched unless every channel is valid."""
+        m = _LIST.match(text.strip())
+        if not m:
+            raise self.error(E_TYPE if text else E_MISSING, text or "channel list")
+        out = []
+        for item in (s.strip() for s in m.group(1).split(",") if s.strip()):
+            try:
+                card, port, pin = decode_channel(int(item))
+            except ConfigError:
+                raise self.error(E_RANGE, item) from None
+            out.append(self._card(card) * 10000 + port * 100 + pin)
+        return out
+
+    def _shown(self, relay: int) -> str:
+        """A relay as this mode numbers it: ``10102``, or ``00102`` in auto-config mode."""
+        card = AUTO_CARD if self.config_mode == "ACON" else relay // 10000
+        return f"{card}{relay % 10000:04d}"
+
+    def _states(self, arg: str, closed: bool) -> str:
+        return ",".join("1" if (c in self.closed) == closed else "0" for c in self.channels(arg))
+
+    def _open_card(self, arg: str) -> None:
+        cards = self._cards(arg)
+        self._switch([c for c in self.closed if c // 10000 in cards], close=False)
+
+    def _closed_on_card(self, arg: str) -> str:
+        cards = self._cards(arg)
+        shown = [self._shown(c) for c in sorted(self.closed) if c // 10000 in cards]
+        return "(@" + ",".join(shown) + ")"
+
+    def _set_card_option(self, arg: str, table: dict[int, str], allowed: dict) -> None:
+        card_text, _, value = arg.partition(",")
+        cards = self._cards(card_text)
+        key = value.strip().upper()
+        if key not in allowed:
+            raise self.error(E_RANGE if key else E_MISSING, value.strip() or "value")
+        for card in cards:
+            table[card] = allowed[key] or key
+
     def _switch(self, channels, close: bool) -> None:
-        changed = [c for c in channels if (c in self.closed) != close]
+        channels = set(channels)
+        released: set[int] = set()
         if close:
-            self.closed.update(channels)
+            for c in channels:
+                if self.rule[c // 10000] == "SROU":
+                    released |= {o for o in self.closed if _shares_a_port(o, c)} - channels
+        changed = released | {c for c in channels if (c in self.closed) != close}
+        self.closed -= released
+        if close:
+            self.closed |= channels
         else:
-            self.closed.difference_update(channels)
+            self.closed -= channels
         self.busy(self.relay_s * len(changed))
+
+
+def _shares_a_port(a: int, b: int) -> bool:
+    """Whether relays ``a`` and ``b`` of one card share their input port or output pin."""
+    return a // 10000 == b // 10000 and (a // 100 % 100 == b // 100 % 100 or a % 100 == b % 100)

@@ -1,32 +1,59 @@
-"""Virtual Keithley 4200A-SCS (SMUs + 4225-PMU in segment-ARB mode): the KXCI subset that
-:mod:`instruments.testers.k4200a` sends.
+"""Virtual Keithley 4200A-SCS (SMUs + 4225-PMU with 4225-RPMs) under KXCI: the subset that
+:mod:`instruments.testers.k4200a`, pymeasure's ``Keithley4200`` and Keithley's own KXCI
+examples send.
 
-Commands end in ``\\0`` and every one is answered, also terminated by ``\\0``: ``ACK`` for an
-accepted command, the data for a query [``/work/shared/reference/instruments.md``; pymeasure
-``keithley4200.py``; Keithley's KXCI PMU examples, ``tektronix/keithley``
-``Instrument_Examples/Model_4200A/KXCI_Examples/PMU/``]. A refused command is answered with
-an error text ``ERROR <code>: <message>`` and recorded in the error queue; the server never
-crashes [reply format and codes ours: 100 undefined command, 102 bad number or argument
-count, 120 value out of range, 121 card or channel not installed, 150 not allowed in the
-present state].
+Sources: Keithley's KXCI reference *Model 4200A-SCS KXCI Remote Control Programming*
+(4200A-KXCI-907-01D), cited by page as a lab's digest of it quotes it (``PARAMETER_LIMITS.md``
+and ``README.md`` of a 4200A lab repository found through the code search); Keithley's KXCI
+examples (``tektronix/keithley``, ``Instrument_Examples/Model_4200A/KXCI_Examples/``);
+pymeasure ``keithley4200.py`` and its ``test_keithley4200_with_device.py``.
 
-Emulation (every rule [ours] unless cited):
+Framing: every command is answered. Commands end in NUL; replies end in the string
+terminator set in KCon: "None" (the default here) ends them in NUL as well, which is what
+pymeasure and Keithley's examples read (both set read and write termination to ``\\0``);
+``reply_terminator="\\n"`` models KCon set to LF, with which labs read to LF and still write
+NUL. Several commands may share a line, separated by ``;`` (pymeasure's ``US;DV1,...``): the
+line's reply is its last command's.
 
-- ``:PMU:INIT 1`` selects segment ARB and clears sequences, sequence lists, data and
-  output states.
-- ``:PMU:SARB:SEQ:...`` store per-(channel, sequence) arrays; ``:PMU:SARB:WFM:SEQ:LIST ch,
-  seq, loops, ...`` the channel's waveform.
-- ``:PMU:EXECUTE`` runs every channel with a sequence list: the segments (with ``measure``
-  set where MEAS:TYPE is not 0) are decoded by :func:`hil.waveforms.decode` (threshold
-  ``reset_threshold_V``; the read's compliance is the channel's measure range). If the
-  channel's output is on and a :class:`VirtualWafer` is attached, program pulses go to
-  ``wafer.apply`` and reads to ``wafer.read_current_A``; with the output off nothing
-  reaches the device and reads give 0 A. One data row ``V,I,t,status`` per read, ``t`` the
-  start time of the measured segment. ``:PMU:TEST:STATUS?`` then answers 1 for
-  ``busy_polls`` polls and 0 afterwards.
-- SMU user mode: ``US;DVn,range,V,Icomp`` forces, ``US;DVn`` disables, ``US;TIn`` reads
-  the wafer current at the forced voltage (0 A when not forcing) as ``NAI+1.234500E-06``
-  (pymeasure drops the first three characters).
+- ``ACK`` answers an accepted command; ``*IDN?`` the identity, ``ID`` the short identity
+  (``KI4200A ...``, pymeasure ``Keithley4200.id``), ``*OPT?`` the cards.
+- ``*RST`` returns SMUs, PMU and RPMs to their power-on state; ``BC`` clears the data buffer
+  and the data-ready bit; ``SP`` answers the status byte (bit 0 data ready, set by a
+  ``TV``/``TI`` reading; bit 1 syntax error, set by a refused command) [pymeasure
+  ``StatusCode`` and its with-device test: 0 after ``BC`` and a source command, 1 after a
+  reading].
+- A refused command is answered with ``ERROR <code>: <message>`` and kept as the last error:
+  ``:ERROR:LAST:GET`` answers ``<message>. (<code>)``, ``No error. (0)`` when there is none,
+  until ``:ERROR:LAST:CLEAR`` [reply format: KXCI clients of two labs parse
+  ``KXCI command error. (-992)``]. The codes are ours (the reference's error table was not
+  available): 100 undefined command, 102 bad number or argument count, 120 value out of
+  range, 121 card or channel not installed, 150 not allowed in the present state.
+- SMU user mode (``US``, then ``DV``/``DI``/``TV``/``TI`` with or without the ``US;``
+  prefix): :mod:`sim_backends.virtual.kxci_smu`, with the reference's range and compliance
+  limits.
+- RPMs: ``:PMU:RPM:CONFIGURE PMUn-k, mode`` routes the RPM of channel ``2(n-1)+k`` to the
+  PMU (0), the CVU (1 two-wire, 3 four-wire) or its SMU (2) [KXCI reference 7-22]; at power
+  on and after ``*RST`` or ``:PMU:INIT`` every RPM is on the PMU [ours]. The SMU behind an
+  RPM (``rpm_smus``: channel → SMU number; SMU1 on channel 1, SMU2 on channel 2 as the
+  lab's wiring) reaches the device only in mode 2; any other SMU, or in any other mode,
+  sees an open. The PMU reaches the device only with its RPM in mode 0 and its output on.
+- Segment ARB (``:PMU:INIT 1``): ``:PMU:SARB:SEQ:...`` store per-(channel, sequence)
+  arrays, ``:PMU:SARB:WFM:SEQ:LIST ch, seq, loops, ...`` the channel's waveform;
+  ``:PMU:EXECUTE`` runs every channel with a sequence list through
+  :func:`hil.waveforms.decode` (threshold ``reset_threshold_V``; the read's compliance is
+  the channel's measure range): program pulses go to ``wafer.apply``, reads to
+  ``wafer.read_current_A``, one data row ``V,I,t,status`` per read (``t`` the start of the
+  measured segment); a channel that reaches no device reads 0 A. ``:PMU:TEST:STATUS?``
+  then answers 1 for ``busy_polls`` polls and 0 afterwards.
+
+PMU limits on the 10 V source range (the only one modelled) [KXCI reference]: segment
+times 20 ns .. 1 s on a 10 ns grid (7-52); levels within ±10 V (7-48, 7-50; the rule
+that each segment starts where the one before stopped is not enforced, see
+:meth:`VirtualK4200A._check_sequence`); measure types 0..4 (7-44); measure windows
+``0 <= start < stop <= segment time``, or both 0 (7-40, 7-42); at most 128 values per array
+command (7-40, 7-48, 7-52); sequences 1..512, loops 1..1e12 (7-48, 7-56); a fixed measure
+range (type 2) for segment ARB, one of 100 nA .. 10 mA, 200 mA with an RPM (7-15, 7-16);
+``:PMU:DATA:GET`` 1..2048 rows per request (7-7).
 """
 
 from __future__ import annotations
@@ -34,9 +61,10 @@ from __future__ import annotations
 from hil.core.errors import HilError
 from hil.core.pulses import ReadPulse
 from hil.core.waveforms import Segment, decode
+from sim_backends.virtual.kxci_smu import KxciSmus, user_mode_command
 from sim_backends.virtual.server import CommandError
 from sim_backends.virtual.twins import VirtualTester
-from sim_backends.virtual.wafer import VirtualWafer
+from sim_backends.virtual.wafer import INSTRUMENT_LIMITS, VirtualWafer
 
 E_UNDEFINED = (100, "Undefined command")
 E_NUMERIC = (102, "Invalid argument")
@@ -45,21 +73,35 @@ E_CHANNEL = (121, "Card or channel not installed")
 E_STATE = (150, "Not allowed in the present state")
 
 MIN_SEGMENT_S = 20e-9
+MAX_SEGMENT_S = 1.0
 RESOLUTION_S = 10e-9
-MAX_SEGMENTS = 2048
+MAX_ARRAY_VALUES = 128
 MAX_V = 10.0
+MEAS_TYPES = (0, 1, 2, 3, 4)
+RPM_MODES = (0, 1, 2, 3)
+RPM_TO_PMU, RPM_TO_SMU = 0, 2
+FIXED_RANGE = 2
+RPM_CURRENT_RANGES_A = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.2)
+MAX_DATA_GET_ROWS = 2048
+SEQUENCES = range(1, 513)
+MAX_LOOPS = 10**12
+MAX_EXPANDED_SEGMENTS = 1_000_000
+"""Most segments one execution may play, loops expanded [ours: the twin plays every one]."""
 SEQ_FIELDS = ("TIME", "STARTV", "STOPV", "MEAS:TYPE", "MEAS:START", "MEAS:STOP")
+STATUS_DATA_READY, STATUS_SYNTAX_ERROR = 1, 2
 _SEQ = ":PMU:SARB:SEQ:"
 
 
 class VirtualK4200A(VirtualTester):
-    """State: PMU mode, RPM routes, measure ranges, sequences, sequence lists, output states,
-    data rows; SMU forced voltages; the error queue of the base class."""
+    """State: the SMUs' sources, PMU mode, RPM routes, measure ranges, sequences, sequence
+    lists, output states, data rows, the status byte and the last error."""
 
     terminator = "\0"
+    command_terminators: tuple[str, ...] = ("\0",)
     numeric_error = E_NUMERIC
     error_replies = True
     idn = "KEITHLEY INSTRUMENTS,KI4200A,VIRTUAL0,1.0 (hil virtual instrument)"
+    short_id = "KI4200A V1.0 (hil virtual instrument)"
 
     def __init__(
         self,
@@ -68,6 +110,8 @@ class VirtualK4200A(VirtualTester):
         latency_s: float = 0.0,
         reset_threshold_V: float = 3.0,
         busy_polls: int = 0,
+        reply_terminator: str = "\0",
+        rpm_smus: dict[int, int] | None = None,
     ):
         super().__init__()
         self.wafer = wafer
@@ -75,12 +119,20 @@ class VirtualK4200A(VirtualTester):
         self.latency_s = latency_s
         self.reset_threshold_V = reset_threshold_V
         self.busy_polls = busy_polls
+        self.terminator = reply_terminator
+        self.command_terminators = tuple(dict.fromkeys(("\0", reply_terminator)))
+        self.rpm_smus = {1: 1, 2: 2} if rpm_smus is None else dict(rpm_smus)
         cards = [c.strip().upper() for c in options.split(",") if c.strip()]
-        self.smus = {int(c[3:]) for c in cards if c.startswith("SMU") and c[3:].isdigit()}
+        self.smus = KxciSmus(
+            cards,
+            refuse=lambda detail: self.error(E_RANGE, detail),
+            missing=lambda detail: self.error(E_CHANNEL, detail),
+            numbers=self.floats,
+        )
         pmus = sorted(int(c[3:]) for c in cards if c.startswith("PMU") and c[3:].isdigit())
         self.pmu_cards = set(pmus)
         self.pmu_channels = {2 * (n - 1) + k for n in pmus for k in (1, 2)}
-        self.smu_forced: dict[int, tuple[float, float]] = {}
+        self.status_byte = 0
         self.pulses_sent = []
         """Every pulse the PMU output (reaching the device or not), decoded."""
         self._reset_pmu(mode=1)
@@ -98,74 +150,107 @@ class VirtualK4200A(VirtualTester):
     @property
     def outputs_on(self) -> bool:
         """Whether anything may drive the device: a PMU output relay closed or an SMU
-        forcing (a non-zero voltage or enabled at all)."""
-        return any(self.output.values()) or bool(self.smu_forced)
+        sourcing (a non-zero level or enabled at all)."""
+        return any(self.output.values()) or bool(self.smus.sources)
+
+    def rpm_mode(self, ch: int) -> int:
+        """Where the RPM of PMU channel ``ch`` routes the device (0 PMU .. 3)."""
+        return self.rpm.get(ch, RPM_TO_PMU)
 
     # -- interpreter -----------------------------------------------------------------------
+    def record_error(self, code: int, message: str) -> None:
+        super().record_error(code, message)
+        self.status_byte |= STATUS_SYNTAX_ERROR
+
     def internal_error(self, exc: Exception) -> CommandError:
         if isinstance(exc, HilError):  # e.g. decode() refused the waveform
             return self.error(E_STATE, str(exc))
         return self.error(E_STATE, f"{type(exc).__name__}: {exc}")
 
     def execute(self, command: str) -> str | None:
-        text = command.strip()
-        if text.upper().startswith("US;"):
-            text = text[3:].strip()
+        reply = None
+        for part in (p.strip() for p in command.split(";")):
+            if part:  # "US;" ends in an empty command: nothing to do
+                reply = self._one(part)
+        return reply
+
+    def _one(self, text: str) -> str | None:
         head, _, rest = text.partition(" ")
         head = head.strip().upper()
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
-        if head == "US":
-            return "ACK"
-        if head in ("ID", "*IDN?"):
-            return self.idn
-        if head == "*OPT?":
-            return self.options
-        if head == "BC":
-            return "ACK"
-        if head == "SP":
-            return "0"
-        if head.startswith("DV"):
-            return self._dv(head[2:], args)
-        if head.startswith("TI"):
-            return self._ti(head[2:], args)
+        fixed = self._fixed(head)
+        if fixed is not None:
+            return fixed()
+        user = user_mode_command(text)
+        if user is not None:
+            return self._user_mode(*user)
         if head.startswith(_SEQ) and head[len(_SEQ) :] in SEQ_FIELDS:
             return self._seq_field(head[len(_SEQ) :], args)
         handler = getattr(self, "_pmu_" + head.replace(":", "_").replace("?", "_Q"), None)
         if handler is None:
-            raise self.error(E_UNDEFINED, head or command)
+            raise self.error(E_UNDEFINED, head or text)
         return handler(args)
 
-    # -- SMU user mode -----------------------------------------------------------------------
-    def _smu(self, text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise self.error(E_NUMERIC, f"SMU number {text!r}") from None
-        if n not in self.smus:
-            raise self.error(E_CHANNEL, f"SMU{n}")
-        return n
+    def _fixed(self, head: str):
+        """The handler of a command without arguments, or ``None``."""
+        return {
+            "US": lambda: "ACK",
+            "*IDN?": lambda: self.idn,
+            "ID": lambda: self.short_id,
+            "*OPT?": lambda: self.options,
+            "*RST": self._reset,
+            "BC": self._clear_buffer,
+            "SP": lambda: str(self.status_byte),
+            ":ERROR:LAST:GET": self._last_error,
+            ":ERROR:LAST:CLEAR": self._clear_errors,
+        }.get(head)
 
-    def _dv(self, tail: str, args: list[str]) -> str:
-        # "DV1,0,0.2,1e-3" arrives with the arguments glued to the header.
-        first, *more = tail.split(",")
-        smu = self._smu(first.strip())
-        vals = [a.strip() for a in more] + args
-        if not vals:
-            self.smu_forced.pop(smu, None)  # US;DVn disables the SMU
-            return "ACK"
-        rng, volts, comp = self.floats(vals, 3, 3)
-        if rng not in range(0, 6) or abs(volts) > 210 or not 0 < abs(comp) <= 1:
-            raise self.error(E_RANGE, ",".join(vals))
-        self.smu_forced[smu] = (volts, abs(comp))
+    def _reset(self) -> str:
+        self.smus.sources.clear()
+        self._reset_pmu(mode=1)
+        self.status_byte &= ~STATUS_DATA_READY
         return "ACK"
 
-    def _ti(self, tail: str, args: list[str]) -> str:
-        smu = self._smu(tail.split(",")[0].strip())
-        volts, comp = self.smu_forced.get(smu, (0.0, 1e-3))
-        current = 0.0
-        if volts != 0 and self.wafer is not None:
-            current = self.wafer.read_current_A(ReadPulse(volts, 1e-3, comp))
-        return f"N{chr(ord('A') + smu - 1)}I{current:+.6E}"
+    def _clear_buffer(self) -> str:
+        self.status_byte &= ~STATUS_DATA_READY
+        return "ACK"
+
+    def _last_error(self) -> str:
+        if not self.errors:
+            return "No error. (0)"
+        code, message = self.errors[-1]
+        return f"{message.rstrip('.')}. ({code})"
+
+    def _clear_errors(self) -> str:
+        self.errors.clear()
+        self.status_byte &= ~STATUS_SYNTAX_ERROR
+        return "ACK"
+
+    # -- SMU user mode -----------------------------------------------------------------------
+    def _user_mode(self, name: str, number: str, args: list[str]) -> str:
+        smu = self.smus.smu(number)
+        if name in ("DV", "DI"):
+            self.smus.source(name[1], smu, args)
+            return "ACK"
+        if args:
+            raise self.error(E_NUMERIC, f"{name}{number} takes no arguments")
+        self.status_byte |= STATUS_DATA_READY
+        return self.smus.measure(name, smu, self._smu_current)
+
+    def _smu_current(self, smu: int, volts: float) -> float | None:
+        """Current through what SMU ``smu`` reaches at ``volts``; ``None`` for an open. The
+        emulated devices are linear, so a level beyond the wafer's read limit is scaled."""
+        routed = any(
+            s == smu and self.rpm_mode(ch) == RPM_TO_SMU for ch, s in self.rpm_smus.items()
+        )
+        if self.wafer is None or not routed:
+            return None
+        limit = INSTRUMENT_LIMITS.max_read_V
+        probe = max(-limit, min(limit, volts))
+        current = self.wafer.read_current_A(
+            ReadPulse(probe, 1e-3, INSTRUMENT_LIMITS.max_compliance_A)
+        )
+        return current * volts / probe
 
     # -- PMU ---------------------------------------------------------------------------------
     def _ch(self, text: str) -> int:
@@ -190,7 +275,7 @@ class VirtualK4200A(VirtualTester):
         if int(card[3:]) not in self.pmu_cards:
             raise self.error(E_CHANNEL, card)
         (mode,) = self.ints(args[1:], 1, 1)
-        if mode not in (0, 1, 2):
+        if mode not in RPM_MODES:
             raise self.error(E_RANGE, f"RPM mode {mode}")
         self.rpm[2 * (int(card[3:]) - 1) + int(ch)] = mode
         return "ACK"
@@ -198,8 +283,11 @@ class VirtualK4200A(VirtualTester):
     def _pmu__PMU_MEASURE_RANGE(self, args):
         ch = self._ch(args[0] if args else "")
         rtype, rng = self.floats(args[1:], 2, 2)
-        if rtype not in (0, 1, 2) or not 0 < rng <= 0.8:
-            raise self.error(E_RANGE, ", ".join(args[1:]))
+        if rtype not in (0, 1, 2):
+            raise self.error(E_RANGE, f"range type {rtype:g}")
+        if not any(abs(rng - r) <= 1e-9 * r for r in RPM_CURRENT_RANGES_A):
+            listed = ", ".join(f"{r:g}" for r in RPM_CURRENT_RANGES_A)
+            raise self.error(E_RANGE, f"current range {rng:g} A; ranges: {listed} A")
         self.ranges[ch] = (int(rtype), rng)
         return "ACK"
 
@@ -208,19 +296,20 @@ class VirtualK4200A(VirtualTester):
             raise self.error(E_NUMERIC, "expected channel, sequence, values...")
         ch = self._ch(args[0])
         (seq,) = self.ints(args[1:2], 1, 1)
-        if not 1 <= seq <= 512:
+        if seq not in SEQUENCES:
             raise self.error(E_RANGE, f"sequence {seq}")
-        values = self.floats(args[2:], 1, MAX_SEGMENTS)
+        values = self.floats(args[2:], 1, MAX_ARRAY_VALUES)
         if field == "TIME":
             for t in values:
                 steps = t / RESOLUTION_S
-                if t < MIN_SEGMENT_S * (1 - 1e-9) or abs(steps - round(steps)) > 1e-6:
+                too_short = t < MIN_SEGMENT_S * (1 - 1e-9)
+                if too_short or t > MAX_SEGMENT_S or abs(steps - round(steps)) > 1e-6:
                     raise self.error(E_RANGE, f"segment time {t:g} s")
         elif field in ("STARTV", "STOPV"):
             if any(abs(v) > MAX_V for v in values):
-                raise self.error(E_RANGE, f"voltage beyond ±{MAX_V:g} V")
+                raise self.error(E_RANGE, f"voltage beyond +/-{MAX_V:g} V")
         elif field == "MEAS:TYPE":
-            if any(v not in (0, 1, 2) for v in values):
+            if any(v not in MEAS_TYPES for v in values):
                 raise self.error(E_RANGE, "measure type")
         elif any(v < 0 for v in values):
             raise self.error(E_RANGE, "measure window")
@@ -231,9 +320,9 @@ class VirtualK4200A(VirtualTester):
         if len(args) < 3 or len(args) % 2 == 0:
             raise self.error(E_NUMERIC, "expected channel, seq, loops[, seq, loops ...]")
         ch = self._ch(args[0])
-        pairs = self.ints(args[1:], 2, 2 * 512)
+        pairs = self.ints(args[1:], 2, 2 * len(SEQUENCES))
         items = list(zip(pairs[::2], pairs[1::2], strict=True))
-        if any(not 1 <= s <= 512 or n < 1 for s, n in items):
+        if any(s not in SEQUENCES or not 1 <= n <= MAX_LOOPS for s, n in items):
             raise self.error(E_RANGE, ", ".join(args[1:]))
         self.seq_lists[ch] = items
         return "ACK"
@@ -257,6 +346,9 @@ class VirtualK4200A(VirtualTester):
             raise self.error(E_STATE, "a test is running")
         if not self.seq_lists:
             raise self.error(E_STATE, "no sequence list")
+        for ch in self.seq_lists:
+            if self.ranges.get(ch, (FIXED_RANGE, 0.0))[0] != FIXED_RANGE:
+                raise self.error(E_STATE, f"segment ARB needs a fixed range on channel {ch}")
         plans = {ch: self._waveform(ch) for ch in self.seq_lists}  # validate all first
         for ch, segments in plans.items():
             self.data[ch] = self._run(ch, segments)
@@ -275,9 +367,24 @@ class VirtualK4200A(VirtualTester):
             arrays = [fields[f] for f in SEQ_FIELDS]
             if len({len(a) for a in arrays}) != 1:
                 raise self.error(E_STATE, f"sequence {seq} of channel {ch}: array lengths differ")
+            self._check_sequence(ch, seq, *arrays)
+            if len(segments) + loops * len(arrays[0]) > MAX_EXPANDED_SEGMENTS:
+                raise self.error(E_STATE, f"more than {MAX_EXPANDED_SEGMENTS} segments to play")
             one = [Segment(t, v0, v1, mt != 0) for t, v0, v1, mt, _, _ in zip(*arrays, strict=True)]
             segments += one * loops
         return segments
+
+    def _check_sequence(self, ch, seq, times, _v0, _v1, _types, m_starts, m_stops) -> None:
+        """Measure windows inside their segment. (The reference also wants each segment to
+        start where the one before stopped, 7-48/7-50; hil's staircase ramps
+        (:func:`hil.core.waveforms.waveform`) jump between steps, so that rule is not
+        enforced until they do not.)"""
+        where = f"sequence {seq} of channel {ch}"
+        for i, (t, m0, m1) in enumerate(zip(times, m_starts, m_stops, strict=True)):
+            if not (m0 == m1 == 0 or 0 <= m0 < m1 <= t * (1 + 1e-9)):
+                raise self.error(
+                    E_STATE, f"{where}: measure window {m0:g}..{m1:g} s of segment {i + 1}"
+                )
 
     def _run(self, ch: int, segments: list[Segment]) -> list[str]:
         comp = self.ranges.get(ch, (2, 1e-2))[1]
@@ -290,7 +397,8 @@ class VirtualK4200A(VirtualTester):
                 starts.append(t)
             previous_measured = s.measure
             t += s.duration_s
-        wafer = self.wafer if self.output.get(ch, False) else None
+        reaches = self.output.get(ch, False) and self.rpm_mode(ch) == RPM_TO_PMU
+        wafer = self.wafer if reaches else None
         rows: list[str] = []
         for pulse in pulses:
             self.pulses_sent.append(pulse)
@@ -324,6 +432,6 @@ class VirtualK4200A(VirtualTester):
         if len(args) == 1:
             return ";".join(rows)
         start, count = self.ints(args[1:], 2, 2)
-        if start < 0 or count < 1:
+        if start < 0 or not 1 <= count <= MAX_DATA_GET_ROWS:
             raise self.error(E_RANGE, ", ".join(args[1:]))
         return ";".join(rows[start : start + count])

@@ -13,11 +13,17 @@ A server's memory and time per byte are bounded whatever a client sends: the com
 keeps the last :attr:`VirtualInstrument.max_history_lines` lines, a line longer than
 :attr:`VirtualInstrument.max_line_bytes` is refused with :attr:`VirtualInstrument.overlong_error`
 and its bytes discarded, and each received byte is searched for the terminator once.
+
+Terminators are per instrument: :attr:`VirtualInstrument.terminator` ends every reply and,
+unless :attr:`VirtualInstrument.command_terminators` names others, every command (KXCI ends
+commands in NUL and replies in what the 4200A's KCon utility is set to, see
+:mod:`sim_backends.virtual.k4200a`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import socket
 import socketserver
 import threading
@@ -105,6 +111,10 @@ class VirtualInstrument:
     """
 
     terminator = "\n"
+    """What ends every reply (PyVISA's ``read_termination`` on the host)."""
+    command_terminators: tuple[str, ...] = ()
+    """Every string that ends a command line (the host's ``write_termination``);
+    ``()``: :attr:`terminator` alone. A line is cut at the first of them."""
     latency_s = 0.0
     """Time the instrument takes per command (slept by the server before replying)."""
     max_errors = 30
@@ -167,8 +177,13 @@ class VirtualInstrument:
                 except Exception as exc:  # never let a command kill the server thread
                     raise self.internal_error(exc) from None
             except CommandError as exc:
-                self.errors.append((exc.code, exc.message))
+                self.record_error(exc.code, exc.message)
                 return exc.reply
+
+    def record_error(self, code: int, message: str) -> None:
+        """Queue a refusal (called under :attr:`lock`); instruments that also keep a status
+        register (SCPI ``*ESR?``, KXCI ``SP``) extend it."""
+        self.errors.append((code, message))
 
     def refuse_overlong(self, n_bytes: int) -> str | None:
         """Queue :attr:`overlong_error` for a line of at least ``n_bytes``; the reply, if any."""
@@ -176,7 +191,7 @@ class VirtualInstrument:
             self.overlong_error, f"line of {n_bytes}+ bytes, at most {self.max_line_bytes}"
         )
         with self.lock:
-            self.errors.append((exc.code, exc.message))
+            self.record_error(exc.code, exc.message)
         return exc.reply
 
     def error(self, error: tuple[int, str], detail: str = "") -> CommandError:
@@ -233,7 +248,8 @@ class _Handler(socketserver.StreamRequestHandler):
         # Replies go out at once: with Nagle's algorithm a reply after a burst of writes
         # waits for the host's delayed ACK (~40 ms on Linux).
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        lines = _LineSplitter(inst.terminator.encode(), inst.max_line_bytes)
+        ends = inst.command_terminators or (inst.terminator,)
+        lines = _LineSplitter([end.encode() for end in ends], inst.max_line_bytes)
         while not inst.dead:
             try:
                 data = self.request.recv(65536)
@@ -263,19 +279,26 @@ class _Handler(socketserver.StreamRequestHandler):
         if reply is not None:
             inst.n_replies += 1
             try:
-                self.request.sendall(reply.encode() + inst.terminator.encode())
+                # Instruments answer in ASCII; a stray "±" in a message must not reach a
+                # client that decodes ASCII (pymeasure, PyVISA's default encoding).
+                data = (reply + inst.terminator).encode("ascii", errors="replace")
+                self.request.sendall(data)
             except OSError:
                 return False
         return True
 
 
 class _LineSplitter:
-    """Splits a byte stream into lines, looking at each byte once and holding at most
-    ``max_bytes``: a longer line is reported once as its size so far (an ``int``) and the
-    rest of it, up to its terminator, discarded."""
+    """Splits a byte stream into lines at any of ``terminators``, looking at each byte once
+    and holding at most ``max_bytes``: a longer line is reported once as its size so far (an
+    ``int``) and the rest of it, up to its terminator, discarded."""
 
-    def __init__(self, terminator: bytes, max_bytes: int):
-        self.term, self.max_bytes = terminator, max_bytes
+    def __init__(self, terminators: list[bytes], max_bytes: int):
+        # Longest first, so that "\r\n" wins over a "\n" it contains.
+        ends = sorted(terminators, key=len, reverse=True)
+        self.pattern = re.compile(b"|".join(re.escape(end) for end in ends))
+        self.longest = len(ends[0])
+        self.max_bytes = max_bytes
         self.buf = bytearray()
         self.discarding = False
 
@@ -283,23 +306,24 @@ class _LineSplitter:
         out: list[bytes | int] = []
         start = 0
         # Only the new bytes (and a terminator split across two receives) are searched.
-        scan = max(0, len(self.buf) - len(self.term) + 1)
+        scan = max(0, len(self.buf) - self.longest + 1)
         self.buf += data
-        while (end := self.buf.find(self.term, scan)) >= 0:
+        while (match := self.pattern.search(self.buf, scan)) is not None:
+            end = match.start()
             if self.discarding:
                 self.discarding = False
             elif end - start > self.max_bytes:
                 out.append(end - start)
             else:
                 out.append(bytes(self.buf[start:end]))
-            start = scan = end + len(self.term)
+            start = scan = match.end()
         del self.buf[:start]
         if len(self.buf) > self.max_bytes:
             if not self.discarding:
                 out.append(len(self.buf))
                 self.discarding = True
-            # Keep a possible first part of the terminator.
-            del self.buf[: len(self.buf) - len(self.term) + 1]
+            # Keep a possible first part of a terminator.
+            del self.buf[: len(self.buf) - self.longest + 1]
         return out
 
 

@@ -2,8 +2,9 @@
 
 Inputs tried (for ``docs/reliability.md``): ``N_INPUTS`` — 64 random-byte bursts, one burst of
 NULs, 32 MiB without a terminator, an overlong line on each of two instruments (SCPI queue and
-KXCI reply), a line split across receives, 150 000 lines against the history bound, and 200
-clients connecting at once.
+KXCI reply), a line split across receives, commands ending in either of two terminators
+(also split across receives), 150 000 lines against the history bound, and 200 clients
+connecting at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sim_backends.virtual.k4200a import VirtualK4200A
 from sim_backends.virtual.server import CommandHistory, InstrumentServer, VirtualInstrument
 
 N_RANDOM_BURSTS = 64
-N_INPUTS = N_RANDOM_BURSTS + 7
+N_INPUTS = N_RANDOM_BURSTS + 8
 
 
 def connect(server: InstrumentServer) -> socket.socket:
@@ -115,6 +116,21 @@ def test_line_split_across_receives_and_terminator_split_in_two():
             reply += sock.recv(4096)
     assert reply == inst.idn.encode() + b"\r\n"
     assert list(inst.received) == ["*IDN?"]
+
+
+def test_either_command_terminator_ends_a_line_also_split_across_receives():
+    """KXCI with KCon's terminator on LF: commands end in NUL or LF, replies in LF."""
+    inst = VirtualK4200A(reply_terminator="\n")
+    with InstrumentServer(inst) as server, connect(server) as sock:
+        for piece in (b"*OPT", b"?\0I", b"D\n", b"SP\0"):
+            sock.sendall(piece)
+        reply = b""
+        while reply.count(b"\n") < 3:
+            data = sock.recv(4096)
+            assert data
+            reply += data
+    assert reply.decode().split("\n")[:3] == [inst.options, inst.short_id, "0"]
+    assert list(inst.received) == ["*OPT?", "ID", "SP"]
 
 
 def test_history_is_bounded_and_indexed_from_the_first_line():

@@ -40,9 +40,18 @@ def test_invalid_channel_in_list_sends_nothing():
             inst.close_channels([10102, 10149])
 
 
-def test_open_card():
-    with expected_protocol(B2200A, [(":ROUT:OPEN:CARD 1", None)]) as inst:
+def test_open_card_selects_the_mode_that_numbers_the_card():
+    with expected_protocol(
+        B2200A,
+        [
+            (":ROUT:FUNC NCON", None),
+            (":ROUT:OPEN:CARD 1", None),
+            (":ROUT:FUNC ACON", None),
+            (":ROUT:OPEN:CARD 0", None),
+        ],
+    ) as inst:
         inst.open_card(1)
+        inst.open_card(0)
 
 
 @pytest.mark.parametrize("card", [5, -1, "1"])

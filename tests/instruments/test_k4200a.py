@@ -21,6 +21,8 @@ from instruments.drivers.k4200a import (
     parse_pmu_data,
 )
 from instruments.testers.k4200a import K4200ATester
+from sim_backends.virtual.k4200a import VirtualK4200A
+from sim_backends.virtual.server import InstrumentServer
 
 OPT = [("*OPT?", "SMU1,SMU2,PMU1")]
 ACK = "ACK"
@@ -174,17 +176,20 @@ def test_segment_time_limits_reject_not_round(t, limit):
     [
         (lambda i: i.pmu_ch1.set_segment_times(1, [10e-9]), "20 ns"),
         (lambda i: i.pmu_ch1.set_segment_times(1, [35e-9]), "10 ns"),
-        (lambda i: i.pmu_ch1.set_segment_times(1, [1e-7] * 2049), "2048"),
+        (lambda i: i.pmu_ch1.set_segment_times(1, [1e-7] * 129), "128"),
+        (lambda i: i.pmu_ch1.set_segment_times(1, [1.01]), "finite|1"),
         (lambda i: i.pmu_ch1.set_segment_times(1, []), "at least one"),
         (lambda i: i.pmu_ch1.set_segment_times(0, [1e-7]), "sequence number"),
         (lambda i: i.pmu_ch1.set_start_voltages(1, [0, 10.5]), "10 V"),
         (lambda i: i.pmu_ch1.set_stop_voltages(1, [-11]), "10 V"),
         (lambda i: i.pmu_ch1.set_stop_voltages(1, ["1"]), "number"),
-        (lambda i: i.pmu_ch1.set_measure_types(1, [3]), "measure type"),
+        (lambda i: i.pmu_ch1.set_measure_types(1, [5]), "measure type"),
         (lambda i: i.pmu_ch1.set_measure_stops(1, [-1e-9]), "measure window"),
         (lambda i: i.pmu_ch1.set_sequence_list([]), "empty"),
         (lambda i: i.pmu_ch1.set_sequence_list([(1, 0)]), "loops"),
         (lambda i: i.pmu_ch1.set_measure_range(3e-6), "current range"),
+        (lambda i: i.pmu_ch1.set_measure_range(0.8), "current range"),
+        (lambda i: i.pmu_ch1.get_data(0, 2049), "data count"),
         (lambda i: i.pmu_ch1.set_measure_range(1e-6, 5), "range type"),
         (lambda i: i.pmu_ch1.get_data(-1, 1), "data start"),
         (lambda i: i.pmu_channel(3), "PMU channel"),
@@ -195,6 +200,9 @@ def test_segment_time_limits_reject_not_round(t, limit):
         (lambda i: i.configure_rpm("PMU1", 3), "RPM channel"),
         (lambda i: i.smu1.force_voltage(0.2, 0), "compliance"),
         (lambda i: i.smu1.force_voltage(500, 1e-3), "SMU voltage"),
+        (lambda i: i.smu1.force_voltage(25, 1e-3, 1), "SMU voltage"),
+        (lambda i: i.smu1.force_voltage(0.2, 0.5), "compliance"),
+        (lambda i: i.smu1.force_voltage(0.2, 1e-3, 6), "voltage range"),
         (
             lambda i: i.pmu_ch1.upload_sequence(1, [Segment(20e-9, 0, 12), Segment(1e-7, 12, 0)]),
             "10 V",
@@ -209,6 +217,7 @@ def test_bad_values_send_nothing(action, match):
 
 # -- tester ----------------------------------------------------------------------------------
 SETUP = [
+    (":ERROR:LAST:GET", "No error. (0)"),
     (":PMU:INIT 1", ACK),
     (":PMU:RPM:CONFIGURE PMU1-1, 0", ACK),
     (":PMU:MEASURE:RANGE 1, 2, 0.0001", ACK),
@@ -250,6 +259,33 @@ def test_tester_identity_modules_required():
 def test_tester_setup():
     with expected_protocol(K4200A, OPT + SETUP) as inst:
         _tester(inst).setup()
+
+
+def test_setup_logs_and_clears_an_earlier_error(caplog):
+    stale = [(":ERROR:LAST:GET", "KXCI command error. (-992)"), (":ERROR:LAST:CLEAR", ACK)]
+    with expected_protocol(K4200A, OPT + stale + SETUP[1:]) as inst:
+        with caplog.at_level("WARNING", logger="instruments.testers.k4200a"):
+            _tester(inst).setup()
+    assert "KXCI command error (-992)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "reply, parsed",
+    [
+        ("No error. (0)", (0, "No error")),
+        ("KXCI command error. (-992)", (-992, "KXCI command error")),
+        ("Argument out of range: DV 25 V, 1. (120)", (120, "Argument out of range: DV 25 V, 1")),
+    ],
+)
+def test_last_error_parses_the_kxci_form(reply, parsed):
+    with expected_protocol(K4200A, OPT + [(":ERROR:LAST:GET", reply)]) as inst:
+        assert inst.last_error == parsed
+
+
+def test_unparsable_last_error_raises():
+    with expected_protocol(K4200A, OPT + [(":ERROR:LAST:GET", "ACK")]) as inst:
+        with pytest.raises(BackendError, match="unparsable"):
+            _ = inst.last_error
 
 
 def test_visit_cache_miss_then_hit():
@@ -302,7 +338,7 @@ def test_visit_ramp_segments():
         ([ReadPulse()], None, "program pulses only"),
         ([], PartialSetPulse(), "ReadPulse"),
         ([ResetPulse(amplitude_V=[4.0, 4.0])], None, "scalar"),
-        ([RampSetPulse(width_s=20e-9, steps=2100)], None, "2048"),
+        ([RampSetPulse(width_s=20e-9, steps=130)], None, "128"),
     ],
 )
 def test_bad_visits_send_nothing(pulses, read, match):
@@ -376,3 +412,80 @@ def test_a_new_waveform_is_checked_once(monkeypatch):
         assert len(checked) == 6  # one per segment of RESET + read
         t.visit([ResetPulse()], ReadPulse())  # cache hit: already checked
         assert len(checked) == 6
+
+
+# -- the virtual 4200A against the KXCI reference's PMU limits ---------------------------------
+@pytest.fixture
+def kxci():
+    """hil's driver on a virtual 4200A (no wafer) over a socket; raw commands via ``ask``."""
+    virtual = VirtualK4200A()
+    with InstrumentServer(virtual) as server:
+        inst = K4200A(server.resource, visa_library="@py", timeout=2000)
+        try:
+            yield inst, virtual
+        finally:
+            inst.adapter.close()
+
+
+@pytest.mark.parametrize(
+    "command, code, why",
+    [
+        (":PMU:SARB:SEQ:TIME 1, 1, " + ", ".join(["1e-07"] * 129), 102, "128 values per array"),
+        (":PMU:SARB:SEQ:TIME 1, 1, 1.5", 120, "segments of at most 1 s"),
+        (":PMU:SARB:SEQ:MEAS:TYPE 1, 1, 5", 120, "measure types 0-4"),
+        (":PMU:MEASURE:RANGE 1, 2, 0.8", 120, "0.8 A needs the 40 V range"),
+        (":PMU:MEASURE:RANGE 1, 2, 3e-6", 120, "not a range"),
+        (":PMU:RPM:CONFIGURE PMU1-1, 4", 120, "RPM modes 0-3"),
+        (":PMU:SARB:WFM:SEQ:LIST 1, 513, 1", 120, "sequences 1-512"),
+        (":PMU:DATA:GET 1, 0, 2049", 120, "2048 rows per request"),
+    ],
+)
+def test_virtual_refuses_the_references_pmu_limits(kxci, command, code, why):
+    inst, _ = kxci
+    assert inst.ask(command).startswith(f"ERROR {code}:"), why
+    assert inst.last_error[0] == code
+    inst.clear_errors()
+    assert inst.last_error == (0, "No error")
+
+
+def _upload(inst, rng_type: int = 2, m_stop: str = "1e-06") -> None:
+    for command in (
+        f":PMU:MEASURE:RANGE 1, {rng_type}, 1e-4",
+        ":PMU:SARB:SEQ:TIME 1, 1, 2e-08, 1e-06, 2e-08",
+        ":PMU:SARB:SEQ:STARTV 1, 1, 0, 0.2, 0.2",
+        ":PMU:SARB:SEQ:STOPV 1, 1, 0.2, 0.2, 0",
+        ":PMU:SARB:SEQ:MEAS:TYPE 1, 1, 0, 1, 0",
+        ":PMU:SARB:SEQ:MEAS:START 1, 1, 0, 0, 0",
+        f":PMU:SARB:SEQ:MEAS:STOP 1, 1, 0, {m_stop}, 0",
+        ":PMU:SARB:WFM:SEQ:LIST 1, 1, 1",
+    ):
+        inst.command(command)
+
+
+@pytest.mark.parametrize(
+    "kwargs, why",
+    [({"rng_type": 0}, "fixed range"), ({"m_stop": "2e-06"}, "measure window")],
+)
+def test_virtual_refuses_to_execute_what_segment_arb_cannot_run(kxci, kwargs, why):
+    inst, virtual = kxci
+    _upload(inst, **kwargs)
+    reply = inst.ask(":PMU:EXECUTE")
+    assert reply.startswith("ERROR 150:") and why in reply
+    assert virtual.pulses_sent == []
+
+
+def test_status_byte_and_reset(kxci):
+    inst, virtual = kxci
+    assert inst.status == 0
+    inst.smu1.force_voltage(0.2, 1e-3)
+    assert inst.smu1.current == 0.0 and inst.status == 1  # data ready
+    assert inst.ask("US;DV1,0,0.2,0.5").startswith("ERROR 120:")  # 0.5 A > 105 mA
+    assert inst.status == 3  # and a syntax error
+    inst.clear()  # BC clears data ready
+    assert inst.status == 2
+    inst.clear_errors()
+    assert inst.status == 0
+    inst.pmu_ch1.output_enabled = True
+    assert virtual.outputs_on
+    inst.command("*RST")
+    assert not virtual.outputs_on and virtual.smus.sources == {}
