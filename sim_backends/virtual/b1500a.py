@@ -12,12 +12,13 @@ Errors: ``ERRX?`` answers the oldest error as ``+code,"message"`` and ``+0,"No E
 when there is none (guide p. 4-101 prints ``0,"No Error."``; a real B1500A sends the sign,
 which QCoDeS's ``KeysightB1500.write`` compares with); ``ERRX? 1`` the code only, ``ERRX?
 2`` the message only. ``ERR?`` answers the four oldest codes and clears the queue (guide,
-ERRX? remarks). The queue holds 30 errors. Codes [guide chapter 5, "Error Messages"; 100 as
-a real B1500A reports it]: 100 undefined command, 102 bad numeric data, 120 parameter out of
-range (a value beyond a module's ranges, a compliance beyond its limit, an SPGU pulse longer
-than its period), 121 channel not installed or of the wrong kind, 150 state does not allow
-the command (e.g. ``DV`` on a disabled channel, ``SRP`` while busy) [ours: 121 and 150 as
-the virtual instrument uses them, not checked against chapter 5].
+ERRX? remarks). The queue holds 30 errors; ``*RST`` keeps it. Codes: 100 undefined command
+(as a real B1500A reports ``*CLS``, which it does not know), 102 bad numeric data, 120
+parameter out of range (a value beyond a module's ranges, a compliance beyond its limit, an
+SPGU pulse longer than its period), 121 channel not installed or of the wrong kind, 150 state
+does not allow the command (``DV`` on a disabled channel, ``SRP`` while busy) [ours: 102 and
+120 as the FLEX error table numbers them (guide chapter 5), 121 and 150 as the virtual
+instrument uses them; none checked against chapter 5 here].
 
 Wiring of the emulated station: the selector output ``selector_port`` reaches the device
 (through the matrix and prober of a :class:`~sim_backends.virtual.wafer.VirtualWafer`); its

@@ -43,6 +43,10 @@ E_NUMERIC = (102, "Incorrect numeric data syntax.")
 E_RANGE = (120, "Incorrect parameter value.")
 E_CHANNEL = (121, "Channel not installed or not valid for this command.")
 E_STATE = (150, "Command not allowed in the present state.")
+AIT_DEFAULTS = {(False, 0): 1.0, (False, 1): 1.0, (False, 2): 1.0, (False, 3): 2e-6}
+AIT_DEFAULTS |= {(True, 0): 6.0, (True, 1): 3.0, (True, 2): 1.0}
+"""(high-resolution ADC?, AIT mode) -> the coefficient an ``AIT`` without one sets [guide
+AIT; pymeasure ``adc_setup`` lists them]."""
 MEASUREMENT_MODES = (1, 2)
 """``MM`` modes modelled: 1 spot, 2 staircase sweep [guide, MM]."""
 
@@ -80,21 +84,17 @@ class SmuCommands(VirtualTester):
             raise self.error(E_CHANNEL, f"{value:g} is not an SMU")
         return self.smus[int(value)]
 
-    def _channel_of(self, smu: SmuState) -> int:
-        return next(ch for ch, s in self.smus.items() if s is smu)
-
-    def _check_forced(self, smu: SmuState, v_range: int, volts: float, comp: float) -> int:
-        """The range ``volts`` is forced on, after the checks the B1500A makes (guide DV)."""
+    def _check_forced(self, smu: SmuState, v_range: int, volts: float, comp: float) -> None:
+        """Refuse what the B1500A refuses to force (guide DV): a range the module lacks, a
+        voltage beyond its ranges, a compliance of 0 or beyond its limit at that voltage."""
         if v_range not in smu.model.v_ranges:
             raise self.error(E_RANGE, f"{smu.model.name} has no voltage range {v_range}")
-        used = smu.model.output_range(v_range, volts)
-        if used < 0:
+        if smu.model.output_range(v_range, volts) < 0:
             raise self.error(E_RANGE, f"{volts:g} V is beyond the {smu.model.name}'s ranges")
         limit = smu.model.compliance_limit_A(volts)
         if comp == 0 or abs(comp) > limit:
             detail = f"compliance {comp:g} A at {volts:g} V (the {smu.model.name}: 0 < |Icomp|"
             raise self.error(E_RANGE, f"{detail} <= {limit:g} A)")
-        return used
 
     def _current_A(self, ch: int, smu: SmuState) -> float:
         """What the SMU on ``ch`` measures now (the connected devices' current)."""
@@ -182,11 +182,13 @@ class SmuCommands(VirtualTester):
         self._smu_state(vals[0]).adc = adc
 
     def _cmd_AIT(self, args):
+        """ADC integration: type 0 high-speed, 1 high-resolution, 2 high-speed pulsed; mode 0
+        auto, 1 manual, 2 PLC, 3 time (not for the high-resolution ADC) [guide AIT]."""
         vals = self.floats(args, 2, 3)
         adc, mode = int(vals[0]), int(vals[1])
         if adc not in (0, 1, 2) or mode not in (0, 1, 2, 3) or (adc == 1 and mode == 3):
             raise self.error(E_RANGE, "AIT " + ",".join(args))
-        default = {0: 1.0, 1: 1.0, 2: 1.0, 3: 2e-6}[mode] if adc != 1 or mode else 6.0
+        default = AIT_DEFAULTS[(adc == 1, mode)]
         self.adc_modes[adc] = (mode, vals[2] if len(vals) > 2 else default)
 
     def _cmd_AV(self, args):

@@ -14,8 +14,9 @@ below):
   that covers voltage value. For the limited auto ranging, the instrument never uses the
   range less than the specified range", guide p. 4-194): a range index is a floor, never a
   ceiling, so 2 V asked on the 0.5 V range is forced on the 2 V range.
-- Compliance (guide Tables 4-7 and 4-9, HRSMU and MPSMU): at most 100 mA for |V| <= 20 V,
-  50 mA for |V| <= 40 V, 20 mA for |V| <= 100 V; "0 A is not allowed for Icomp".
+- Compliance (guide Tables 4-7 and 4-9, HRSMU and MPSMU; the B1500A data sheet): at most
+  100 mA for |V| <= 20 V, 50 mA for |V| <= 40 V, 20 mA for |V| <= 100 V; "0 A is not
+  allowed for Icomp".
 - Data format (guide "ASCII Data Output Format", pp. 1-25 ff.; field widths as pymeasure's
   ``_data_formatting_generic.sizes`` read them, 16 bytes per FMT 1 element and 19 per FMT 21
   element with its separator): FMT 1/5 ``SCT`` + 12-character value (status letter ``N``
@@ -29,7 +30,7 @@ below):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 V_RANGES_V = {5: 0.5, 11: 2.0, 20: 2.0, 50: 5.0, 12: 20.0, 200: 20.0, 13: 40.0, 400: 40.0}
 V_RANGES_V |= {14: 100.0, 1000: 100.0}
@@ -113,7 +114,6 @@ class SmuState:
     adc: int = 0
     filter_on: bool = False
     series_resistor: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def channel_letter(channel: int) -> str:
@@ -121,11 +121,20 @@ def channel_letter(channel: int) -> str:
     return chr(ord("A") + channel - 1)
 
 
+def _number(fmt: int, value: float) -> str:
+    """The value field: 12 characters in FMT 1/2/5, 13 in the others; over range reads
+    ``+199.999E+99`` as the guide prints it, which keeps the width."""
+    short = fmt in (1, 2, 5)
+    if value >= OVER_RANGE:
+        return "+199.999E+99" if short else "+199.9990E+99"
+    return f"{value:+.5E}" if short else f"{value:+.6E}"
+
+
 def data_element(fmt: int, status: str | int, channel: int, kind: str, value: float) -> str:
     """One ASCII data element in output format ``fmt`` (module docstring)."""
+    number = _number(fmt, value)
     if fmt in (2, 12, 22):
-        return f"{value:+.6E}" if fmt != 2 else f"{value:+.5E}"
-    number = f"{value:+.5E}" if fmt in (1, 5) else f"{value:+.6E}"
+        return number
     letter = channel_letter(channel)
     if fmt in (21, 25):
         head = f"{status:03d}" if isinstance(status, int) else f"{status:>3}"

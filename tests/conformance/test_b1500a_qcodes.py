@@ -70,6 +70,8 @@ def test_smu_sourcing_and_measuring(station):
     assert low * 0.2 <= current <= high * 0.2
     assert st.wafer.history[-1].device_ids == (DEVICE,)
     assert current == pytest.approx(st.wafer.history[-1].current_A, rel=1e-5)
+    b1500.write("ERSSP 0,2")  # selector to the PG: the SMU's path to the device is open
+    assert smu.current() == 0.0
     smu.disable_outputs()
     assert not smu.is_enabled()
 
