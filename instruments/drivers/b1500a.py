@@ -45,7 +45,20 @@ SPGU_MAX_V = 40.0
 SMU_MAX_V = 100.0
 """Largest |DV| output accepted here (MPSMU/HRSMU 100 V range) [ours: a sane bound]."""
 SMU_MAX_COMPLIANCE_A = 1.0
-"""Largest |Icomp| accepted here (HPSMU 1 A range) [ours: a sane bound]."""
+"""Largest |Icomp| of any SMU modelled here (HPSMU B1510A); each module's own limit is
+:data:`COMPLIANCE_LIMITS_A`."""
+COMPLIANCE_LIMITS_A = {
+    "B1517A": ((20.0, 0.1), (40.0, 0.05), (100.0, 0.02)),
+    "B1511A": ((20.0, 0.1), (40.0, 0.05), (100.0, 0.02)),
+    "B1511B": ((20.0, 0.1), (40.0, 0.05), (100.0, 0.02)),
+    "B1510A": ((20.0, 1.0), (40.0, 0.5), (100.0, 0.125), (200.0, 0.05)),
+}
+"""SMU model -> ((|V| up to, largest |Icomp|), ...): HRSMU B1517A and MPSMU B1511A/B 100 mA up
+to 20 V, 50 mA to 40 V, 20 mA to 100 V; HPSMU B1510A 1 A to 20 V, 500 mA to 40 V, 125 mA to
+100 V, 50 mA to 200 V [B1500 Programming Guide, Tables 4-7 to 4-9, "Output and compliance
+range"]. The B1500A refuses a larger compliance with error 120."""
+ERRX_QUEUE_SIZE = 30
+"""Errors the ``ERRX?`` queue holds [B1500 Programming Guide, ERRX? remarks]."""
 SMU_VOLTAGE_RANGES = (0, 2, 5, 11, 12, 13, 14, 15, 20, 50, 200, 400, 1000, 2000)
 """``DV`` output range indices (0 = auto) [pymeasure ``SMUVoltageRanging``]."""
 SMU_CURRENT_RANGES = (*(-i for i in range(20, 7, -1)), 0, *range(8, 21))
@@ -139,6 +152,18 @@ def parse_spot_current(reply: str, channel: int | None = None) -> float:
     return float(value)
 
 
+def compliance_limit_A(smu_model: str, volts: float) -> float:
+    """The largest |Icomp| ``smu_model`` takes at output ``volts`` (0: beyond its range);
+    :class:`ConfigError` for a model without a table in :data:`COMPLIANCE_LIMITS_A`."""
+    if smu_model not in COMPLIANCE_LIMITS_A:
+        known = ", ".join(COMPLIANCE_LIMITS_A)
+        raise ConfigError(f"B1500A smu_model {smu_model!r} is not supported; known: {known}")
+    for v_max, i_max in COMPLIANCE_LIMITS_A[smu_model]:
+        if abs(volts) <= v_max:
+            return i_max
+    return 0.0
+
+
 def _parse_errx(values: list) -> tuple[int, str]:
     if len(values) != 2:
         raise BackendError(f"B1500A sent an unparsable ERRX? reply: {values!r}")
@@ -186,8 +211,9 @@ class B1500A(AgilentB1500):
 
     next_error = Instrument.measurement(
         "ERRX?",
-        """Get the oldest error as ``(code, message)`` (``ERRX?``; ``0,"No Error."`` reads as
-        ``(0, "No Error.")``) [B1500 Programming Guide; pymeasure ``check_errors``].""",
+        """Get and remove the oldest error as ``(code, message)`` (``ERRX?``; ``+0,"No
+        Error."`` reads as ``(0, "No Error.")``) [B1500 Programming Guide p. 4-101; the sign
+        as a real B1500A sends it and QCoDeS's ``KeysightB1500.write`` expects it].""",
         cast=str,
         maxsplit=1,
         get_process=_parse_errx_single,
@@ -215,6 +241,19 @@ class B1500A(AgilentB1500):
             errors.append(f"{code}: {message}")
         if errors:
             raise BackendError("B1500A reported errors: " + "; ".join(errors))
+
+    def drain_errors(self) -> list[tuple[int, str]]:
+        """Read ``ERRX?`` until it reports 0 and return the errors it held, oldest first
+        (at most :data:`ERRX_QUEUE_SIZE`, then one more read for the 0)."""
+        errors: list[tuple[int, str]] = []
+        for _ in range(ERRX_QUEUE_SIZE + 1):
+            code, message = self.next_error
+            if code == 0:
+                return errors
+            errors.append((code, message))
+        raise BackendError(
+            f"B1500A still reports errors after {ERRX_QUEUE_SIZE + 1} ERRX? reads: {errors}"
+        )
 
     def installed_modules(self) -> list[tuple[str, str]]:
         """``(model, revision)`` of every slot (``UNT?``); empty slots read ``("0", "0")``."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -19,15 +20,17 @@ from instruments.drivers.b1500a import (
     SELECTOR_PORTS,
     SELECTOR_SMU,
     SMU_CURRENT_RANGES,
-    SMU_MAX_COMPLIANCE_A,
     SMU_MAX_V,
     SPGU_MAX_V,
     _t,
     check_smu_channel,
     check_spgu_channel,
+    compliance_limit_A,
 )
 from instruments.drivers.validators import check
 from instruments.testers.base import Tester, check_visit, scalar_field
+
+log = logging.getLogger(__name__)
 
 
 class B1500ATester(Tester):
@@ -42,7 +45,8 @@ class B1500ATester(Tester):
     :param read_range: ``TI`` range index (0 = auto).
     :param poll_interval_s, poll_timeout_s: ``SPST?`` polling.
     :param period_s: SPGU pulse period set by :meth:`setup` (raised per pulse if needed).
-    :param smu_model: model of the read SMU (for :meth:`required_modules`).
+    :param smu_model: model of the read SMU (for :meth:`required_modules` and its
+        compliance limits, :data:`instruments.drivers.b1500a.COMPLIANCE_LIMITS_A`).
     :param visa_kwargs: passed to :class:`B1500A` when ``adapter`` is not one.
 
     Waveforms (``w`` width, ``A`` amplitude, ``e`` = ``edge_s``):
@@ -96,6 +100,7 @@ class B1500ATester(Tester):
         self.period_s = check("B1500A period_s", period_s, (MIN_PERIOD_S, MAX_TIME_S))
         if not isinstance(smu_model, str) or not smu_model:
             raise ConfigError(f"B1500A smu_model must be a model name, got {smu_model!r}")
+        compliance_limit_A(smu_model, 0.0)  # a model with known limits
         self.smu_model = smu_model
         if isinstance(adapter, B1500A):
             if visa_kwargs:
@@ -119,9 +124,19 @@ class B1500ATester(Tester):
         return ["B1525A", self.smu_model]
 
     def setup(self) -> None:
-        """``FMT 1,0``, ``CN smu,spgu``, ``SIM 0``, ``SPRM 1, 1``, ``SPPER``, ``SPM ch, 1``,
-        selector to the SMU, then ``ERRX?`` (raises :class:`BackendError` on errors)."""
+        """Read away what an earlier program left in the ``ERRX?`` queue (logged as a
+        warning), then ``FMT 1,0``, ``CN smu,spgu``, ``SIM 0``, ``SPRM 1, 1``, ``SPPER``,
+        ``SPM ch, 1``, selector to the SMU, then ``ERRX?``: an error of this set-up raises
+        :class:`BackendError`."""
         inst = self.inst
+        stale = inst.drain_errors()
+        if stale:
+            listed = "; ".join(f"{code}: {message}" for code, message in stale)
+            log.warning(
+                "B1500A: cleared %d error(s) an earlier program left in the queue: %s",
+                len(stale),
+                listed,
+            )
         inst.set_output_format(1, 0)
         inst.enable_channels(self.smu_channel, self.spgu_channel)
         inst.set_pg_mode(self.spgu_slot)
@@ -198,7 +213,8 @@ class B1500ATester(Tester):
     def _read_args(self, read: ReadPulse) -> tuple[float, float]:
         volts = scalar_field("B1500A", "read amplitude_V", read.amplitude_V)
         check("B1500A read voltage", volts, (-SMU_MAX_V, SMU_MAX_V))
-        comp = check("B1500A read compliance", read.compliance_A, (1e-12, SMU_MAX_COMPLIANCE_A))
+        limit = compliance_limit_A(self.smu_model, volts)
+        comp = check(f"B1500A {self.smu_model} read compliance", read.compliance_A, (1e-12, limit))
         return volts, comp
 
     def _read(self, volts: float, comp: float) -> float:

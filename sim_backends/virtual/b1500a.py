@@ -1,56 +1,65 @@
-"""Virtual Keysight B1500A (SMU + B1525A SPGU + 16440A selector): the FLEX subset of
-``/work/shared/reference/instruments.md`` that :mod:`instruments.testers.b1500a` sends.
+"""Virtual Keysight B1500A (SMUs + B1525A SPGU + 16440A selector) speaking FLEX, as hil's
+:mod:`instruments.testers.b1500a`, pymeasure's ``AgilentB1500`` and QCoDeS's
+``KeysightB1500`` (with its B1517A) drive it.
 
 Commands are ``HEADER arg,arg,...`` (case-insensitive, spaces after commas allowed), one per
-line, CR LF terminated; replies end in CR LF [B1500 Programming Guide; pymeasure
-``agilentB1500.py`` sets both terminators to CR LF].
+line, CR LF terminated; replies end in CR LF [Keysight B1500A/B1505A Programming Guide,
+Edition 11 ("the guide"); pymeasure ``agilentB1500.py`` and QCoDeS set both terminators to
+CR LF]. Commands without a query answer nothing; a refused command answers nothing either
+and leaves its error in the queue.
+
+Errors: ``ERRX?`` answers the oldest error as ``+code,"message"`` and ``+0,"No Error."``
+when there is none (guide p. 4-101 prints ``0,"No Error."``; a real B1500A sends the sign,
+which QCoDeS's ``KeysightB1500.write`` compares with); ``ERRX? 1`` the code only, ``ERRX?
+2`` the message only. ``ERR?`` answers the four oldest codes and clears the queue (guide,
+ERRX? remarks). The queue holds 30 errors; ``*RST`` keeps it. Codes: 100 undefined command
+(as a real B1500A reports ``*CLS``, which it does not know), 102 bad numeric data, 120
+parameter out of range (a value beyond a module's ranges, a compliance beyond its limit, an
+SPGU pulse longer than its period), 121 channel not installed or of the wrong kind, 150 state
+does not allow the command (``DV`` on a disabled channel, ``SRP`` while busy) [ours: 102 and
+120 as the FLEX error table numbers them (guide chapter 5), 121 and 150 as the virtual
+instrument uses them; none checked against chapter 5 here].
 
 Wiring of the emulated station: the selector output ``selector_port`` reaches the device
 (through the matrix and prober of a :class:`~sim_backends.virtual.wafer.VirtualWafer`); its
 SMU input comes from ``smu_channel``, its PG input from ``spgu_channel``. ``SRP`` applies
 the pulse set by ``SPT``/``SPV`` + ``SPUPD`` to the wafer only if the selector is in PG mode
-(``ERSSP port,2``), the SPGU channel is enabled (``CN``) and in pulse mode (``SPM ch,1``);
-``TI`` measures the wafer's current only if the selector is in SMU mode (``ERSSP port,1``)
-and the SMU is enabled and forcing a non-zero voltage, else it reads 0 A.
+(``ERSSP port,2``), the SPGU channel is enabled (``CN``) and in pulse mode (``SPM ch,1``).
+The SMU side (forcing, ``TI``, ``XE``, ``*LRN?``) is :mod:`sim_backends.virtual.b1500a_meas`.
 
 A PG pulse is decoded by :func:`hil.core.waveforms.decode_trapezoid` (the inverse of the
 tester's :func:`~hil.core.waveforms.trapezoid`: a long trailing edge is a ramp SET). The
-base level is taken as 0 V: the emulator has no DC bias between pulses.
-
-Error codes, pushed to the ``ERRX?`` queue [ours: numbering modelled on the B1500 FLEX
-error table, not checked against the manual]: 100 undefined command, 102 bad numeric data,
-120 parameter out of range, 121 channel not installed or of the wrong kind, 150 state does
-not allow the command (e.g. ``SPT`` outside PG mode, ``SRP`` while busy).
+base level is taken as 0 V: the emulator has no DC bias between pulses. A pulse must fit in
+its period: ``SPT`` refuses delay + leading edge + width + trailing edge above ``SPPER``
+(120) [ours: the B1525A's timing rules read as "the pulse ends within its period"].
 """
 
 from __future__ import annotations
 
+import re
+
 from hil.core.errors import HilError
-from hil.core.pulses import ReadPulse
 from hil.core.waveforms import Trapezoid, decode_trapezoid
 from hil.station.model import Station, VirtualSettings
+from sim_backends.virtual.b1500a_meas import E_CHANNEL, E_NUMERIC, E_RANGE, E_STATE, SmuCommands
+from sim_backends.virtual.b1500a_smu import SMU_MODELS, SmuState
 from sim_backends.virtual.server import CommandError
-from sim_backends.virtual.twins import VirtualTester
 from sim_backends.virtual.wafer import VirtualWafer
 
-SMU_MODELS = frozenset(
-    {"B1510A", "B1511A", "B1511B", "B1514A", "B1517A", "B1513A", "B1513B", "B1512A"}
-)
-"""SMU modules [pymeasure ``AgilentB1500.query_modules`` and the B1500 module list]."""
 SPGU_MODEL = "B1525A"
 DEFAULT_MODULES = "B1517A,0;B1525A,0;0,0;0,0;0,0;0,0;0,0;0,0;0,0;0,0"
 """``UNT?`` reply: HRSMU in slot 1 (channel 1), SPGU in slot 2 (channels 201, 202)."""
 
 E_UNDEFINED = (100, "Undefined GPIB command.")
-E_NUMERIC = (102, "Incorrect numeric data syntax.")
-E_RANGE = (120, "Incorrect parameter value.")
-E_CHANNEL = (121, "Channel not installed or not valid for this command.")
-E_STATE = (150, "Command not allowed in the present state.")
+NO_ERROR = (0, "No Error.")
+OUTPUT_FORMATS = (1, 2, 5, 11, 12, 15, 21, 22, 25)
+"""ASCII ``FMT`` formats [guide, FMT]; the binary ones (3, 4, 13, 14) are not modelled."""
 
 
-class VirtualB1500A(VirtualTester):
-    """State: enabled channels, SMU forced voltages, SPGU settings (pending and applied),
-    selector ports, whether the SPGU runs; the error queue of the base class."""
+class VirtualB1500A(SmuCommands):
+    """State: enabled channels, one :class:`~sim_backends.virtual.b1500a_smu.SmuState` per
+    SMU, the measurement set-up, SPGU settings (pending and applied), selector ports,
+    whether the SPGU runs; the error queue of the base class."""
 
     terminator = "\r\n"
     numeric_error = E_NUMERIC
@@ -72,6 +81,9 @@ class VirtualB1500A(VirtualTester):
         self.latency_s = latency_s
         self.modules = modules
         self.slots = [item.split(",")[0].strip() for item in modules.split(";")]
+        unknown = {m for m in self.slots if m not in (*SMU_MODELS, SPGU_MODEL, "0")}
+        if unknown:
+            raise ValueError(f"the virtual B1500A does not model module(s) {sorted(unknown)}")
         self.smu_slots = {i + 1 for i, m in enumerate(self.slots) if m in SMU_MODELS}
         self.spgu_outputs = {
             (i + 1) * 100 + k for i, m in enumerate(self.slots) if m == SPGU_MODEL for k in (1, 2)
@@ -97,8 +109,10 @@ class VirtualB1500A(VirtualTester):
 
     def _reset_state(self) -> None:
         self.enabled: set[int] = set()
-        self.forced: dict[int, tuple[float, float]] = {}  # SMU ch -> (V, Icomp)
+        self.smus = {ch: SmuState(SMU_MODELS[self.slots[ch - 1]]) for ch in sorted(self.smu_slots)}
+        self._reset_measurement()
         self.fmt = (1, 0)
+        self.io_control_mode = 0
         self.sim = 0
         self.sprm = (1, 1.0)
         self.period_s = 1e-6
@@ -106,11 +120,17 @@ class VirtualB1500A(VirtualTester):
         default_t = (0.0, 1e-7, 2e-8, 2e-8)
         self.spt = {ch: default_t for ch in self.spgu_outputs}
         self.spv = {ch: (0.0, 0.0) for ch in self.spgu_outputs}
+        self.load_ohm = {ch: 50.0 for ch in self.spgu_outputs}
         self.applied: dict[int, tuple[tuple[float, ...], tuple[float, float]]] = {}
         self.selector = {p: 0 for p in range(4)}
         self.running = False
         self.pulses_sent = []
         """Every pulse the SPGU output (reaching the device or not), decoded."""
+
+    @property
+    def forced(self) -> dict[int, tuple[float, float]]:
+        """Enabled SMU channel -> (forced V, compliance A)."""
+        return {ch: (s.volts, s.compliance_A) for ch, s in self.smus.items() if ch in self.enabled}
 
     @property
     def outputs_on(self) -> bool:
@@ -121,10 +141,13 @@ class VirtualB1500A(VirtualTester):
 
     # -- command interpreter -------------------------------------------------------------
     def execute(self, command: str) -> str | None:
-        head, _, rest = command.partition(" ")
-        head = head.strip().upper()
+        """One command: its header is the letters (with ``*`` and ``?``) before the first
+        parameter, a space between them optional (pymeasure sends ``WV1, 3, ...``)."""
+        match = _HEADER.match(command)
+        head = (match.group(1) if match else command.split(" ")[0]).upper()
+        rest = command[match.end() :] if match else ""
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
-        handler = getattr(self, "_cmd_" + _name(head), None)
+        handler = getattr(self, "_cmd_" + _name(head), None) if match else None
         if handler is None:
             raise self.error(E_UNDEFINED, head)
         return handler(args)
@@ -134,30 +157,51 @@ class VirtualB1500A(VirtualTester):
             return self.error(E_RANGE, str(exc))
         return self.error(E_STATE, f"{type(exc).__name__}: {exc}")
 
-    def _cmd_IDN_Q(self, args):
+    def _cmd_C_IDN_Q(self, args):
         return self.idn
 
-    def _cmd_OPC_Q(self, args):
+    def _cmd_C_OPC_Q(self, args):
         return "1"
 
-    def _cmd_RST(self, args):
+    def _cmd_C_RST(self, args):
+        """``*RST``: the initial settings; the error queue is kept (guide, ``*RST``)."""
         self._reset_state()
 
     def _cmd_UNT_Q(self, args):
+        self.ints(args, 0, 1)
         return self.modules
 
     def _cmd_ERRX_Q(self, args):
-        if not self.errors:
-            return '0,"No Error."'
-        code, message = self.pop_error()
+        vals = self.ints(args, 0, 1)
+        mode = vals[0] if vals else 0
+        if mode not in (0, 1, 2):
+            raise self.error(E_RANGE, f"ERRX? {mode}")
+        code, message = self.errors.popleft() if self.errors else NO_ERROR
         text = message.encode("ascii", "replace").decode().replace('"', "'")
-        return f'{code},"{text}"'
+        return {0: f'{code:+d},"{text}"', 1: f"{code:+d}", 2: f'"{text}"'}[mode]
+
+    def _cmd_ERR_Q(self, args):
+        codes = [code for code, _ in list(self.errors)[:4]]
+        self.errors.clear()
+        return ",".join(str(c) for c in codes + [0] * (4 - len(codes)))
 
     def _cmd_FMT(self, args):
         vals = self.ints(args, 1, 2)
-        if vals[0] not in (1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 21, 22, 25):
-            raise self.error(E_RANGE, f"FMT {vals[0]}")
-        self.fmt = (vals[0], vals[1] if len(vals) > 1 else 0)
+        mode = vals[1] if len(vals) > 1 else 0
+        if vals[0] not in OUTPUT_FORMATS or mode not in range(11):
+            raise self.error(E_RANGE, f"FMT {vals[0]},{mode} (ASCII formats are modelled)")
+        self.fmt = (vals[0], mode)
+
+    def _cmd_ERMOD(self, args):
+        """Digital I/O control mode (0 general, 1 16440A selector, ...) [pymeasure
+        ``ControlMode``]; the virtual selector works in any mode."""
+        vals = self.ints(args, 1, 2)
+        if vals[0] not in (0, 1, 2, 4, 8, 16, 32):
+            raise self.error(E_RANGE, f"ERMOD {vals[0]}")
+        self.io_control_mode = vals[0]
+
+    def _cmd_ERMOD_Q(self, args):
+        return str(self.io_control_mode)
 
     def _channels(self, args) -> list[int]:
         chs = self.ints(args, 0, 20)
@@ -172,52 +216,21 @@ class VirtualB1500A(VirtualTester):
     def _cmd_CL(self, args):
         for ch in self._channels(args):
             self.enabled.discard(ch)
-            self.forced.pop(ch, None)
+            if ch in self.smus:
+                self.smus[ch].volts = 0.0
             if ch in self.spgu_outputs:
                 self.running = False
 
     def _cmd_DZ(self, args):
         for ch in self._channels(args):
-            if ch in self.forced:
-                self.forced[ch] = (0.0, self.forced[ch][1])
+            if ch in self.smus:
+                self.smus[ch].volts = 0.0
         self.running = False
-
-    def _smu(self, value: float) -> int:
-        if value != int(value) or int(value) not in self.smu_slots:
-            raise self.error(E_CHANNEL, f"{value:g} is not an SMU")
-        return int(value)
 
     def _spgu(self, value: float) -> int:
         if value != int(value) or int(value) not in self.spgu_outputs:
             raise self.error(E_CHANNEL, f"{value:g} is not an SPGU output")
         return int(value)
-
-    def _cmd_DV(self, args):
-        vals = self.floats(args, 3, 6)
-        ch = self._smu(vals[0])
-        volts = vals[2]
-        comp = vals[3] if len(vals) > 3 else self.forced.get(ch, (0.0, 1e-4))[1]
-        if abs(volts) > 100 or comp == 0 or abs(comp) > 1:
-            raise self.error(E_RANGE, f"DV {volts:g} V, {comp:g} A")
-        if ch not in self.enabled:
-            raise self.error(E_STATE, f"channel {ch} is not enabled (CN)")
-        self.forced[ch] = (volts, abs(comp))
-
-    def _cmd_TI(self, args):
-        vals = self.floats(args, 1, 2)
-        ch = self._smu(vals[0])
-        volts, comp = self.forced.get(ch, (0.0, 1e-4))
-        current = 0.0
-        if (
-            self.wafer is not None
-            and ch == self.smu_channel
-            and ch in self.enabled
-            and volts != 0
-            and self.selector[self.selector_port] == 1
-        ):
-            current = self.wafer.read_current_A(ReadPulse(volts, 1e-6, comp))
-        status = "C" if comp and abs(current) >= comp else "N"
-        return f"{status}{chr(ord('A') + ch - 1)}I{current:+.5E}"
 
     def _cmd_ERSSP(self, args):
         port, status = self.ints(args, 2, 2)
@@ -237,6 +250,20 @@ class VirtualB1500A(VirtualTester):
         if mode not in (0, 1):
             raise self.error(E_RANGE, f"SIM {mode}")
         self.sim = mode
+
+    def _cmd_SIM_Q(self, args):
+        return str(self.sim)
+
+    def _cmd_SPRM_Q(self, args):
+        mode, condition = self.sprm
+        return f"{mode},{condition:g}" if mode else "0"
+
+    def _cmd_SPPER_Q(self, args):
+        return f"{self.period_s:+.6E}"
+
+    def _cmd_SPM_Q(self, args):
+        (ch,) = self.ints(args, 1, 1)
+        return str(self.spm.get(self._spgu(ch), 0))
 
     def _cmd_SPRM(self, args):
         vals = self.floats(args, 1, 2)
@@ -271,7 +298,15 @@ class VirtualB1500A(VirtualTester):
         trail = vals[5] if len(vals) > 5 else lead
         if delay < 0 or width <= 0 or lead <= 0 or trail <= 0 or width > 10:
             raise self.error(E_RANGE, "SPT timings")
+        if delay + lead + width + trail > self.period_s * (1 + 1e-9):
+            detail = f"pulse of {delay + lead + width + trail:g} s longer than SPPER"
+            raise self.error(E_RANGE, f"{detail} {self.period_s:g} s")
         self.spt[ch] = (delay, width, lead, trail)
+
+    def _cmd_SPT_Q(self, args):
+        ch, source = self.ints(args, 2, 2)
+        self._spgu(ch)
+        return ",".join(f"{v:g}" for v in self.spt[ch])
 
     def _cmd_SPV(self, args):
         vals = self.floats(args, 3, 4)
@@ -283,6 +318,23 @@ class VirtualB1500A(VirtualTester):
         if abs(base) > 40 or abs(peak) > 40:
             raise self.error(E_RANGE, f"SPV {base:g},{peak:g} outside +-40 V")
         self.spv[ch] = (base, peak)
+
+    def _cmd_SPV_Q(self, args):
+        ch, source = self.ints(args, 2, 2)
+        base, peak = self.spv[self._spgu(ch)]
+        return f"{base:g},{peak:g}"
+
+    def _cmd_SER(self, args):
+        """Load impedance of an SPGU output, 0.1 ohm-1 Mohm (initially 50) [guide, SER]."""
+        vals = self.floats(args, 2, 2)
+        ch = self._spgu(vals[0])
+        if not 0.1 <= vals[1] <= 1e6:
+            raise self.error(E_RANGE, f"SER load {vals[1]:g} ohm")
+        self.load_ohm[ch] = vals[1]
+
+    def _cmd_SER_Q(self, args):
+        (ch,) = self.ints(args, 1, 1)
+        return f"{self.load_ohm[self._spgu(ch)]:+.4E}"
 
     def _cmd_SPUPD(self, args):
         chs = self.ints(args, 0, 20) or sorted(self.spgu_outputs)
@@ -316,8 +368,11 @@ class VirtualB1500A(VirtualTester):
         return "1" if self.running else "0"
 
 
+_HEADER = re.compile(r"(\*?[A-Za-z]+\??)(?=[\s+\-.\d]|$)\s*")
+"""A FLEX header and the blanks after it."""
+
+
 def _name(head: str) -> str:
-    """Method suffix of a FLEX header: ``*IDN?`` → ``IDN_Q``, ``ERSSP?`` → ``ERSSP_Q``."""
-    if "_" in head or not head.lstrip("*").rstrip("?").isalnum():
-        return "_invalid_"
-    return head.lstrip("*").replace("?", "_Q")
+    """Method suffix of a header: ``*IDN?`` → ``C_IDN_Q`` (IEEE 488.2 common commands need
+    their ``*``), ``ERSSP?`` → ``ERSSP_Q``."""
+    return ("C_" if head.startswith("*") else "") + head.lstrip("*").replace("?", "_Q")

@@ -134,14 +134,19 @@ class VirtualWafer:
 
     def read_current_A(self, read: ReadPulse) -> float:
         """Current through the connected devices at ``read.amplitude_V``, clipped at the
-        read's compliance (the source limits it)."""
+        read's compliance (the source limits it).
+
+        The devices are passive: their current has the sign of the voltage, so the
+        emulator's conductance, whose additive read noise can make it negative near 0 S,
+        counts as 0 S there. What the instrument adds (its resolution, its noise) is the
+        instrument's to model."""
         with self.lock:
             self._follow_wall_clock()
             ids = self.connected()
             current = 0.0
             if ids.size:
                 g = self.emulator.read(ids, ReadPulse(read.amplitude_V, read.width_s))
-                current = float(np.sum(g) * float(read.amplitude_V))
+                current = float(np.sum(np.maximum(g, 0.0)) * float(read.amplitude_V))
                 limit = float(read.compliance_A)
                 current = max(-limit, min(limit, current))
             self.history.append(_applied(ids, read, current))

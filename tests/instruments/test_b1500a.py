@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,8 +16,11 @@ from hil.core.pulses import PartialSetPulse, RampSetPulse, ReadPulse, ResetPulse
 from instruments.drivers.b1500a import B1500A, parse_spot_current
 from instruments.testers.b1500a import B1500ATester
 from instruments.testers.base import Tester
+from sim_backends.virtual.b1500a import VirtualB1500A
+from sim_backends.virtual.server import InstrumentServer
 
-NO_ERROR = '0,"No Error."'
+NO_ERROR = '+0,"No Error."'
+"""``ERRX?`` with an empty queue, as a real B1500A answers (QCoDeS compares with it)."""
 
 
 @contextmanager
@@ -215,6 +219,7 @@ def test_validators_reject_bad_values_and_send_nothing(call):
 # -- tester -------------------------------------------------------------------------------------
 
 SETUP = [
+    ("ERRX?", NO_ERROR),  # nothing left by an earlier program
     ("FMT 1,0", None),
     ("CN 1,201", None),
     ("SIM 0", None),
@@ -343,8 +348,44 @@ def test_modules_identify_required():
         assert tester.required_modules() == ["B1525A", "B1517A"]
 
 
+def test_setup_clears_and_logs_errors_an_earlier_program_left(caplog):
+    stale = [
+        ("ERRX?", '+100,"Undefined GPIB command."'),
+        ("ERRX?", '+120,"Incorrect parameter value."'),
+    ]
+    with protocol_tester(stale + SETUP) as tester:
+        with caplog.at_level(logging.WARNING, logger="instruments.testers.b1500a"):
+            tester.setup()
+    (record,) = caplog.records
+    assert "cleared 2 error(s)" in record.getMessage()
+    assert "100: Undefined GPIB command.; 120: Incorrect parameter value." in record.getMessage()
+
+
+def test_a_queue_that_never_empties_is_an_error():
+    full = [("ERRX?", '+100,"Undefined GPIB command."')] * 31
+    with protocol_tester(full) as tester:
+        with pytest.raises(BackendError, match="still reports errors after 31"):
+            tester.setup()
+
+
+def test_setup_on_the_virtual_b1500a_survives_a_stale_queue(caplog):
+    virtual = VirtualB1500A()
+    with InstrumentServer(virtual) as server:
+        tester = B1500ATester(server.resource, visa_library="@py", timeout=2000)
+        try:
+            for junk in ("*CLS", "DV 1,0,0.2,0.5", "SPT 201,1,0,2,1e-8"):  # 100, 120, 120
+                tester.inst.write(junk)
+            with caplog.at_level(logging.WARNING, logger="instruments.testers.b1500a"):
+                tester.setup()
+            assert tester.inst.next_error == (0, "No Error.")
+        finally:
+            tester.close()
+    assert "cleared 3 error(s)" in caplog.records[0].getMessage()
+    assert virtual.enabled == {1, 201} and virtual.selector[0] == 1
+
+
 def test_setup_reports_instrument_errors():
-    comm = SETUP[:-1] + [("ERRX?", '121,"Channel not installed."'), ("ERRX?", NO_ERROR)]
+    comm = SETUP[:-1] + [("ERRX?", '+121,"Channel not installed."'), ("ERRX?", NO_ERROR)]
     with protocol_tester(comm) as tester:
         with pytest.raises(BackendError, match="121"):
             tester.setup()
@@ -360,6 +401,8 @@ def test_setup_reports_instrument_errors():
         ([ReadPulse()], None),
         ([ResetPulse()], ReadPulse(amplitude_V=150.0)),
         ([ResetPulse()], ReadPulse(compliance_A=5.0)),
+        ([ResetPulse()], ReadPulse(compliance_A=0.5)),  # the B1517A: 100 mA at most
+        ([ResetPulse()], ReadPulse(amplitude_V=30.0, compliance_A=0.08)),  # 50 mA above 20 V
         ([ResetPulse()], ResetPulse()),
     ],
 )
@@ -381,6 +424,7 @@ def test_visit_validates_everything_before_sending(pulses, read):
         {"poll_timeout_s": -1},
         {"period_s": 20.0},
         {"smu_model": ""},
+        {"smu_model": "B1599Z"},  # no compliance table
         {"timeout": 1000},  # VISA options need a resource name, not a driver
     ],
 )
@@ -388,3 +432,19 @@ def test_tester_rejects_bad_configuration(kwargs):
     with expected_protocol(B1500A, []) as inst:
         with pytest.raises(ConfigError):
             B1500ATester(inst, **kwargs)
+
+
+def test_a_passive_device_reads_a_current_of_the_sign_of_its_voltage(wired_station):
+    """Issue 11: an unprogrammed device read -35.6 nA at +0.2 V. The emulator's additive read
+    noise may make its conductance negative; the wafer counts that as 0 S."""
+    st = wired_station(
+        lambda wafer: VirtualB1500A(wafer=wafer),
+        lambda res: B1500ATester(res, visa_library="@py", timeout=2000),
+    )
+    st.tester.setup()
+    st.route(0)
+    g_true = float(st.wafer.emulator.true_conductance([0])[0])
+    positive = [st.tester.visit([], ReadPulse(0.2)) for _ in range(40)]
+    negative = [st.tester.visit([], ReadPulse(-0.2)) for _ in range(40)]
+    assert min(positive) >= 0.0 and max(negative) <= 0.0
+    assert np.mean(positive) == pytest.approx(0.2 * g_true, rel=0.5, abs=2e-8)

@@ -37,7 +37,7 @@ def test_terminators_cr_lf_over_the_socket():
         try:
             assert res.query("*IDN?").startswith("Agilent Technologies,B1500A")
             assert res.query("UNT?").startswith("B1517A,0;B1525A,0;0,0")
-            assert res.query("ERRX?") == '0,"No Error."'
+            assert res.query("ERRX?") == '+0,"No Error."'
         finally:
             res.close()
             rm.close()
