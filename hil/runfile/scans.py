@@ -1,19 +1,23 @@
 """Filtered scans of the pulse log: :meth:`FilteredScans.select` yields, chunk by chunk, the
 records matching filters on device, operation, time, transfer and phase; :meth:`query`
-concatenates them. A mixin of :class:`~hil.runfile.reader.PulseLogReader`, which provides
-the chunk access (``_chunk``, ``_valid``, ``_check_column``, ``chunk_records``, ``n_chunks``).
+concatenates them; :meth:`to_pandas` and :meth:`to_xarray` give them to those libraries
+(optional dependencies, imported when called). A mixin of
+:class:`~hil.runfile.reader.PulseLogReader`, which provides the chunk access (``_chunk``,
+``_valid``, ``_check_column``, ``chunk_records``, ``n_chunks``).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from hil.core.errors import ConfigError
 from hil.runfile.schema import COLUMN_BY_NAME, COLUMN_NAMES
 
-__all__ = ["FilteredScans"]
+__all__ = ["FilteredScans", "optional_module"]
 
 Records = dict[str, np.ndarray]
 
@@ -94,6 +98,43 @@ class FilteredScans:
                 for name in names
             }
         return {name: np.concatenate([p[name] for p in parts]) for name in names}
+
+    def to_pandas(self, **filters) -> Any:
+        """The records matching ``filters`` (as :meth:`select`) as a ``pandas.DataFrame``,
+        one column per log column plus ``index`` (the record number); needs pandas
+        (``pip install 'hil[export]'``). For logs larger than memory use :meth:`select` or
+        ``hil export``, which stream."""
+        pandas = optional_module("pandas", "to_pandas")
+        records = self.query(**filters)
+        return pandas.DataFrame({name: records[name] for name in records})
+
+    def to_xarray(self, **filters) -> Any:
+        """The records matching ``filters`` as an ``xarray.Dataset`` along dimension
+        ``record`` (coordinate: the record number), each variable with its ``units`` and
+        ``doc`` attributes; needs xarray (``pip install 'hil[export]'``)."""
+        xarray = optional_module("xarray", "to_xarray")
+        records = self.query(**filters)
+        index = records.pop("index")
+        variables = {
+            name: (
+                "record",
+                values,
+                {"units": COLUMN_BY_NAME[name].units, "doc": COLUMN_BY_NAME[name].doc},
+            )
+            for name, values in records.items()
+        }
+        return xarray.Dataset(variables, coords={"record": index})
+
+
+def optional_module(name: str, what: str) -> Any:
+    """Import ``name`` (an optional dependency of ``what``) or say how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(
+            f"{what} needs {name}, which is not installed: pip install 'hil[export]' "
+            f"(or pip install {name})"
+        ) from None
 
 
 def _member_test(values: Iterable[int]):

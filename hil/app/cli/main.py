@@ -1,4 +1,5 @@
-"""The user's entry point: ``hil characterize | train | fit | replay | station | virtual-station``.
+"""The user's entry point: ``hil characterize | train | fit | replay | export | station |
+virtual-station``.
 
 One module per command (group) in this package; this one holds the ``hil`` group, which
 catches every :class:`~hil.core.errors.HilError` a user can cause, the file conditions a
@@ -56,6 +57,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "hil.app.cli.replay",
         "replay",
         "Re-run RUN_FILE's experiment on its own logged device responses; report if identical.",
+    ),
+    "export": CommandEntry(
+        "hil.app.cli.export",
+        "export_command",
+        "Export RUN_FILE's pulses, devices or history as CSV or Parquet (streamed).",
     ),
     "station": CommandEntry(
         "hil.app.cli.station",
