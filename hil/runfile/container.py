@@ -12,18 +12,24 @@ attribute           type      meaning
 ``config_text``     str       the run's configuration (TOML text), verbatim
 ``seed``            int/str   the run's random seed (decimal string if it exceeds int64);
                               absent when the run had none
+``config_sha256``   str       SHA-256 of ``config_text``: runs of one configuration share it
+``backend``         str       the device backend spec (``emulator``, ``station:S.toml``, ...)
+                              (schema 3; empty if the writer did not say)
+``dataset``         str       the dataset trained on (training runs, schema 3)
 ``version_<name>``  str       software versions: hil, python, numpy, h5py, hdf5,
                               hdf5plugin, blosc2
 ==================  ========  ========================================================
 
 :func:`open_run_file` is the one place that turns "missing", "not HDF5", "truncated",
 "foreign" and "unknown schema" into a :class:`~hil.core.errors.LogError` that says what is wrong.
-:func:`write_summary` / :func:`read_summary` store a protocol's summary as
-``/summary/<name>/<key>`` once the pulse-log writer has closed.
+:func:`write_summary` / :func:`read_summary` store a summary as ``/summary/<name>/<key>``
+(one dataset per value, with a ``units`` attribute; text values as attributes of the group)
+once the pulse-log writer has closed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -45,6 +51,7 @@ __all__ = [
     "open_run_file",
     "read_root_attrs",
     "read_summary",
+    "units_of",
     "write_summary",
 ]
 
@@ -66,6 +73,7 @@ def create_run_file(
     config_text: str = "",
     seed: int | None = None,
     overwrite: bool = False,
+    attrs: Mapping[str, str] | None = None,
 ) -> h5py.File:
     """Create a new run file with the root attributes set; returns it open for writing.
 
@@ -90,6 +98,9 @@ def create_run_file(
     f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
     f.attrs["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     f.attrs["config_text"] = str(config_text)
+    f.attrs["config_sha256"] = hashlib.sha256(str(config_text).encode()).hexdigest()
+    for key, value in (attrs or {}).items():
+        f.attrs[key] = str(value)
     if seed is not None:
         seed = int(seed)
         # A SeedSequence entropy can exceed int64; keep it exact as a decimal string.
@@ -219,7 +230,8 @@ def _text(value) -> str:
 def read_root_attrs(f: h5py.File) -> dict:
     """The root attributes as plain Python values.
 
-    Keys: ``hil_kind``, ``schema_version`` (int), ``created_utc``, ``config_text``, ``seed``
+    Keys: ``hil_kind``, ``schema_version`` (int), ``created_utc``, ``config_text``,
+    ``config_sha256``, ``backend``, ``dataset`` (``""`` where a file lacks them), ``seed``
     (int or None) and ``versions`` (dict name → version string).
     """
     attrs = f.attrs
@@ -229,6 +241,9 @@ def read_root_attrs(f: h5py.File) -> dict:
         "schema_version": int(attrs["schema_version"]),
         "created_utc": _text(attrs.get("created_utc", "")),
         "config_text": _text(attrs.get("config_text", "")),
+        "config_sha256": _text(attrs.get("config_sha256", "")),
+        "backend": _text(attrs.get("backend", "")),
+        "dataset": _text(attrs.get("dataset", "")),
         "seed": None if seed is None else int(_text(seed) if isinstance(seed, bytes) else seed),
         "versions": {
             k[len("version_") :]: _text(v) for k, v in attrs.items() if k.startswith("version_")
@@ -236,8 +251,19 @@ def read_root_attrs(f: h5py.File) -> dict:
     }
 
 
+def units_of(key: str) -> str:
+    """The SI unit a summary value's name ends in (``mean_g_S`` → ``S``, ``wall_s`` → ``s``,
+    ``images_per_s`` → ``s-1``); ``1`` for counts, fractions and other plain numbers."""
+    if key.endswith("_per_s"):
+        return "s-1"
+    suffix = key.rpartition("_")[2]
+    return {"S": "S", "s": "s", "V": "V", "A": "A", "uS": "uS"}.get(suffix, "1")
+
+
 def write_summary(path: str | os.PathLike, name: str, summary: Mapping) -> None:
-    """Store a protocol's summary (name → number or array) as ``/summary/<name>/<key>``.
+    """Store a summary (name → number, array or text) as ``/summary/<name>``: numbers and
+    arrays as datasets with a ``units`` attribute (:func:`units_of`), text as attributes of
+    the group, so that a person browsing the file (HDFView, h5dump) reads it directly.
 
     For a run file whose writer has closed (SWMR forbids new objects while it writes);
     an earlier summary of the same name is replaced.
@@ -248,10 +274,14 @@ def write_summary(path: str | os.PathLike, name: str, summary: Mapping) -> None:
             del group[name]
         g = group.create_group(name)
         for key, value in summary.items():
+            if isinstance(value, str):
+                g.attrs[key] = value
+                continue
             arr = np.asarray(value)
             if arr.dtype.kind not in "biuf":
                 raise ConfigError(f"summary {name!r}: {key!r} is not numeric ({arr.dtype})")
             g.create_dataset(key, data=arr)
+            g[key].attrs["units"] = units_of(key)
 
 
 def read_summary(path: str | os.PathLike, name: str) -> dict[str, float | np.ndarray]:
@@ -261,4 +291,5 @@ def read_summary(path: str | os.PathLike, name: str) -> dict[str, float | np.nda
         if g is None or name not in g:
             have = sorted(g) if g is not None else []
             raise LogError(f"{str(path)!r} has no summary {name!r} (it has {have or 'none'})")
-        return {k: (ds[()].item() if ds.ndim == 0 else ds[...]) for k, ds in g[name].items()}
+        values = {k: (ds[()].item() if ds.ndim == 0 else ds[...]) for k, ds in g[name].items()}
+        return {**{k: _text(v) for k, v in g[name].attrs.items()}, **values}

@@ -66,6 +66,7 @@ class PulseLogWriter:
     nthreads: compression threads (default: the machine's cores, at most 8).
     codec: ``"deflate"`` (HDF5's standard filters, readable everywhere) or ``"blosc2"``
         (needs the hdf5plugin filter to read); see :mod:`hil.runfile.codec`.
+    attrs: further root attributes (``backend``, ``dataset``; :mod:`hil.runfile.container`).
     """
 
     def __init__(
@@ -82,12 +83,13 @@ class PulseLogWriter:
         buffer_records: int = 1 << 20,
         nthreads: int | None = None,
         codec: str = DEFAULT_CODEC,
+        attrs: Mapping[str, str] | None = None,
     ):
         self._setup(path, chunk_records, buffer_records, nthreads, codec)
         self._lock = WriterLock(path)
         try:
             self._file = create_run_file(
-                path, config_text=config_text, seed=seed, overwrite=overwrite
+                path, config_text=config_text, seed=seed, overwrite=overwrite, attrs=attrs
             )
             self._create_layout(devices=True)
             if device_table is not None:

@@ -114,8 +114,14 @@ def test_summaries_round_trip(tmp_path):
     assert got == {"mean_g_S": 3.5e-6}
     with pytest.raises(LogError, match="no summary 'drift'"):
         read_summary(path, "drift")
+    write_summary(path, "x", {"note": "text", "wall_s": 1.5, "images_per_s": 9.0, "n": 3})
+    assert read_summary(path, "x") == {"note": "text", "wall_s": 1.5, "images_per_s": 9.0, "n": 3}
+    with h5py.File(path, "r") as f:  # browsable: text as attributes, numbers with units
+        assert f["summary/x"].attrs["note"] == "text"
+        units = {k: f["summary/x"][k].attrs["units"] for k in ("wall_s", "images_per_s", "n")}
+        assert units == {"wall_s": "s", "images_per_s": "s-1", "n": "1"}
     with pytest.raises(ConfigError, match="not numeric"):
-        write_summary(path, "x", {"note": "text"})
+        write_summary(path, "x", {"when": np.datetime64("2026-01-01")})
 
 
 # --- reader: queries against a numpy reference -----------------------------------------
