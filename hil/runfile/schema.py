@@ -1,45 +1,25 @@
-"""The pulse log's schema: columns, their codes and compression, and the file layout.
+"""The pulse log's schema: columns, their codes and units, and the file layout.
 
-File layout, schema version 2
-=============================
+File layout, schema version 3 (the table a person reads: ``docs/runfile.md``)
+==========================================================================
 
 Root attributes: see :mod:`hil.runfile.container` (``hil_kind = "hil-run"``, ``schema_version``,
-``created_utc``, ``config_text``, ``seed``, ``version_*``).
+``created_utc``, ``config_text``, ``config_sha256``, ``backend``, ``dataset``, ``seed``,
+``version_*``). The file is in the HDF5 1.10 format (``libver = v110``).
 
 ``/pulses`` — the pulse log, one record per pulse, in call order (= backend-time order).
-One 1-D dataset per column, all of the same length, chunked (``chunk_records`` records per
-chunk, the group attribute of that name), extendable (``maxshape=(None,)``), compressed with
-the Blosc2 HDF5 filter (id 32026, registered by ``import hdf5plugin``) followed by HDF5's
-Fletcher32 checksum filter (id 3; schema version 1 files have no checksum):
+One 1-D dataset per column of :data:`COLUMNS`, all of the same length, chunked
+(``chunk_records`` records per chunk, the group attribute of that name), extendable
+(``maxshape=(None,)``), each with ``doc``, ``units`` and ``compression`` attributes. The
+group attribute ``codec`` names the encoding (:mod:`hil.runfile.codec`): ``deflate``, HDF5's
+own shuffle + deflate + Fletcher32 filters (every HDF5 reader decodes it), or ``blosc2``
+(the Blosc2 plugin filter, id 32026, then Fletcher32). The writer encodes chunks itself and
+stores them with ``write_direct_chunk``; the last chunk is stored full-size, padded with
+zeros past the dataset's length. ``current_A`` is not stored: readers derive it as
+``g_S * read_V`` (schema 1 and 2 files stored it).
 
-================  =======  =============================================================
-column            dtype    meaning (value when not applicable)
-================  =======  =============================================================
-``time_s``        float64  backend clock when the call started [s]
-``device``        uint32   device id
-``op``            uint8    :class:`hil.core.pulses.Operation`: READ=0, RESET=1, SET_PARTIAL=2,
-                           SET_RAMP=3
-``amplitude_V``   float32  pulse amplitude (first ramp step for SET_RAMP; V_read for READ)
-``width_s``       float32  pulse width; one step's length for SET_RAMP
-``ramp_steps``    uint8    steps of a ramp SET (0 for rectangular pulses)
-``g_S``           float32  measured conductance (NaN unless READ)
-``current_A``     float32  read current g_S·read_V (NaN unless READ)
-``read_V``        float32  read voltage (NaN unless READ)
-``epoch``         int32    training epoch (-1: none)
-``image``         int32    training image index (-1: none)
-``transfer``      int32    transfer number (-1: none)
-``phase``         uint8    :class:`Phase`: NONE=0, TRAIN=1, TRANSFER=2, CHARACTERIZE=3,
-                           EVALUATE=4
-``layer``         int16    network layer (-1: none)
-================  =======  =============================================================
-
-Each chunk is one Blosc2 frame holding one Blosc2 chunk, exactly what the HDF5 filter
-produces and accepts, then the frame's Fletcher32 checksum (4 bytes, as HDF5's filter stores
-it), so plain ``h5py`` with ``hdf5plugin`` imported reads the columns and verifies them.
-The writer compresses chunks itself (``blosc2``, multi-threaded, with per-column filters such
-as byte-delta that the HDF5 filter's options cannot express; every Blosc2 chunk records its
-own filters, so the HDF5 filter decodes it) and stores them with ``write_direct_chunk``. The
-last chunk is stored full-size, padded with zeros past the dataset's length.
+``/pulse_chunks`` — per chunk of the device column, bounds of the ids in it
+(:mod:`hil.runfile.chunk_index`).
 
 ``/devices`` — the device table (written once, may be empty): one 1-D dataset per column,
 all of one length: ``device`` (uint32), ``layer`` (int16), ``row`` (int32), ``column``
