@@ -15,6 +15,7 @@ emulator's. Only the network's and the emulator's states travel in checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -41,9 +42,9 @@ from hil.nn.layout import Layout
 from hil.nn.network import Network, n_devices_for
 from hil.runfile import checkpoint
 from hil.runfile.checkpoint import CheckpointState
-from hil.runfile.container import open_run_file, read_root_attrs
+from hil.runfile.container import open_run_file, read_root_attrs, write_summary
 from hil.runfile.recorder import Recorder
-from hil.runfile.schema import Phase
+from hil.runfile.schema import SCHEMA_VERSION, Phase
 from hil.runfile.writer import PulseLogWriter
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
@@ -195,9 +196,11 @@ class Trainer:
                 prog = self._restore(net, inner, state, meta)
             else:
                 prog = self._initialize(net, inner, writer)
-            return self._train(net, inner, writer, prog, started)
+            summary = self._train(net, inner, writer, prog, started)
         finally:
             self._close(inner, writer)
+        write_summary(self.out, "training", browsable_summary(summary))
+        return summary
 
     def _create_run_file(self, net: Network, inner: DeviceBackend | None) -> PulseLogWriter:
         template = self._state(net, inner)
@@ -215,6 +218,7 @@ class Trainer:
             device_table=net.layout.device_table() if inner is not None else None,
             prepare=prepare,
             codec=self.cfg.log.codec,
+            attrs={"backend": self.cfg.backend, "dataset": self.cfg.dataset},
         )
 
     def _initialize(self, net: Network, inner: DeviceBackend | None, writer) -> Progress:
@@ -407,6 +411,11 @@ class Trainer:
         counts = _counts(self._recorder)
         return {
             "run_file": str(self.out),
+            "schema_version": SCHEMA_VERSION,
+            "seed": self.cfg.seed,
+            "backend": self.cfg.backend,
+            "dataset": self.cfg.dataset,
+            "config_sha256": hashlib.sha256(self.cfg.to_json().encode()).hexdigest(),
             "cell": self.cfg.cell,
             "layers": list(self.cfg.layers),
             "epochs": len(epochs),
@@ -418,6 +427,14 @@ class Trainer:
             "pulses_total": int(sum(counts.values())),
             "wall_s": round(wall_s, 3),
         }
+
+
+def browsable_summary(summary: dict) -> dict:
+    """The summary as ``/summary/training`` stores it: numbers, arrays and text only (the
+    pulse counts as ``pulses_<KIND>``; the layers as an array)."""
+    flat = {k: v for k, v in summary.items() if k != "pulses_by_kind" and v is not None}
+    flat.update({f"pulses_{kind}": n for kind, n in summary["pulses_by_kind"].items()})
+    return flat
 
 
 def _counts(recorder: Recorder | None) -> dict[str, int]:

@@ -112,7 +112,8 @@ def test_hils_driver_takes_the_matrix_back_to_normal_config(station):
     station.qcodes.connect(FORCE, 1)
     drv: B2200A = station.matrix
     drv.open_card(1)
-    assert station.wafer.matrix.config_mode == "NCON"
+    # a query answered means the writes before it were done (they have no reply to wait for)
     assert drv.closed_channels(1) == [] and drv.check_errors() == []
+    assert station.wafer.matrix.config_mode == "NCON"
     station.route(1)
     assert list(station.wafer.connected()) == [1]
