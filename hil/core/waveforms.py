@@ -10,8 +10,9 @@ Shapes (``edge_s`` is the rise and fall time of every edge, a station setting):
 - RESET / partial SET of amplitude A and width w: ``0→A`` in ``edge_s``, ``A`` for ``w``,
   ``A→0`` in ``edge_s``.
 - ramp SET of amplitude A, step w, n steps: ``0→A`` in ``edge_s``, then n flat steps at
-  ``A·(n−k)/n`` (k = 0..n−1) of ``w`` each, then ``→0`` in ``edge_s`` — the 8-step
-  ramp-down of Ambrogio et al. 2018, Extended Data Fig. 7.
+  ``A·(n−k)/n`` (k = 0..n−1) of ``w`` each, each step reached from the one before in
+  ``edge_s``, then ``→0`` in ``edge_s`` — the 8-step ramp-down of Ambrogio et al. 2018,
+  Extended Data Fig. 7. Every segment starts where the one before stopped.
 - read at V for integration time w: ``0→V``, ``V`` for ``w`` with a spot-mean
   measurement, ``V→0``.
 
@@ -83,7 +84,12 @@ def segments(pulse: Pulse, edge_s: float = DEFAULT_EDGE_S) -> list[Segment]:
     if isinstance(pulse, RampSetPulse):
         n = int(pulse.steps)
         levels = [a * (n - k) / n for k in range(n)]
-        body = [Segment(w, v, v) for v in levels]
+        body = [Segment(w, levels[0], levels[0])]
+        for before, after in zip(levels, levels[1:], strict=False):
+            # Each step is reached by an edge, never a jump: a segment ARB must start where
+            # the one before stopped (KXCI reference 7-48, 7-50), and a WGFMU vector only
+            # sets the level a segment ends at (a jump would become a slope over the step).
+            body += [Segment(edge_s, before, after), Segment(w, after, after)]
         return [Segment(edge_s, 0.0, a), *body, Segment(edge_s, levels[-1], 0.0)]
     measure = isinstance(pulse, ReadPulse)
     return [Segment(edge_s, 0.0, a), Segment(w, a, a, measure), Segment(edge_s, a, 0.0)]

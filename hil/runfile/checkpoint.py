@@ -131,7 +131,10 @@ def _read_slot(s: h5py.Group) -> tuple[CheckpointState, dict] | None:
     crcs = meta.get("crc32")
     if not isinstance(crcs, dict) or not all(type(c) is int for c in crcs.values()):
         return None
-    state = _read_state(s, crcs)
+    try:
+        state = _read_state(s, crcs)
+    except (KeyError, OSError, ValueError):  # a live writer is rewriting it (SWMR readers)
+        return None
     return None if state is None else (state, meta)
 
 

@@ -67,9 +67,9 @@ class WGFMUTester(Tester):
 
     A visit is one pattern ``hil_visit`` from 0 V: every segment of
     :func:`hil.waveforms.waveform` (program pulses, then the read) becomes
-    ``WGFMU_addVector(pattern, duration, stop_V)``; a ramp SET's level change (a jump,
-    which a vector cannot make) takes ``edge_s`` out of the step it starts:
-    ``addVector(edge_s, level)`` + ``addVector(step - edge_s, level)``. The read's flat
+    ``WGFMU_addVector(pattern, duration, stop_V)``; a ramp SET reaches each step by an edge
+    of ``edge_s`` (the waveform never jumps: a vector sets only the level a segment ends
+    at). The read's flat
     segment carries one measurement event of 1 point averaged over the whole flat
     (``WGFMU_setMeasureEvent(pattern, "hil_read", t_flat, 1, width, width, AVERAGED)``);
     the visit returns that averaged current.
@@ -81,8 +81,8 @@ class WGFMUTester(Tester):
     """
 
     name = "WGFMU"
-    timing = PulseTiming(min_width_s=2 * MIN_VECTOR_S, resolution_s=MIN_VECTOR_S)
-    """A ramp step holds an edge and a flat part, each >= 10 ns on the 10 ns vector grid
+    timing = PulseTiming(min_width_s=MIN_VECTOR_S, resolution_s=MIN_VECTOR_S)
+    """Every vector (a pulse's flat part, a ramp step, an edge) >= 10 ns on the 10 ns grid
     [WGFMU programming guide, WGFMU_addVector]."""
 
     def __init__(
@@ -224,18 +224,11 @@ class WGFMUTester(Tester):
                         f"{MIN_AVERAGE_S:g}..{MAX_AVERAGE_S:g} s (longest averaging time)"
                     )
                 event = (_t(t), seg.duration_s)
-            if seg.start_V != level:  # a jump (ramp SET step): spend edge_s on it
-                rest = seg.duration_s - self.edge_s
-                if rest < MIN_VECTOR_S - 1e-15:
-                    raise ConfigError(
-                        f"WGFMU visit: a {seg.duration_s:g} s ramp step is too short; it needs "
-                        f"edge_s ({self.edge_s:g} s) for its level change plus "
-                        f"{MIN_VECTOR_S:g} s"
-                    )
-                vectors.append((self.edge_s, seg.start_V))
-                vectors.append((_t(rest), seg.stop_V))
-            else:
-                vectors.append((seg.duration_s, seg.stop_V))
+            if seg.start_V != level:  # a vector only sets where a segment ends
+                raise ConfigError(
+                    f"WGFMU visit: the waveform jumps from {level} V to {seg.start_V} V"
+                )
+            vectors.append((seg.duration_s, seg.stop_V))
             level = seg.stop_V
             t += seg.duration_s
         for dt, _ in vectors:

@@ -374,12 +374,17 @@ class VirtualK4200A(VirtualTester):
             segments += one * loops
         return segments
 
-    def _check_sequence(self, ch, seq, times, _v0, _v1, _types, m_starts, m_stops) -> None:
-        """Measure windows inside their segment. (The reference also wants each segment to
-        start where the one before stopped, 7-48/7-50; hil's staircase ramps
-        (:func:`hil.core.waveforms.waveform`) jump between steps, so that rule is not
-        enforced until they do not.)"""
+    def _check_sequence(self, ch, seq, times, v0, v1, _types, m_starts, m_stops) -> None:
+        """Each segment starts where the one before stopped (KXCI reference 7-48, 7-50), and
+        measure windows lie inside their segment."""
         where = f"sequence {seq} of channel {ch}"
+        for i in range(1, len(v0)):
+            if abs(v0[i] - v1[i - 1]) > 1e-9 * max(1.0, abs(v1[i - 1])):
+                raise self.error(
+                    E_STATE,
+                    f"{where}: segment {i + 1} starts at {v0[i]:g} V, segment {i} stopped at "
+                    f"{v1[i - 1]:g} V",
+                )
         for i, (t, m0, m1) in enumerate(zip(times, m_starts, m_stops, strict=True)):
             if not (m0 == m1 == 0 or 0 <= m0 < m1 <= t * (1 + 1e-9)):
                 raise self.error(

@@ -325,8 +325,11 @@ def test_visit_ramp_segments():
     t = K4200ATester.__new__(K4200ATester)
     t.edge_s = 20e-9
     segs = t.segments([RampSetPulse(1.6, 100e-9, 4)], None)
-    assert [s.start_V for s in segs] == pytest.approx([0.0, 1.6, 1.2, 0.8, 0.4, 0.4])
-    assert [s.duration_s for s in segs] == [20e-9] + [100e-9] * 4 + [20e-9]
+    levels = [0.0, 1.6, 1.6, 1.2, 1.2, 0.8, 0.8, 0.4, 0.4]
+    assert [s.start_V for s in segs] == pytest.approx(levels)
+    assert [s.duration_s for s in segs] == [20e-9, 100e-9] * 4 + [20e-9]
+    # each step reached by an edge: every segment starts where the one before stopped
+    assert all(a.stop_V == b.start_V for a, b in zip(segs, segs[1:], strict=False))
 
 
 @pytest.mark.parametrize(

@@ -388,7 +388,7 @@ def test_invalid_visits_raise_config_error_before_any_call():
     lib, tester = ready()
     bad = [
         ([ResetPulse(6.0)], None),  # outside the 5 V force range
-        ([RampSetPulse(1.5, 15e-9, 8)], None),  # step too short for edge + 10 ns
+        ([RampSetPulse(1.5, 5e-9, 8)], None),  # a step shorter than the 10 ns vector
         ([ReadPulse()], None),  # read given as a program pulse
         ([], ReadPulse(0.2, 30e-3)),  # longer than the longest averaging time
         ([ResetPulse(np.array([4.0, 3.0]))], None),  # per-device arrays
