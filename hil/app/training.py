@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import time
@@ -29,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hil.app.registry import make_backend
+from hil.app.station_runs import StationBlock, layer_devices
 from hil.core.backend import DeviceBackend
 from hil.core.capabilities import Composed, Deferring, Snapshotting, StationBacked
 from hil.core.errors import ConfigError, LogError
@@ -37,7 +39,6 @@ from hil.core.rng import RandomPool
 from hil.data import Dataset
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
-from hil.nn.layout import Layout
 from hil.nn.network import Network, n_devices_for
 from hil.runfile import checkpoint
 from hil.runfile.checkpoint import CheckpointState
@@ -45,6 +46,10 @@ from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
 from hil.runfile.writer import PulseLogWriter
+from hil.station.model import Station
+from instruments.hardware import HardwareBackend
+
+logger = logging.getLogger(__name__)
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
 
@@ -146,15 +151,18 @@ class Trainer:
         """Logs the backend's pulses with the training context (None: not logged)."""
         self._eval_s = 0.0
         """Time spent evaluating the test set, in this process."""
+        self._station_line = ""
+        """The last transfer's station figures, for the progress bar ('' off a station)."""
 
     # -- set-up ---------------------------------------------------------------------------
     def _make_backend(self, n_devices: int) -> DeviceBackend:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
-        layout = Layout(self.cfg.layers)
-        per_layer = (2 * np.diff(layout.offsets)).tolist()
         return make_backend(
-            self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed), layer_devices=per_layer
+            self.cfg.backend,
+            n_devices,
+            seed=backend_seed(self.cfg.seed),
+            layer_devices=layer_devices(self.cfg.layers),
         )
 
     def _build(self) -> tuple[Network, DeviceBackend | None]:
@@ -210,9 +218,19 @@ class Trainer:
             config_text=self.cfg.to_json(),
             seed=self.cfg.seed,
             overwrite=self.overwrite,
-            device_table=net.layout.device_table() if inner is not None else None,
+            device_table=self._device_table(net, inner) if inner is not None else None,
             prepare=prepare,
         )
+
+    def _device_table(self, net: Network, inner: DeviceBackend) -> dict[str, np.ndarray]:
+        """The layout's device table, with die and site of the devices on a station."""
+        table = net.layout.device_table()
+        for station in _stations(inner):
+            if not isinstance(station, Station):
+                continue  # a plugin's station files: no device map to read
+            block = StationBlock.of(station, inner.n_devices, self.cfg.layers)
+            table["die"], table["site"] = block.die_and_site(inner.n_devices)
+        return table
 
     def _initialize(self, net: Network, inner: DeviceBackend | None, writer) -> Progress:
         """The initial weights programmed, and the first checkpoint."""
@@ -324,9 +342,29 @@ class Trainer:
         if not net.cells.transfers:
             return
         prog.transfers += 1
+        before = [dataclasses.replace(h.progress()) for h in _hardware(backend)]
         with self._context(phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen):
             stats = net.cells.transfer(backend)
         prog.history.append({"transfer": prog.transfers, "images_seen": prog.images_seen, **stats})
+        self._report_stations(backend, before, prog.transfers)
+
+    def _report_stations(self, backend, before: list, transfer: int) -> None:
+        """Log each station's visits, round trips and time of this transfer (INFO), and
+        show them on the progress bar."""
+        for hw, start in zip(_hardware(backend), before, strict=True):
+            now = hw.progress()
+            visits = now.visits - start.visits
+            per_visit = (now.round_trips - start.round_trips) / max(visits, 1)
+            self._station_line = (
+                f"transfer {transfer}: {visits:,} visits, {per_visit:.2f} round trips/visit, "
+                f"{now.busy_s - start.busy_s:.1f} s"
+            )
+            logger.info(
+                "station %r, %s; since the start: %s",
+                hw.station.name,
+                self._station_line,
+                now.line(),
+            )
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
@@ -397,7 +435,10 @@ class Trainer:
         bar.update(n)
         acc = prog.correct_this_epoch / max(prog.position, 1)
         pulses = sum(_counts(self._recorder).values())
-        bar.set_postfix_str(f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}", refresh=False)
+        line = f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}"
+        if self._station_line:
+            line += f"; station {self._station_line}"
+        bar.set_postfix_str(line, refresh=False)
 
     def _summary(self, prog: Progress, wall_s: float) -> dict:
         epochs = [h for h in prog.history if "test_accuracy" in h]
@@ -425,10 +466,19 @@ def _counts(recorder: Recorder | None) -> dict[str, int]:
 
 def _store_stations(f, inner) -> None:
     """Keep the text of every station file the run uses in the run file (for audit)."""
-    stations = [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
-    texts = [(str(s.path), s.text) for s in stations]
+    texts = [(str(s.path), s.text) for s in _stations(inner)]
     if texts:
         f.attrs["station_files"] = json.dumps(dict(texts))
+
+
+def _stations(inner: DeviceBackend | None) -> list:
+    """The station files behind the run's devices."""
+    return [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
+
+
+def _hardware(inner: DeviceBackend | None) -> list[HardwareBackend]:
+    """The run's probe-station parts."""
+    return [p for p in _parts(inner) if isinstance(p, HardwareBackend)]
 
 
 def _parts(inner: DeviceBackend | None) -> list[DeviceBackend]:
