@@ -24,6 +24,7 @@ from hil.devicemodel.model import FittedModel
 from hil.fit import fit_log
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
+from hil.nn.network import n_devices_for
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_root_attrs
 from hil.runfile.lock import check_not_input, output_file
@@ -94,13 +95,11 @@ def replay(
     data = get_dataset(cfg.dataset, data_dir or cfg.data_dir or None)
     backends: list[ReplayBackend] = []
 
-    station_block = None
+    # A station run: its station's placement, timing grid and [read], from the run file.
+    station_block = recorded_station(run_file, attrs, cfg, n_devices_for(cfg.layers))
 
     def make_backend(spec, n, seed):
-        nonlocal station_block
         backends.append(ReplayBackend(run_file, n_devices=n, fallback=_adopting(fallback, n, seed)))
-        # A station run: its station's timing grid, [read] and lost reads, from the run file.
-        station_block = recorded_station(run_file, attrs, cfg, n)
         if station_block is None:
             return backends[-1]
         return StationReplay(backends[-1], station_block, lost_read_keys(run_file, n))

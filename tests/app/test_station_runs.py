@@ -100,10 +100,12 @@ def test_a_station_run_fills_die_and_site_and_can_be_fitted(station_run):
     assert 0 < model.meta["n_devices_used"] <= table["device"].size
 
 
-def test_a_lost_read_reply_is_logged_and_the_run_still_replays(mnist, mnist_dir, tmp_path):
+def test_a_lost_read_reply_is_logged_and_the_run_still_replays(mnist, mnist_dir, tmp_path, caplog):
     # One spot-current reply is swallowed mid-run: the read reached the device, its reply
     # timed out, the read was repeated. The device received two reads; the log holds both.
     out, vs, _ = _station_run(tmp_path, mnist, Fault("drop", match="TI", after=1500))
+    # The retry was reported when it happened.
+    assert any("reply lost" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     received = Counter(h.device_ids[0] for h in vs.wafer.history if h.device_ids)
     with PulseLogReader(out) as log:
         device = log.column("device")
