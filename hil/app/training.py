@@ -237,6 +237,7 @@ class Trainer:
         prog = Progress()
         with self._context(phase=Phase.TRANSFER, transfer=0, epoch=0):
             init = net.initialize(inner)
+            _flush_deferred(inner)
         prog.history.append({"epoch": -1, "init": init})
         self._checkpoint(writer, net, inner, prog)
         return prog
@@ -345,6 +346,7 @@ class Trainer:
         before = [dataclasses.replace(h.progress()) for h in _hardware(backend)]
         with self._context(phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen):
             stats = net.cells.transfer(backend)
+            _flush_deferred(backend)  # a RESET the transfer asked for, in its context
         prog.history.append({"transfer": prog.transfers, "images_seen": prog.images_seen, **stats})
         self._report_stations(backend, before, prog.transfers)
 
@@ -370,9 +372,7 @@ class Trainer:
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
         # A station's waiting RESETs go out first, so that they are logged and counted
         # before the checkpoint records how far the log has come.
-        for part in _parts(inner):
-            if isinstance(part, Deferring):
-                part.flush_deferred()
+        _flush_deferred(inner)
         state = self._state(net, inner)
         writer.flush()
         prog.checkpoints += 1
@@ -474,6 +474,13 @@ def _store_stations(f, inner) -> None:
 def _stations(inner: DeviceBackend | None) -> list:
     """The station files behind the run's devices."""
     return [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
+
+
+def _flush_deferred(inner: DeviceBackend | None) -> None:
+    """Send the pulses a station part still holds back for its devices' next visits."""
+    for part in _parts(inner):
+        if isinstance(part, Deferring):
+            part.flush_deferred()
 
 
 def _hardware(inner: DeviceBackend | None) -> list[HardwareBackend]:

@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from hil.app.cli.main import log_level, main
+from hil.core.pulses import RampSetPulse
 from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file
-from hil.station.parser import parse_station
+from hil.station.parser import load_station, parse_station
+from instruments.hardware import HardwareBackend
 from sim_backends.virtual.station import VirtualStation, station_text
 
 
@@ -81,3 +84,16 @@ def test_verbose_training_on_a_station_reports_its_transfers(virtual_station, mn
     assert all("visits" in x and "round trips/visit" in x and "retries" in x for x in reports)
     with open_run_file(out) as f:
         assert checkpoint.latest(f)[1]["progress"]["transfers"] == 2
+
+
+def test_the_station_counts_the_round_trips_the_instruments_answered(virtual_station):
+    path, vs = virtual_station
+    with HardwareBackend(load_station(path), 40) as backend:
+        before = backend.progress().round_trips
+        served = dict(vs.round_trips())
+        backend.set_and_read(np.arange(40), RampSetPulse(), None)
+        stats = backend.progress()
+        answered = {k: v - served[k] for k, v in vs.round_trips().items()}
+    assert stats.round_trips - before == sum(answered.values())
+    assert stats.visits == 40 and stats.retries == 0
+    assert "40 visits" in stats.line()
