@@ -29,9 +29,9 @@ How a batch runs:
   device's close; ``*OPC?`` waits until they have settled before the tester pulses.
 - **Retries.** A reply timeout or an unparsable reply is retried ``retry.attempts`` times
   with doubling back-off after draining the connection; each retry is logged (``logging``,
-  warning) as it happens. A program pulse is never sent
-  twice: a visit that failed after its pulses went out retries only its read. When
-  ``retry.attempts`` visits in a row need a retry, the fault is taken as persistent.
+  warning) as it happens. A program pulse is never sent twice: a visit that failed after its
+  pulses went out retries only its read. When ``retry.attempts`` visits in a row need a
+  retry, the fault is taken as persistent.
 - **Safe stop.** Any other failure, an exhausted retry, or Ctrl-C switches the tester's
   outputs off, opens every relay of the card and separates the chuck — each step tried
   even if another fails — then raises :class:`StationAbort` saying what was done.
