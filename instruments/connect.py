@@ -8,10 +8,12 @@ opened with its ``open(resource, options, visa)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import cast
 
-from hil.core.errors import ConfigError
+from hil.core.errors import BackendError, ConfigError
 from hil.station.drivers import DRIVERS
 from hil.station.model import InstrumentSpec, Station
 from instruments.matrices import SwitchMatrix
@@ -23,11 +25,39 @@ ROLE_CLASSES: dict[str, type] = {"tester": Tester, "matrix": SwitchMatrix, "prob
 """The contract every class registered for a role implements."""
 
 
+class ReplyCounter:
+    """Counts the replies read from one instrument's VISA connection: its round trips.
+
+    Wraps the ``read`` and ``read_bytes`` of the pymeasure adapter the instrument talks
+    through (``instrument.inst.adapter`` or ``instrument.adapter``), which every query of a
+    pymeasure driver goes through; an instrument without one (the WGFMU, driven through
+    Keysight's library) counts nothing.
+    """
+
+    def __init__(self, instrument) -> None:
+        self.replies = 0
+        adapter = getattr(getattr(instrument, "inst", instrument), "adapter", None)
+        for name in ("read", "read_bytes"):
+            method = getattr(adapter, name, None)
+            if callable(method):
+                setattr(adapter, name, self._counted(method))
+
+    def _counted(self, method):
+        def read(*args, **kwargs):
+            reply = method(*args, **kwargs)
+            self.replies += 1
+            return reply
+
+        return read
+
+
 @dataclass
 class Instruments:
     tester: Tester
     matrix: SwitchMatrix
     prober: Prober
+    round_trips: dict[str, ReplyCounter] = field(default_factory=dict)
+    """Role → the replies read from it so far (filled by :func:`connect`)."""
 
     def close(self) -> None:
         for close in (self.tester.close, self.matrix.close, self.prober.close):
@@ -93,7 +123,8 @@ def connect(station: Station) -> Instruments:
             except Exception:  # noqa: BLE001
                 pass
         raise
-    return Instruments(tester, matrix, prober)
+    counters = {"tester": tester, "matrix": matrix, "prober": prober}
+    return Instruments(tester, matrix, prober, {k: ReplyCounter(v) for k, v in counters.items()})
 
 
 @dataclass
@@ -198,3 +229,65 @@ def format_check(rows: list[CheckRow]) -> str:
     ]
     lines.extend(f"problem: {r.problem}" for r in rows if r.problem)
     return "\n".join(lines)
+
+
+TESTER_QUERIES_PER_VISIT = 3
+"""Tester round trips of a RESET + ramp SET + read visit on the B1500A and the 4200A
+(docs/hardware.md, "Tester sequences per visit")."""
+
+
+@dataclass(frozen=True)
+class VisitTimes:
+    """How long a station's moves take, measured without pulsing a device."""
+
+    query_s: float
+    """One tester query (``identify``), round trip."""
+    route_s: float
+    """One device's relays switched and confirmed (``*OPC?``)."""
+    die_step_s: float
+    """The chuck separated and stepped to a die."""
+
+    @property
+    def visit_s(self) -> float:
+        """One device visit: its route and the tester's round trips."""
+        return self.route_s + TESTER_QUERIES_PER_VISIT * self.query_s
+
+
+def _mean_time_s(step: Callable[[], object], repeats: int) -> float:
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - started) / repeats
+
+
+def measure_visit_times(station: Station, repeats: int = 3) -> VisitTimes:
+    """Time a tester query, device 0's route and a step to the first die, each
+    ``repeats`` times; the tester's outputs are switched off first and the chuck stays at
+    separation height, so nothing touches or pulses a device. Every relay of the card is
+    open again at the end."""
+    inst = connect(station)
+    channels = [int(station.top_channels[0]), int(station.bottom_channels[0])]
+    matrix, prober = inst.matrix, inst.prober
+
+    def route_and_release() -> None:
+        for switch in (matrix.close_channels, matrix.open_channels):
+            switch(channels)
+            if not matrix.operation_complete:
+                raise BackendError("the matrix did not confirm that its relays settled")
+
+    def step() -> None:
+        prober.separate()
+        prober.step_to(*station.devices.dies[0])
+
+    try:
+        inst.tester.outputs_off()
+        query_s = _mean_time_s(inst.tester.identify, repeats)
+        die_step_s = _mean_time_s(step, repeats)
+        # A visit switches the relays once: half of a close-and-open.
+        route_s = _mean_time_s(route_and_release, repeats) / 2
+    finally:
+        try:
+            matrix.open_card(station.card)
+        finally:
+            inst.close()
+    return VisitTimes(query_s, route_s, die_step_s)

@@ -14,18 +14,24 @@ How a batch runs:
 - **Pulse events.** Each visit's pulses are reported (:class:`~hil.core.events.PulseEvent`,
   one per pulse, stamped with the clock when the visit started) once the tester has sent
   them: a deferred RESET when, and only if, its visit goes out. A visit whose reply was lost
-  or garbled has sent its pulses (they are reported and never sent again); a read it repeats
-  is reported once, with the value that arrived. A visit that fails before the tester took
-  it (routing, or a tester error other than a lost reply) reports nothing.
+  or garbled has sent its pulses (they are reported and never sent again) and its read: that
+  read is reported with unknown G (``g_S`` NaN, the log's value for "no measurement"), and so
+  is every repeated read whose reply was lost, so the log holds every read the device
+  received; the read that answers is reported with its value. (The tester contract does not
+  say how far a failed visit got, so a visit that failed before its read, e.g. on a
+  B1500A ``SPST?`` poll, is logged with a read the device did not get.) A visit that fails
+  before the tester took it (routing, or a tester error other than a lost reply) reports
+  nothing.
 - **Reads.** Every read is the station file's ``[read]`` pulse (voltage, width, compliance),
   whatever read pulse the caller passes, and is logged as sent: the station file is the
   lab's statement of how its devices are read.
 - **Route.** Break before make: relays of the previous device open before the next
   device's close; ``*OPC?`` waits until they have settled before the tester pulses.
 - **Retries.** A reply timeout or an unparsable reply is retried ``retry.attempts`` times
-  with doubling back-off after draining the connection. A program pulse is never sent
-  twice: a visit that failed after its pulses went out retries only its read. When
-  ``retry.attempts`` visits in a row need a retry, the fault is taken as persistent.
+  with doubling back-off after draining the connection; each retry is logged (``logging``,
+  warning) as it happens. A program pulse is never sent twice: a visit that failed after its
+  pulses went out retries only its read. When ``retry.attempts`` visits in a row need a
+  retry, the fault is taken as persistent.
 - **Safe stop.** Any other failure, an exhausted retry, or Ctrl-C switches the tester's
   outputs off, opens every relay of the card and separates the chuck — each step tried
   even if another fails — then raises :class:`StationAbort` saying what was done.
@@ -33,6 +39,7 @@ How a batch runs:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +57,8 @@ from hil.station.model import Station
 from instruments.connect import Instruments, connect
 from instruments.visa import drain
 
+logger = logging.getLogger(__name__)
+
 
 class StationAbort(BackendError):
     """The station was put in its safe state and the run stopped; ``report`` lists each
@@ -62,10 +71,25 @@ class StationAbort(BackendError):
 
 @dataclass
 class StationStats:
+    """What the station has done since it was opened."""
+
     visits: int = 0
     die_steps: int = 0
     relay_moves: int = 0
     retries: int = 0
+    round_trips: int = 0
+    """Replies read from the instruments (VISA round trips; set by :meth:`HardwareBackend.
+    progress`)."""
+    busy_s: float = 0.0
+    """Time spent in the backend's calls (routing, visits, retries; not waits)."""
+
+    def line(self) -> str:
+        """One line for a progress bar or log: visits, round trips, retries."""
+        per_visit = self.round_trips / self.visits if self.visits else 0.0
+        return (
+            f"{self.visits:,} visits, {self.round_trips:,} round trips ({per_visit:.2f}/visit), "
+            f"{self.die_steps:,} die steps, {self.retries} retries, {self.busy_s:.1f} s"
+        )
 
 
 def _transient(exc: BaseException) -> bool:
@@ -172,19 +196,33 @@ class HardwareBackend(DeviceBackend):
         super()._check_open()
 
     # -- retries -----------------------------------------------------------------------------
-    def _retry(self, what: str, fn: Callable, recover: Callable[[], None]):
+    def _retry(self, what: str, fn: Callable, recover: Callable[[], None], lost=lambda: None):
+        """``fn()``, retried on a transient failure after ``recover()``; ``lost()`` is
+        called for each failed attempt (a read whose reply was lost)."""
         policy = self.station.retry
         delay = policy.backoff_s
         for attempt in range(policy.attempts):
             try:
                 return fn()
             except Exception as exc:
-                if not _transient(exc) or attempt + 1 == policy.attempts:
+                transient = _transient(exc)
+                if transient:
+                    lost()
+                if not transient or attempt + 1 == policy.attempts:
                     raise BackendError(
                         f"{what}: {type(exc).__name__}: {exc} (attempt {attempt + 1} of "
                         f"{policy.attempts})"
                     ) from exc
                 self.stats.retries += 1
+                logger.warning(
+                    "%s failed (%s: %s); retry %d of %d in %.3g s",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    attempt + 1,
+                    policy.attempts - 1,
+                    delay,
+                )
                 time.sleep(delay)
                 delay *= 2
                 recover()
@@ -235,7 +273,9 @@ class HardwareBackend(DeviceBackend):
         except Exception as exc:
             if not _transient(exc):
                 raise
-            self._sent(d, t, pulses)  # only the reply was lost: the pulses went out
+            # Only the reply was lost: the pulses went out, and so did the read.
+            self._sent(d, t, pulses)
+            self._lost_read(d, t, read)
             self._failing += 1
             if self._failing >= self.station.retry.attempts:
                 raise BackendError(
@@ -243,12 +283,22 @@ class HardwareBackend(DeviceBackend):
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             self.stats.retries += 1
+            logger.warning(
+                "device %d: tester reply lost (%s: %s); its pulses are not sent again%s",
+                d,
+                type(exc).__name__,
+                exc,
+                ", reading it again" if read is not None else "",
+            )
             tester.recover()
             # The pulses may have reached the device: never send them again, only re-read.
             current = None
             if read is not None:
                 current = self._retry(
-                    f"reading device {d}", lambda: tester.visit([], read), tester.recover
+                    f"reading device {d}",
+                    lambda: tester.visit([], read),
+                    tester.recover,
+                    lost=lambda: self._lost_read(d, self._clock(), read),
                 )
         else:
             self._sent(d, t, pulses)
@@ -261,6 +311,12 @@ class HardwareBackend(DeviceBackend):
         if self._listened:
             self._emit(PulseEvent(np.array([d]), read, t, reported_conductance([g])))
         return g
+
+    def _lost_read(self, d: int, t: float, read: ReadPulse | None) -> None:
+        """A read of device ``d`` went out but its reply was lost: logged with unknown G
+        (NaN), so that the log holds every read the device received."""
+        if read is not None and self._listened:
+            self._emit(PulseEvent(np.array([d]), read, t, np.array([np.nan])))
 
     def _sent(self, d: int, t: float, pulses: list[Pulse]) -> None:
         """The tester has sent ``pulses`` to device ``d`` (a waiting RESET among them)."""
@@ -286,8 +342,17 @@ class HardwareBackend(DeviceBackend):
                 if out is not None:
                     out[k] = g
 
-        self._guard(f"visiting {ids.size} devices", run)
+        started = time.monotonic()
+        try:
+            self._guard(f"visiting {ids.size} devices", run)
+        finally:
+            self.stats.busy_s += time.monotonic() - started
         return out
+
+    def progress(self) -> StationStats:
+        """:attr:`stats`, with the round trips counted so far."""
+        self.stats.round_trips = sum(c.replies for c in self.inst.round_trips.values())
+        return self.stats
 
     def _flush_pending(self) -> None:
         ids = np.flatnonzero(self._pending)

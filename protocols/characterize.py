@@ -31,6 +31,24 @@ Progress = Callable[[int], None] | None
 DRIFT_READS = 12
 """Reads of :func:`drift` unless told otherwise: log-spaced over the 3.2 decades of the
 default times, about four per decade [ours]."""
+DRIFT_START_S = 60.0
+"""First drift read, this long after programming ended [ours]."""
+DRIFT_STOP_S = 1e5
+"""Last drift read (27.8 h after programming: 3.2 decades after the first) [ours]."""
+PROGRAM_VERIFY_BATCHES = 6
+"""Device visits per device of one program-and-verify on a station (one read, then about
+five RESET + ramp SET + read iterations; 5,951 visits for 1,000 devices in
+``benchmarks/bench_station.py``, docs/hardware.md "Speed on the virtual station")."""
+
+
+@dataclass(frozen=True)
+class ProtocolCost:
+    """What a protocol asks of a station, to project its duration before it runs."""
+
+    batches: int
+    """Calls over all devices: each visits every device once and walks every die."""
+    wait_s: float = 0.0
+    """Time the protocol waits on purpose (drift's read times)."""
 
 
 def _ids(ids) -> np.ndarray:
@@ -196,8 +214,8 @@ def drift(
     backend: DeviceBackend,
     ids,
     target_S=10e-6,
-    t_start_s: float = 60.0,
-    t_stop_s: float = 1e5,
+    t_start_s: float = DRIFT_START_S,
+    t_stop_s: float = DRIFT_STOP_S,
     n_times: int = DRIFT_READS,
     read_pulse: ReadPulse | None = None,
     program: ProgramVerifyConfig | None = None,

@@ -29,6 +29,12 @@ class CharacterizeOptions:
     """reset: SET/RESET cycles per device."""
     reads: int
     """read-noise: reads per device."""
+    drift_start_s: float = ch.DRIFT_START_S
+    """drift: first read, this long after programming."""
+    drift_stop_s: float = ch.DRIFT_STOP_S
+    """drift: last read, this long after programming."""
+    drift_reads: int = ch.DRIFT_READS
+    """drift: reads per device, log-spaced from the first to the last."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class CharacterizationProtocol:
     """The result's figures, stored under ``/summary/<name>`` in the run file."""
     plot: Callable[[dict, Any, Path, str], Path]
     """``plot(summary, result, png_path, title)`` → the PNG written."""
+    cost: Callable[[CharacterizeOptions], ch.ProtocolCost] | None = None
+    """What it asks of a station (batches over all devices, deliberate waits), so that its
+    duration on one can be projected before it runs (``None``: it cannot be)."""
 
 
 PROTOCOLS: dict[str, CharacterizationProtocol] = {}
@@ -75,6 +84,7 @@ register_protocol(
         steps=lambda o: o.pulses + 1,
         summary=ch.StaircaseResult.summary,
         plot=plots.plot_staircase,
+        cost=lambda o: ch.ProtocolCost(batches=o.pulses + 1),
     )
 )
 register_protocol(
@@ -86,15 +96,26 @@ register_protocol(
         steps=lambda o: o.cycles,
         summary=ch.ResetResult.summary,
         plot=plots.plot_reset,
+        cost=lambda o: ch.ProtocolCost(batches=2 * o.cycles),  # SET, then RESET + read
     )
 )
 register_protocol(
     CharacterizationProtocol(
         "drift",
-        run=lambda backend, ids, o, progress: ch.drift(backend, ids, progress=progress),
-        steps=lambda o: ch.DRIFT_READS,
+        run=lambda backend, ids, o, progress: ch.drift(
+            backend,
+            ids,
+            t_start_s=o.drift_start_s,
+            t_stop_s=o.drift_stop_s,
+            n_times=o.drift_reads,
+            progress=progress,
+        ),
+        steps=lambda o: o.drift_reads,
         summary=ch.DriftResult.summary,
         plot=plots.plot_drift,
+        cost=lambda o: ch.ProtocolCost(
+            batches=ch.PROGRAM_VERIFY_BATCHES + o.drift_reads, wait_s=o.drift_stop_s
+        ),
     )
 )
 register_protocol(
@@ -106,5 +127,6 @@ register_protocol(
         steps=lambda o: o.reads,
         summary=ch.ReadNoiseResult.summary,
         plot=plots.plot_read_noise,
+        cost=lambda o: ch.ProtocolCost(batches=ch.PROGRAM_VERIFY_BATCHES + o.reads),
     )
 )

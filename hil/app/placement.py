@@ -29,23 +29,36 @@ def place_layers(
     """
     if station.hardware_layers is None:
         return HardwareBackend(station, n_devices)
-    sizes = list(layer_devices or [n_devices])
-    if sum(sizes) != n_devices:
-        raise ConfigError(f"layer_devices {sizes} do not add up to {n_devices} devices")
-    first, last = _station_block(station, len(sizes))
-    before = sum(sizes[:first])
-    on_station = sum(sizes[first : last + 1])
-    after = n_devices - before - on_station
+    first, on_station = station_block(station, n_devices, layer_devices)
+    after = n_devices - first - on_station
     hardware = HardwareBackend(station, on_station)
     # Emulated layers before and after the station's block, one emulator each, seeded in order.
     parts: list[tuple[DeviceBackend, int]] = []
     seeds = iter(range(seed, seed + 2))
-    for k, size in enumerate((before, on_station, after)):
+    for k, size in enumerate((first, on_station, after)):
         if k == 1:
             parts.append((hardware, size))
         elif size:
             parts.append((EmulatorBackend(size, params=station.emulator, seed=next(seeds)), size))
     return CompositeBackend(parts)
+
+
+def station_block(
+    station: Station, n_devices: int, layer_devices: Sequence[int] | None
+) -> tuple[int, int]:
+    """``(first global device id, number of devices)`` of the run's devices on ``station``:
+    the layers ``[placement] hardware_layers`` names, or all ``n_devices`` without it.
+
+    Derived from the station file and the network alone, so a run file's stored station
+    text says where its station devices were without contacting any instrument.
+    """
+    if station.hardware_layers is None:
+        return 0, n_devices
+    sizes = list(layer_devices or [n_devices])
+    if sum(sizes) != n_devices:
+        raise ConfigError(f"layer_devices {sizes} do not add up to {n_devices} devices")
+    first, last = _station_block(station, len(sizes))
+    return sum(sizes[:first]), sum(sizes[first : last + 1])
 
 
 def _station_block(station: Station, n_layers: int) -> tuple[int, int]:

@@ -17,19 +17,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
+from hil.app.progress import Progress, browsable_summary, check_resume_meta
 from hil.app.registry import make_backend
+from hil.app.station_runs import StationBlock, layer_devices
 from hil.core.backend import DeviceBackend
 from hil.core.capabilities import Composed, Deferring, Snapshotting, StationBacked
 from hil.core.errors import ConfigError, LogError
@@ -38,7 +40,6 @@ from hil.core.rng import RandomPool
 from hil.data import Dataset
 from hil.nn.cells import cell_kind
 from hil.nn.config import TrainConfig
-from hil.nn.layout import Layout
 from hil.nn.network import Network, n_devices_for
 from hil.runfile import checkpoint
 from hil.runfile.checkpoint import CheckpointState
@@ -46,6 +47,10 @@ from hil.runfile.container import open_run_file, read_root_attrs, write_summary
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import SCHEMA_VERSION, Phase
 from hil.runfile.writer import PulseLogWriter
+from hil.station.model import Station
+from instruments.hardware import HardwareBackend
+
+logger = logging.getLogger(__name__)
 
 BackendFactory = Callable[[str, int, int], DeviceBackend]
 
@@ -60,54 +65,6 @@ _NET, _ORDER, _BACKEND, _PULSES = 1, 2, 3, 4
 def backend_seed(seed: int) -> int:
     """The emulator's seed, derived from the run's seed."""
     return int(np.random.SeedSequence([seed, _BACKEND]).generate_state(1)[0])
-
-
-@dataclass
-class Progress:
-    """Where a run is; saved in every checkpoint."""
-
-    epoch: int = 0
-    position: int = 0
-    """Next index into this epoch's image order."""
-    images_seen: int = 0
-    transfers: int = 0
-    correct_this_epoch: int = 0
-    checkpoints: int = 0
-    history: list[dict] = field(default_factory=list)
-    """One entry per finished epoch: test accuracy, train accuracy, pulses so far."""
-
-    def __post_init__(self) -> None:
-        for name in ("epoch", "position", "images_seen", "transfers", "checkpoints"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ConfigError(f"progress {name} = {value!r} is not a count")
-        if not all(isinstance(entry, dict) for entry in self.history):
-            raise ConfigError("progress history is not a list of epoch records")
-
-
-_RESUME_META = {"progress": dict, "rng_state": dict, "pulse_records": int, "pulse_counts": dict}
-"""What resuming reads from a checkpoint's meta, by type."""
-
-
-def _check_resume_meta(meta: dict, path: Path) -> None:
-    """Refuse, naming the file, a checkpoint meta that would resume from made-up state."""
-
-    def damaged(why: str) -> LogError:
-        return LogError(
-            f"{path}: the newest checkpoint's metadata is damaged ({why}); the run cannot be "
-            "resumed"
-        )
-
-    for key, kind in _RESUME_META.items():
-        if type(meta.get(key)) is not kind:
-            raise damaged(f"{key} is not a JSON {kind.__name__}")
-    if not all(type(n) is int and n >= 0 for n in meta["pulse_counts"].values()):
-        raise damaged("a pulse count is not a count")
-    try:
-        Progress(**meta["progress"])
-        np.random.PCG64().state = meta["rng_state"]
-    except (TypeError, ValueError, KeyError) as exc:
-        raise damaged(str(exc)) from None
 
 
 class Trainer:
@@ -147,15 +104,18 @@ class Trainer:
         """Logs the backend's pulses with the training context (None: not logged)."""
         self._eval_s = 0.0
         """Time spent evaluating the test set, in this process."""
+        self._station_line = ""
+        """The last transfer's station figures, for the progress bar ('' off a station)."""
 
     # -- set-up ---------------------------------------------------------------------------
     def _make_backend(self, n_devices: int) -> DeviceBackend:
         if self._factory is not None:
             return self._factory(self.cfg.backend, n_devices, backend_seed(self.cfg.seed))
-        layout = Layout(self.cfg.layers)
-        per_layer = (2 * np.diff(layout.offsets)).tolist()
         return make_backend(
-            self.cfg.backend, n_devices, seed=backend_seed(self.cfg.seed), layer_devices=per_layer
+            self.cfg.backend,
+            n_devices,
+            seed=backend_seed(self.cfg.seed),
+            layer_devices=layer_devices(self.cfg.layers),
         )
 
     def _build(self) -> tuple[Network, DeviceBackend | None]:
@@ -215,17 +175,28 @@ class Trainer:
             config_text=self.cfg.to_json(),
             seed=self.cfg.seed,
             overwrite=self.overwrite,
-            device_table=net.layout.device_table() if inner is not None else None,
+            device_table=self._device_table(net, inner) if inner is not None else None,
             prepare=prepare,
             codec=self.cfg.log.codec,
             attrs={"backend": self.cfg.backend, "dataset": self.cfg.dataset},
         )
+
+    def _device_table(self, net: Network, inner: DeviceBackend) -> dict[str, np.ndarray]:
+        """The layout's device table, with die and site of the devices on a station."""
+        table = net.layout.device_table()
+        for station in _stations(inner):
+            if not isinstance(station, Station):
+                continue  # a plugin's station files: no device map to read
+            block = StationBlock.of(station, inner.n_devices, self.cfg.layers)
+            table["die"], table["site"] = block.die_and_site(inner.n_devices)
+        return table
 
     def _initialize(self, net: Network, inner: DeviceBackend | None, writer) -> Progress:
         """The initial weights programmed, and the first checkpoint."""
         prog = Progress()
         with self._context(phase=Phase.TRANSFER, transfer=0, epoch=0):
             init = net.initialize(inner)
+            _flush_deferred(inner)
         prog.history.append({"epoch": -1, "init": init})
         self._checkpoint(writer, net, inner, prog)
         return prog
@@ -331,17 +302,36 @@ class Trainer:
         if not net.cells.transfers:
             return
         prog.transfers += 1
+        before = [dataclasses.replace(h.progress()) for h in _hardware(backend)]
         with self._context(phase=Phase.TRANSFER, transfer=prog.transfers, image=prog.images_seen):
             stats = net.cells.transfer(backend)
+            _flush_deferred(backend)  # a RESET the transfer asked for, in its context
         prog.history.append({"transfer": prog.transfers, "images_seen": prog.images_seen, **stats})
+        self._report_stations(backend, before, prog.transfers)
+
+    def _report_stations(self, backend, before: list, transfer: int) -> None:
+        """Log each station's visits, round trips and time of this transfer (INFO), and
+        show them on the progress bar."""
+        for hw, start in zip(_hardware(backend), before, strict=True):
+            now = hw.progress()
+            visits = now.visits - start.visits
+            per_visit = (now.round_trips - start.round_trips) / max(visits, 1)
+            self._station_line = (
+                f"transfer {transfer}: {visits:,} visits, {per_visit:.2f} round trips/visit, "
+                f"{now.busy_s - start.busy_s:.1f} s"
+            )
+            logger.info(
+                "station %r, %s; since the start: %s",
+                hw.station.name,
+                self._station_line,
+                now.line(),
+            )
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, writer, net, inner, prog: Progress) -> None:
         # A station's waiting RESETs go out first, so that they are logged and counted
         # before the checkpoint records how far the log has come.
-        for part in _parts(inner):
-            if isinstance(part, Deferring):
-                part.flush_deferred()
+        _flush_deferred(inner)
         state = self._state(net, inner)
         writer.flush()
         prog.checkpoints += 1
@@ -361,7 +351,7 @@ class Trainer:
                 state, meta = checkpoint.latest(f)
         except OSError as exc:
             raise LogError(f"cannot open {self.out} to resume: {exc}") from None
-        _check_resume_meta(meta, self.out)
+        check_resume_meta(meta, self.out)
 
         # Where the data lives may differ between machines; everything else must match.
         def same(cfg: TrainConfig) -> str:
@@ -404,7 +394,10 @@ class Trainer:
         bar.update(n)
         acc = prog.correct_this_epoch / max(prog.position, 1)
         pulses = sum(_counts(self._recorder).values())
-        bar.set_postfix_str(f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}", refresh=False)
+        line = f"ep {prog.epoch} train {acc:.1%} pulses {pulses:,}"
+        if self._station_line:
+            line += f"; station {self._station_line}"
+        bar.set_postfix_str(line, refresh=False)
 
     def _summary(self, prog: Progress, wall_s: float) -> dict:
         epochs = [h for h in prog.history if "test_accuracy" in h]
@@ -429,14 +422,6 @@ class Trainer:
         }
 
 
-def browsable_summary(summary: dict) -> dict:
-    """The summary as ``/summary/training`` stores it: numbers, arrays and text only (the
-    pulse counts as ``pulses_<KIND>``; the layers as an array)."""
-    flat = {k: v for k, v in summary.items() if k != "pulses_by_kind" and v is not None}
-    flat.update({f"pulses_{kind}": n for kind, n in summary["pulses_by_kind"].items()})
-    return flat
-
-
 def _counts(recorder: Recorder | None) -> dict[str, int]:
     if recorder is not None:
         return {op.name: int(c) for op, c in recorder.counts.items()}
@@ -445,10 +430,26 @@ def _counts(recorder: Recorder | None) -> dict[str, int]:
 
 def _store_stations(f, inner) -> None:
     """Keep the text of every station file the run uses in the run file (for audit)."""
-    stations = [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
-    texts = [(str(s.path), s.text) for s in stations]
+    texts = [(str(s.path), s.text) for s in _stations(inner)]
     if texts:
         f.attrs["station_files"] = json.dumps(dict(texts))
+
+
+def _stations(inner: DeviceBackend | None) -> list:
+    """The station files behind the run's devices."""
+    return [p.station for p in _parts(inner) if isinstance(p, StationBacked)]
+
+
+def _flush_deferred(inner: DeviceBackend | None) -> None:
+    """Send the pulses a station part still holds back for its devices' next visits."""
+    for part in _parts(inner):
+        if isinstance(part, Deferring):
+            part.flush_deferred()
+
+
+def _hardware(inner: DeviceBackend | None) -> list[HardwareBackend]:
+    """The run's probe-station parts."""
+    return [p for p in _parts(inner) if isinstance(p, HardwareBackend)]
 
 
 def _parts(inner: DeviceBackend | None) -> list[DeviceBackend]:

@@ -149,10 +149,14 @@ def _refuse_duplicates(paths: Sequence[Path]) -> None:
 def load_log(
     paths: Sequence[Path], max_records: int, step: int, progress: Progress
 ) -> tuple[Log, dict[str, str | int | float]]:
-    """The kept records of ``paths`` grouped by device, and the provenance for the model's
+    """The kept records of ``paths`` grouped by device (without reads of unknown G: replies
+    a station lost, logged with ``g_S`` NaN), and the provenance for the model's
     ``meta``: sources, BLAKE2b digest of the records used, record and device counts."""
     _refuse_duplicates(paths)
     cols, counts = _read_files(paths, max_records, step, progress)
+    # A read whose reply a station lost (G unknown, NaN) measured nothing to fit.
+    measured = ~((cols["op"] == READ) & np.isnan(cols["g_S"]))
+    cols = {k: v[measured] for k, v in cols.items()}
     order = np.argsort(cols["device"], kind="stable")
     digest = hashlib.blake2b(digest_size=16)
     for k in COLUMNS:

@@ -29,8 +29,9 @@ from sim_backends.virtual.station import VirtualStation, station_text
 LAYERS = (784, 16, 10)
 
 
-def _station(tmp_path: Path, **virtual) -> tuple[Path, VirtualStation]:
+def _station(tmp_path: Path, timeout_ms: int = 1000, **virtual) -> tuple[Path, VirtualStation]:
     text = station_text(dies=9, pins=40) + "\n[placement]\nhardware_layers = [-1]\n"
+    text = text.replace("timeout_ms = 1000", f"timeout_ms = {timeout_ms}")
     station = parse_station(text, tmp_path / "station.toml")
     vs = VirtualStation(station, **virtual).start()
     path = tmp_path / "virtual.toml"
@@ -52,7 +53,10 @@ def _cfg(backend: str, images: int = 2000, **kw) -> TrainConfig:
 
 
 def test_training_through_the_station_learns_like_the_emulator(mnist, tmp_path):
-    path, vs = _station(tmp_path)
+    # A reply lost to a timeout is logged as a read of unknown G (the device got it), but a
+    # timeout before a read (an SPGU status poll) would log a read the device never got:
+    # timeouts long enough that a loaded machine does not hit one.
+    path, vs = _station(tmp_path, timeout_ms=10_000)
     try:
         station_run = Trainer(_cfg(f"station:{path}"), mnist, tmp_path / "s.h5", progress=False)
         s = station_run.run()

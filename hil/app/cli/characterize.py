@@ -5,7 +5,9 @@ The protocols are those of :mod:`protocols.registry`, read when this module is i
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -15,12 +17,19 @@ import numpy as np
 from tqdm import tqdm
 
 from hil.app.registry import make_backend
+from hil.app.station_time import PROJECTION_LIMIT_S, protocol_work
+from hil.core.errors import ConfigError
 from hil.runfile.container import write_summary
 from hil.runfile.lock import output_file
 from hil.runfile.recorder import Recorder
 from hil.runfile.schema import Phase
 from hil.runfile.writer import PulseLogWriter
+from hil.station.parser import load_station
+from instruments.connect import measure_visit_times
+from protocols.characterize import DRIFT_READS, DRIFT_START_S, DRIFT_STOP_S
 from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -30,7 +39,7 @@ from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
     "backend_spec",
     default="emulator",
     show_default=True,
-    help="Device backend: emulator, emulator:PRESET or fitted:MODEL.h5.",
+    help="Device backend: emulator, emulator:PRESET, fitted:MODEL.h5 or station:STATION.toml.",
 )
 @click.option(
     "--devices",
@@ -67,11 +76,61 @@ from protocols.registry import PROTOCOLS, CharacterizeOptions, get_protocol
     type=click.IntRange(min=2),
     help="read-noise: reads per device.",
 )
+@click.option(
+    "--drift-start-s",
+    default=DRIFT_START_S,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="drift: first read, seconds after programming.",
+)
+@click.option(
+    "--drift-stop-s",
+    default=DRIFT_STOP_S,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="drift: last read, seconds after programming.",
+)
+@click.option(
+    "--drift-reads",
+    default=DRIFT_READS,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="drift: reads per device, log-spaced from the first to the last.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, reads, as_json, force):
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Run on a station even if the projected duration exceeds 10 minutes.",
+)
+def characterize(
+    protocol,
+    backend_spec,
+    devices,
+    out,
+    seed,
+    pulses,
+    cycles,
+    reads,
+    as_json,
+    force,
+    drift_start_s=DRIFT_START_S,
+    drift_stop_s=DRIFT_STOP_S,
+    drift_reads=DRIFT_READS,
+    yes=False,
+):
     """Run a characterisation PROTOCOL, log every pulse to --out, plot the summary."""
-    options = CharacterizeOptions(pulses=pulses, cycles=cycles, reads=reads)
+    if drift_start_s >= drift_stop_s:
+        raise click.BadParameter("--drift-start-s must be below --drift-stop-s")
+    options = CharacterizeOptions(
+        pulses=pulses,
+        cycles=cycles,
+        reads=reads,
+        drift_start_s=drift_start_s,
+        drift_stop_s=drift_stop_s,
+        drift_reads=drift_reads,
+    )
     config_text = json.dumps(
         {
             "command": "characterize",
@@ -79,12 +138,11 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
             "backend": backend_spec,
             "devices": devices,
             "seed": seed,
-            "pulses": pulses,
-            "cycles": cycles,
-            "reads": reads,
+            **dataclasses.asdict(options),
         }
     )
     chosen = get_protocol(protocol)
+    _confirm_station_time(chosen, options, backend_spec, devices, yes)
     started = time.perf_counter()
     # Written under a temporary name: --out appears only once complete, summary included.
     with output_file(out, force=force) as tmp:
@@ -105,6 +163,27 @@ def characterize(protocol, backend_spec, devices, out, seed, pulses, cycles, rea
         "summary": _jsonable(summary),
     }
     _echo(line, as_json)
+
+
+def _confirm_station_time(chosen, options, backend_spec: str, devices: int, yes: bool) -> None:
+    """On a station, project the protocol's duration from measured move times; refuse one
+    longer than :data:`PROJECTION_LIMIT_S` unless ``yes``."""
+    kind, _, path = backend_spec.partition(":")
+    if kind != "station":
+        return
+    station = load_station(path)
+    if chosen.cost is None:
+        logger.warning("%s: its duration on a station cannot be projected", chosen.name)
+        return
+    times = measure_visit_times(station)
+    work = protocol_work(chosen.cost(options), station, devices)
+    projected = work.describe(times)
+    if work.duration_s(times) > PROJECTION_LIMIT_S and not yes:
+        raise ConfigError(
+            f"{chosen.name} on station {station.name!r} is projected to take {projected}; "
+            "pass --yes to run it anyway, or shorten it (e.g. --drift-stop-s, fewer --devices)"
+        )
+    logger.info("%s on station %r: projected %s", chosen.name, station.name, projected)
 
 
 def _run_logged(chosen, options, backend_spec, devices, seed, out, config_text):

@@ -5,7 +5,9 @@ One module per command (group) in this package; this one holds the ``hil`` group
 catches every :class:`~hil.core.errors.HilError` a user can cause, the file conditions a
 user can fix (out of space, read-only, no permission) and running out of memory (layers too
 large for the machine), and prints it as one line naming what
-to fix (exit status 2); ``hil -v COMMAND`` prints the full traceback as well.
+to fix (exit status 2); ``hil -v COMMAND`` prints the full traceback as well. ``-v``/``-vv``
+and ``-q`` set the level of Python ``logging`` (:func:`log_level`), where a station reports
+its retries, stalls and progress.
 
 A command's module is imported when the command runs (or shows its own ``--help``), not
 before: together they pull in scipy, h5py, the backends and the trainer (~1 s), and ``hil
@@ -15,6 +17,7 @@ before: together they pull in scipy, h5py, the backends and the trainer (~1 s), 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import traceback
 from dataclasses import dataclass
@@ -119,11 +122,31 @@ class _HilGroup(click.Group):
             sys.exit(2)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_level(verbose: int, quiet: bool) -> int:
+    """The ``logging`` level of ``hil -q`` (errors only), plain ``hil`` (warnings: every
+    retry and stall of a station), ``-v`` (info: a station's visits, round trips and time
+    per transfer) and ``-vv`` (debug)."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+
+
 @click.group(cls=_HilGroup)
 @click.version_option(package_name="hil")
-@click.option("-v", "--verbose", is_flag=True, help="On an error, print the full traceback too.")
-def main(verbose):
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log messages (-v: info, -vv: debug); on an error, the full traceback too.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Log errors only.")
+def main(verbose, quiet):
     """Train neural networks on phase-change memory: real testers or an emulator."""
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)  # unless a handler is there
+    logging.getLogger().setLevel(log_level(verbose, quiet))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import click
 
+from hil.app.station_time import training_work
 from hil.core.errors import ConfigError
+from hil.nn.config import TrainConfig
 from hil.station.drivers import DRIVERS, VIRTUAL
 from hil.station.parser import load_station
-from instruments.connect import check_station, format_check
+from instruments.connect import check_station, format_check, measure_visit_times
 from sim_backends.virtual.station import VirtualStation
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -27,16 +29,31 @@ def station():
 @station.command()
 @click.argument("station_file", type=_FILE)
 @click.option("--walk-dies", is_flag=True, help="Step the prober to every die of the map.")
-def check(station_file, walk_dies):
+@click.option(
+    "--estimate",
+    "config_file",
+    type=_FILE,
+    help="Training TOML: project its station time from measured tester, relay and die-step times.",
+)
+def check(station_file, walk_dies, config_file):
     """Connect to every instrument of STATION_FILE, identify it, check the tester's modules
     and the die map; prints a table. Nothing is pulsed. Exit status 1 on a problem."""
     st = load_station(station_file)
+    cfg = TrainConfig.from_toml(config_file) if config_file else None
     rows = check_station(st, walk_dies=walk_dies)
     dm = st.devices
     click.echo(format_check(rows))
     click.echo(f"device map: {dm.n_devices} devices on {len(dm.dies)} dies; envelope {st.envelope}")
     if not all(r.ok for r in rows):
         raise SystemExit(1)
+    if cfg is not None:
+        work = training_work(cfg, st)
+        times = measure_visit_times(st)
+        click.echo(
+            f"measured: tester query {times.query_s * 1e3:.2f} ms, route "
+            f"{times.route_s * 1e3:.2f} ms, die step {times.die_step_s:.3f} s"
+        )
+        click.echo(f"projected station time of {config_file}: {work.describe(times)}")
 
 
 @station.command()

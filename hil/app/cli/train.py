@@ -26,6 +26,12 @@ from hil.runfile.lock import check_not_input, file_error
 @click.option("--epochs", type=int)
 @click.option("--train-images", type=int, help="Use the first N training images (0 = all).")
 @click.option("--test-images", type=int, help="Evaluate on the first N test images (0 = all).")
+@click.option(
+    "--transfer-every",
+    "transfer_interval",
+    type=click.IntRange(min=1),
+    help="Transfer the weights to the PCM devices every N images (config transfer_interval).",
+)
 @click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, fitted:MODEL.h5, ...")
 @click.option("--dataset", type=click.Choice(["mnist", "mnist-backrand"]))
 @click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
@@ -58,6 +64,7 @@ def train(
     epochs,
     train_images,
     test_images,
+    transfer_interval,
     backend_spec,
     dataset,
     data_dir,
@@ -79,6 +86,7 @@ def train(
         epochs=epochs,
         train_images=train_images,
         test_images=test_images,
+        transfer_interval=transfer_interval,
         backend=backend_spec,
         dataset=dataset,
         seed=seed,
@@ -102,15 +110,18 @@ def train(
     # The run file is written under its final name (it is the live, resumable run); its
     # writer's lock refuses a second writer, --force or --resume while it is written.
     trainer = Trainer(cfg, data, out, progress=not quiet, overwrite=force)
-    summary = _run(trainer, resume is not None, out)
+    _echo(cfg, _run(trainer, resume is not None, out), out, as_json)
+
+
+def _echo(cfg: TrainConfig, summary: dict, out: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
-    else:
-        accs = ", ".join(f"{a:.2%}" for a in summary["test_accuracy"])
-        click.echo(
-            f"{cfg.cell}: test accuracy by epoch {accs}; {summary['pulses_total']:,} "
-            f"pulses logged to {out}; {summary['wall_s']:.1f} s"
-        )
+        return
+    accs = ", ".join(f"{a:.2%}" for a in summary["test_accuracy"])
+    click.echo(
+        f"{cfg.cell}: test accuracy by epoch {accs}; {summary['pulses_total']:,} "
+        f"pulses logged to {out}; {summary['wall_s']:.1f} s"
+    )
 
 
 def _run(trainer: Trainer, resume: bool, out: Path) -> dict:
