@@ -8,6 +8,7 @@ opened with its ``open(resource, options, visa)``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,31 @@ def connect(station: Station) -> Instruments:
         raise
     counters = {"tester": tester, "matrix": matrix, "prober": prober}
     return Instruments(tester, matrix, prober, {k: ReplyCounter(v) for k, v in counters.items()})
+
+
+def instrument_snapshot(station: Station, inst: Instruments) -> dict[str, dict[str, str]]:
+    """What each instrument of a connected station is, as a run file records it: role →
+    resource, driver, driver options (JSON), the instrument's answer to its identify query
+    (``*IDN?`` or the vendor's equivalent), the firmware field of that answer where it has
+    one (IEEE 488.2 ``*IDN?``: maker, model, serial, firmware), and the tester's modules."""
+    out: dict[str, dict[str, str]] = {}
+    for role, instrument in (
+        ("tester", inst.tester),
+        ("matrix", inst.matrix),
+        ("prober", inst.prober),
+    ):
+        spec = getattr(station, role)
+        identity, problem = _identify(station, spec, instrument)
+        fields = [f.strip() for f in identity.split(",")]
+        out[role] = {
+            "resource": spec.resource,
+            "driver": spec.driver,
+            "options": json.dumps(spec.options, sort_keys=True, default=str),
+            "identity": identity or problem,
+            "firmware": fields[3] if len(fields) >= 4 else "",
+        }
+    out["tester"]["modules"] = ", ".join(inst.tester.modules())
+    return out
 
 
 @dataclass

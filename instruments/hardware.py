@@ -54,7 +54,7 @@ from hil.core.events import PulseEvent, reported_conductance
 from hil.core.pulses import Pulse, ReadPulse, ResetPulse
 from hil.core.waveforms import scalar_pulse
 from hil.station.model import Station
-from instruments.connect import Instruments, connect
+from instruments.connect import Instruments, connect, instrument_snapshot
 from instruments.visa import drain
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,11 @@ class HardwareBackend(DeviceBackend):
                 "on and reachable?)",
                 step,
             )
+        self.instrument_snapshot = self._guard(
+            "identifying the instruments", lambda: instrument_snapshot(st, self.inst)
+        )
+        """Role → resource, driver, options, identity, firmware (and the tester's modules),
+        as the run file records them (:func:`instruments.connect.instrument_snapshot`)."""
 
     # -- set-up and safe state ---------------------------------------------------------------
     def _safe_state(self) -> list[tuple[str, str]]:

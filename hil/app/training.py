@@ -429,10 +429,21 @@ def _counts(recorder: Recorder | None) -> dict[str, int]:
 
 
 def _store_stations(f, inner) -> None:
-    """Keep the text of every station file the run uses in the run file (for audit)."""
+    """Keep the text of every station file the run uses, and what each of its instruments
+    is (``/instruments/<role>``: resource, driver, options, identity, firmware, modules; the
+    same as JSON in the root attribute ``instruments``), in the run file."""
     texts = [(str(s.path), s.text) for s in _stations(inner)]
     if texts:
         f.attrs["station_files"] = json.dumps(dict(texts))
+    snapshots = [hw.instrument_snapshot for hw in _hardware(inner)]
+    if not snapshots:
+        return
+    f.attrs["instruments"] = json.dumps(snapshots if len(snapshots) > 1 else snapshots[0])
+    group = f.create_group("instruments")
+    for k, snapshot in enumerate(snapshots):
+        where = group if len(snapshots) == 1 else group.create_group(f"station{k}")
+        for role, fields in snapshot.items():
+            where.create_group(role).attrs.update(fields)
 
 
 def _stations(inner: DeviceBackend | None) -> list:

@@ -3,9 +3,13 @@ table knows each station device's die and pad, and a read whose reply was lost i
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -16,6 +20,7 @@ from hil.fit import fit_log
 from hil.nn.config import TrainConfig
 from hil.nn.layout import Layout
 from hil.runfile.reader import PulseLogReader
+from hil.runfile.schema import COLUMNS
 from hil.station.parser import parse_station
 from sim_backends.virtual.server import Fault
 from sim_backends.virtual.station import VirtualStation, station_text
@@ -122,3 +127,34 @@ def test_a_lost_read_reply_is_logged_and_the_run_still_replays(mnist, mnist_dir,
     assert op[nxt] == Operation.READ and np.isfinite(g[nxt])
     assert replay(out, tmp_path / "again.h5", data_dir=mnist_dir)["identical"]
     fit_log(out)  # the unknown G is left out of the fit
+
+
+def test_a_station_run_records_what_each_instrument_is(station_run):
+    out, vs, path = station_run
+    with h5py.File(out, "r") as f:
+        snapshot = json.loads(f.attrs["instruments"])
+        browsable = {role: dict(f["instruments"][role].attrs) for role in f["instruments"]}
+    assert set(snapshot) == {"tester", "matrix", "prober"} and browsable == snapshot
+    station = parse_station(path.read_text() if path.exists() else vs.station_text(), path)
+    for role in snapshot:
+        spec = getattr(station, role)
+        assert snapshot[role]["resource"] == spec.resource
+        assert snapshot[role]["driver"] == spec.driver
+        assert json.loads(snapshot[role]["options"]) == json.loads(
+            json.dumps(spec.options, default=str)
+        )
+    # what the virtual instruments answer to *IDN? (or the prober's own identify query)
+    assert "B1500A" in snapshot["tester"]["identity"]
+    assert "B22" in snapshot["matrix"]["identity"]
+    assert snapshot["prober"]["identity"]
+    assert "B1525A" in snapshot["tester"]["modules"]
+
+
+@pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump not installed")
+def test_h5dump_reads_a_station_run(station_run):
+    out, _, _ = station_run
+    dump = subprocess.run(["h5dump", "-H", str(out)], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    for c in COLUMNS:
+        assert f'DATASET "{c.name}"' in dump.stdout
+    assert 'GROUP "instruments"' in dump.stdout

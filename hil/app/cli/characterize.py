@@ -6,6 +6,7 @@ The protocols are those of :mod:`protocols.registry`, read when this module is i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -22,7 +23,7 @@ from hil.core.errors import ConfigError
 from hil.runfile.container import write_summary
 from hil.runfile.lock import output_file
 from hil.runfile.recorder import Recorder
-from hil.runfile.schema import Phase
+from hil.runfile.schema import SCHEMA_VERSION, Phase
 from hil.runfile.writer import PulseLogWriter
 from hil.station.parser import load_station
 from instruments.connect import measure_visit_times
@@ -153,7 +154,10 @@ def characterize(
     chosen.plot(summary, result, png, f"{protocol} on {backend_spec}, {devices} devices")
     line = {
         "protocol": protocol,
+        "schema_version": SCHEMA_VERSION,
+        "seed": seed,
         "backend": backend_spec,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "devices": devices,
         "pulses_logged": int(sum(counts.values())),
         "pulses_by_kind": counts,
@@ -191,7 +195,9 @@ def _run_logged(chosen, options, backend_spec, devices, seed, out, config_text):
     returns the protocol's result and the pulses sent, by kind."""
     steps = chosen.steps(options)
     inner = make_backend(backend_spec, devices, seed=seed)
-    writer = PulseLogWriter.create(out, config_text=config_text, seed=seed)
+    writer = PulseLogWriter.create(
+        out, config_text=config_text, seed=seed, attrs={"backend": backend_spec}
+    )
     # Closed in reverse order: the backend first, so that what it sends on closing is logged.
     with (
         Recorder(inner, writer) as recorder,
