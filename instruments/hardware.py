@@ -238,13 +238,14 @@ class HardwareBackend(DeviceBackend):
         die = int(self._die[d])
         if die != self._at_die:
             prober = self.inst.prober
-            nothing = lambda: None  # noqa: E731 - probers answer every command
-            self._retry("separating the chuck", prober.separate, nothing)
+            # A late reply to a timed-out command would be read as the next one's answer.
+            in_step = self._drain_prober
+            self._retry("separating the chuck", prober.separate, in_step)
             col, row = self.station.devices.dies[die]
             self._retry(
-                f"stepping to die ({col}, {row})", lambda: prober.step_to(col, row), nothing
+                f"stepping to die ({col}, {row})", lambda: prober.step_to(col, row), in_step
             )
-            self._retry("contacting the die", prober.contact, nothing)
+            self._retry("contacting the die", prober.contact, in_step)
             self._at_die = die
             self.stats.die_steps += 1
         want = {int(self._top[d]), int(self._bottom[d])}
@@ -265,6 +266,9 @@ class HardwareBackend(DeviceBackend):
 
     def _drain_matrix(self) -> None:
         drain(self.inst.matrix)
+
+    def _drain_prober(self) -> None:
+        drain(getattr(self.inst.prober, "inst", self.inst.prober))
 
     # -- visits ------------------------------------------------------------------------------
     def _visit(self, d: int, pulses: list[Pulse], read: ReadPulse | None) -> float | None:

@@ -19,6 +19,29 @@ from sim_backends.virtual.wafer import VirtualWafer
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+# The real-hardware tier's options live here, at the root, so that `pytest -m hardware
+# --station FILE` works from the project root as well as `pytest tests/hardware ...`.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hardware", "real-hardware tests (tests/hardware)")
+    group.addoption(
+        "--station",
+        metavar="FILE",
+        help="Station file of the station to test; without it the hardware tests are skipped.",
+    )
+    group.addoption(
+        "--destructive-devices",
+        metavar="ID,ID",
+        help="Spare devices (station device ids) the destructive check may program.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hardware: needs a real station (--station FILE)")
+    config.addinivalue_line(
+        "markers", "destructive: programs the --destructive-devices (needs that option too)"
+    )
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The folder holding the MNIST IDX files, or skip with the reason."""

@@ -40,23 +40,28 @@ DEFAULT_HOST = "127.0.0.1"
 class Fault:
     """A fault to inject into an instrument's replies (for tests of the host's recovery).
 
-    ``drop`` swallows the reply, so the host's read times out; ``garble`` replaces it with
-    bytes no driver can parse; ``die`` makes the instrument drop every connection and
-    answer nothing more, like a server process killed mid-conversation.
+    ``drop`` swallows the reply, so the host's read times out; ``late`` sends it after
+    ``late_s`` (the host times out, and the reply is still on the wire when it retries);
+    ``garble`` replaces it with bytes no driver can parse; ``die`` makes the instrument drop
+    every connection and answer nothing more, like a server process killed mid-conversation.
     """
 
     kind: str
-    """``"drop"``, ``"garble"`` or ``"die"``."""
+    """``"drop"``, ``"late"``, ``"garble"`` or ``"die"``."""
     match: str = ""
     """Spoil only replies to commands starting with this text (case-insensitive)."""
     after: int = 0
     """Let this many matching replies through first."""
     times: int = 1
     """How many replies to spoil; -1 spoils every one from then on."""
+    late_s: float = 0.0
+    """``late``: how long after its command the reply is sent."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("drop", "garble", "die"):
-            raise ValueError(f"fault kind must be 'drop', 'garble' or 'die', got {self.kind!r}")
+        if self.kind not in ("drop", "late", "garble", "die"):
+            raise ValueError(
+                f"fault kind must be 'drop', 'late', 'garble' or 'die', got {self.kind!r}"
+            )
 
 
 class CommandHistory:
@@ -164,6 +169,9 @@ class VirtualInstrument:
             f.times -= 1
         if f.kind == "die":
             self.dead = True
+        if f.kind == "late":
+            time.sleep(f.late_s)  # in this connection's thread: the reply goes out late
+            return reply
         return "\x7f#GARBLED%&" if f.kind == "garble" else None
 
     def handle(self, line: str) -> str | None:

@@ -17,27 +17,6 @@ import pytest
 from hil.station.parser import load_station
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("hardware", "real-hardware tests (tests/hardware)")
-    group.addoption(
-        "--station",
-        metavar="FILE",
-        help="Station file of the station to test; without it the hardware tests are skipped.",
-    )
-    group.addoption(
-        "--destructive-devices",
-        metavar="ID,ID",
-        help="Spare devices (station device ids) the destructive check may program.",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "hardware: needs a real station (--station FILE)")
-    config.addinivalue_line(
-        "markers", "destructive: programs the --destructive-devices (needs that option too)"
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "hardware" in item.keywords and not config.getoption("--station"):

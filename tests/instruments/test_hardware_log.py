@@ -122,3 +122,26 @@ def test_a_composite_of_emulator_and_station_logs_what_each_part_applied(virtual
         assert mine[0] == np.float32(first_reads[d])
     assert np.all(t >= 5.0)  # on the composite's clock (the emulator's was ahead)
     assert np.all(np.diff(t[device >= 4]) >= 0)  # the station's visits, in time order
+
+
+def test_a_late_prober_reply_is_drained_before_the_retry(tmp_path):
+    """The prober answers a die step after the host gave up waiting; the retry must not take
+    that late answer for its own, nor leave the retry's answer for the next command."""
+    text = station_text(dies=3, pins=4).replace("backoff_s = 0.001", "backoff_s = 0.6")
+    text = text.replace("timeout_ms = 1000\n\n[devices]", "timeout_ms = 300\n\n[devices]")
+    station = parse_station(text, "station.toml")
+    with VirtualStation(station) as vs:
+        st = parse_station(vs.station_text(), "virtual.toml")
+        assert st.prober.timeout_ms == 300
+        hb = HardwareBackend(st)
+        recorder = Recorder(hb, PulseLogWriter(tmp_path / "log.h5"))
+        vs.prober.fault = Fault("late", match="map:step_die 1", late_s=0.45)
+        ids = np.arange(hb.n_devices)
+        g = hb.set_and_read(ids, RampSetPulse(width_s=hb.quantize_widths(ids, 200e-9)))
+        assert np.all(np.isfinite(g)) and hb.stats.retries >= 1
+        # still in step: the prober answers its own questions
+        assert "Sentio" in hb.inst.prober.identify()
+        hb.close()
+        recorder.close()
+        device, op = log_columns(tmp_path / "log.h5", "device", "op")
+        assert Counter(zip(device.tolist(), op.tolist(), strict=True)) == wafer_counts(vs)
