@@ -105,7 +105,7 @@ def _write_parquet(batches: Iterator[Records], out: Path, units: dict[str, str])
             if writer is None:
                 meta = {f"units.{k}": v for k, v in units.items() if k in batch}
                 schema = table.schema.with_metadata({**meta, "source": "hil run file"})
-                writer = pq.ParquetWriter(out, schema)
+                writer = pq.ParquetWriter(out, schema, compression="zstd")
             writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
             rows += table.num_rows
     finally:
