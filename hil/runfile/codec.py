@@ -54,9 +54,9 @@ of 10.2 M records/s per core [measured on benchmarks/bench_pulselog.py's transfe
 CHUNK_RECORDS = {"deflate": 1 << 15, "blosc2": 1 << 17}
 """Records per HDF5 chunk by codec. A one-device history decodes every chunk holding one of
 its records, whole for deflate (Blosc2 decodes single 16 KiB blocks), so deflate chunks are
-smaller: 2^15 records (128 KiB of float32) kept the history of a 100 M-record log under a
-second where 2^17 took twice as long [benchmarks/bench_pulselog.py]; Blosc2's 2^17 keeps
-per-chunk costs small next to compression."""
+smaller: on an 11.7 M-record log a history took 0.17 s at 2^14 records per chunk, 0.11 s at
+2^15 and 0.20 s at 2^17 [benchmarks/bench_pulselog.py --records 10000000, same machine, one
+run each]; Blosc2's 2^17 keeps per-chunk costs small next to compression."""
 
 DEFAULT_CODEC = "deflate"
 CODEC_NAMES = ("deflate", "blosc2")

@@ -27,7 +27,7 @@ from hil.runfile.lock import WriterLock
 from hil.runfile.reader import PulseLogReader
 from hil.runfile.writer import PulseLogWriter
 
-N_INPUTS = 20
+N_INPUTS = 22
 """Hostile inputs and faults this file tries (for docs/reliability.md)."""
 
 HIL = [sys.executable, "-m", "hil"]
@@ -165,6 +165,24 @@ def test_replay_onto_an_existing_file_needs_force(run_file, mnist_dir, tmp_path)
     assert existing.read_bytes() == b"precious"
     assert replay(run_file, existing, data_dir=mnist_dir, force=True)["identical"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.h5"]  # nothing left over
+
+
+def test_replay_fallback_model_is_an_output_like_any_other(run_file, mnist_dir, tmp_path):
+    out = tmp_path / "replayed.h5"
+    model = out.with_suffix(".fitted.h5")
+    model.write_bytes(b"a model the lab keeps")
+    args = ["replay", str(run_file), "--out", str(out), "--fallback", "fitted", "--quiet"]
+    refused = run(*args, "--data-dir", str(mnist_dir))
+    assert_one_line_error(refused, "--force")
+    assert model.read_bytes() == b"a model the lab keeps" and not out.exists()
+    out.write_bytes(b"an earlier replay")  # --out exists: refused before anything is fitted
+    model.unlink()
+    assert_one_line_error(run(*args, "--data-dir", str(mnist_dir)), "--force")
+    assert not model.exists() and out.read_bytes() == b"an earlier replay"
+    done = run(*args, "--data-dir", str(mnist_dir), "--force")
+    assert done.returncode == 0, done.stderr
+    assert model.stat().st_size > 1000 and json.loads(done.stdout)["identical"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replayed.fitted.h5", "replayed.h5"]
 
 
 @pytest.mark.parametrize("link", [os.link, os.symlink])
