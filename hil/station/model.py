@@ -4,10 +4,14 @@ devices it may pulse and within which limits (:class:`Station`, parsed from a st
 
 **Matrix channels.** A B2200A/B2201A relay is addressed by the five-digit channel number
 ``CIIOO``: card ``C`` (1-4; 0 = all cards in auto-config mode), input port ``II`` (01-14),
-output pin ``OO`` (01-48) [Keysight B2200A User's Guide, ``:ROUTe`` subsystem; QCoDeS
-``keysight_b220x.py``; ../shared/reference/instruments.md]. :func:`encode_channel` and
-:func:`decode_channel` are the only place that knows this layout: the station's device map,
-the B2200A driver and the virtual matrix all use them.
+output pin ``OO`` [Keysight B2200A User's Guide, ``:ROUTe`` subsystem; QCoDeS
+``keysight_b220x.py``; ../shared/reference/instruments.md]. A matrix card has 14 inputs and
+12 outputs; in normal-config mode (cards 1-4) a channel's output is 01-12, in auto-config
+mode (card 0) the outputs of up to four cards count 01-48 [QCoDeS's B2200 example notebook:
+"14 rows and up to 48 columns"; its B2201 driver validates outputs 1-48 on card 0].
+:func:`encode_channel` and :func:`decode_channel` are the only place that knows this layout:
+the station's device map, the B2200A driver and the virtual matrix all use them;
+:func:`physical_relays` turns either numbering into the relay it closes.
 """
 
 from __future__ import annotations
@@ -24,12 +28,32 @@ from hil.core.validation import check_fields, setting
 
 MATRIX_CARDS = range(0, 5)
 """Card digit of a channel number: 1-4 address one card, 0 all cards (auto-config mode)."""
-STATION_CARDS = range(1, 5)
-"""Cards a station's devices can be wired to (one physical card, 1-4)."""
+STATION_CARDS = range(0, 5)
+"""``card`` of a station file: one card 1-4 (outputs 1-12), or 0, every card in auto-config
+mode (outputs 1-48)."""
 MATRIX_INPUTS = range(1, 15)
 """Input ports of a card (14)."""
 MATRIX_OUTPUTS = range(1, 49)
-"""Output pins of a card (48)."""
+"""Output pins of a channel number: 1-48 in auto-config mode (card 0)."""
+OUTPUTS_PER_CARD = 12
+"""Outputs of one card: a normal-config channel's output is 1-12."""
+
+
+def card_outputs(card: int) -> range:
+    """The output pins a channel on ``card`` may name (card 0: auto-config mode)."""
+    return MATRIX_OUTPUTS if card == 0 else range(1, OUTPUTS_PER_CARD + 1)
+
+
+def physical_relays(numbers: np.ndarray | list[int]) -> np.ndarray:
+    """The relay each channel number closes, as the card-1-4 number ``CIIOO`` with output
+    1-12: an auto-config channel ``0IIOO`` (output 1-48) is output ``(OO-1) % 12 + 1`` of card
+    ``(OO-1) // 12 + 1``; a normal-config number is already physical."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    card, port, pin = numbers // 10000, numbers // 100 % 100, numbers % 100
+    auto = card == 0
+    card = np.where(auto, (pin - 1) // OUTPUTS_PER_CARD + 1, card)
+    pin = np.where(auto, (pin - 1) % OUTPUTS_PER_CARD + 1, pin)
+    return card * 10000 + port * 100 + pin
 
 
 def _part(name: str, value: object, valid: range) -> int:

@@ -16,7 +16,7 @@ A station file is TOML (see ``docs/hardware.md`` and ``examples/station.toml``):
     [matrix]
     driver = "b2200a"
     resource = "GPIB0::22::INSTR"
-    card = 1                     # matrix card the devices are on
+    card = 0                     # 0: auto-config mode, outputs 1-48; 1-4: one card, 1-12
     force_port = 1               # input port wired to the tester's output
     ground_port = 2              # input port wired to ground
 
@@ -60,6 +60,7 @@ from hil.station.drivers import DRIVERS
 from hil.station.model import (
     MATRIX_INPUTS,
     MATRIX_OUTPUTS,
+    OUTPUTS_PER_CARD,
     STATION_CARDS,
     DeviceMap,
     InstrumentSpec,
@@ -67,6 +68,7 @@ from hil.station.model import (
     SourceLines,
     Station,
     VirtualSettings,
+    card_outputs,
 )
 from hil.station.native import LIBRARY_OPTIONS, library_problem, visa_library_problem
 
@@ -152,7 +154,7 @@ def _pins(r: _Reader, key: str, values) -> np.ndarray:
     return arr
 
 
-def _device_map(r: _Reader) -> DeviceMap:
+def _device_map(r: _Reader, card: int) -> DeviceMap:
     r.unknown("devices", {"dies", "top_pins", "bottom_pins", "count"})
     dies = r.get("devices", "dies", list)
     if not dies or not all(
@@ -171,6 +173,16 @@ def _device_map(r: _Reader) -> DeviceMap:
             "bottom_pins",
             f"has {bottom.size} pins; give one, or {top.size} (one per top pin)",
         )
+    outputs = card_outputs(card)
+    for key, pins in (("top_pins", top), ("bottom_pins", bottom)):
+        if pins.max() >= outputs.stop:
+            raise r.error(
+                "devices",
+                key,
+                f"pin {int(pins.max())} does not exist on card {card}: a B2200A card has "
+                f"{OUTPUTS_PER_CARD} outputs in normal-config mode; for pins up to 48, wire "
+                "them across the cards and set [matrix] card = 0 (auto-config mode)",
+            )
     if np.unique(top).size != top.size:
         raise r.error("devices", "top_pins", "lists a pin twice (two devices on one pad)")
     if np.intersect1d(top, bottom).size:
@@ -306,7 +318,7 @@ def parse_station(text: str, path: str | Path = "<station>") -> Station:
         ground_port=ground,
         read=read,
         envelope=envelope,
-        devices=_device_map(r),
+        devices=_device_map(r, card),
         retry=_dataclass_from(r, "retry", RetryPolicy),
         hardware_layers=layers,
         emulator=r.get("placement", "emulator", str, "nandakumar2018"),

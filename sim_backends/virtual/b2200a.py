@@ -12,9 +12,10 @@ of commit 136245b, 2018) and exercised by QCoDeS's tests against a real B2200A
   mode the card number is 0 (or ``ALL``), in normal-config mode 1-4 (or ``ALL``); another
   card number is refused with -222 "Data out of range". ``config_mode`` is the mode the
   instrument was left in (it is a setting of the instrument, not reset by ``*RST``
-  [ours]). Auto-config card 0 addresses card 1 here [ours: one card, pins 1-48 as hil's
-  station codec counts them; the vendor's cards have 12 outputs each, joined into 1-48 in
-  auto-config mode].
+  [ours]). A card has 14 inputs and 12 outputs: a normal-config channel names outputs 1-12
+  (13-48 are -222); auto-config card 0 counts the four cards' outputs 1-48 (output 13 is
+  card 2's output 1) [QCoDeS's B2200 example notebook; ``hil.station.model``]. Relays are
+  kept as physical numbers, so either mode closes the same relay for the same pad.
 - ``[:ROUT]:CONN:RULE card,FREE|SROUte`` and ``[:ROUT]:CONN:SEQ card,NSEQ|BBM|MBBR`` (and
   their queries, answering ``FREE``/``SROU``, ``NSEQ``/``BBM``/``MBBR``): in single-route
   mode closing a channel opens the card's other channels on the same input or output;
@@ -36,7 +37,7 @@ from __future__ import annotations
 import re
 
 from hil.core.errors import ConfigError
-from hil.station.model import STATION_CARDS, decode_channel
+from hil.station.model import OUTPUTS_PER_CARD, card_outputs, decode_channel, physical_relays
 from sim_backends.virtual.twins import VirtualMatrix
 
 E_UNDEFINED = (-113, "Undefined header")
@@ -44,8 +45,7 @@ E_TYPE = (-104, "Data type error")
 E_MISSING = (-109, "Missing parameter")
 E_RANGE = (-222, "Data out of range")
 AUTO_CARD = 0
-AUTO_CONFIG_CARD = 1
-"""The card that auto-config card 0 addresses [ours, see the module docstring]."""
+PHYSICAL_CARDS = range(1, 5)
 ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME = 1, 4, 8, 16, 32
 RULES = {"FREE": "FREE", "SROU": "SROU", "SROUTE": "SROU"}
 SEQUENCES = ("NSEQ", "BBM", "MBBR")
@@ -112,8 +112,8 @@ class VirtualB2200A(VirtualMatrix):
         self._power_on()
 
     def _power_on(self) -> None:
-        self.rule = dict.fromkeys(STATION_CARDS, "FREE")
-        self.sequence = dict.fromkeys(STATION_CARDS, "BBM")
+        self.rule = dict.fromkeys(PHYSICAL_CARDS, "FREE")
+        self.sequence = dict.fromkeys(PHYSICAL_CARDS, "BBM")
 
     def record_error(self, code: int, message: str) -> None:
         super().record_error(code, message)
@@ -183,46 +183,53 @@ class VirtualB2200A(VirtualMatrix):
 
     # -- cards and channels ----------------------------------------------------------------
     def _cards(self, arg: str) -> list[int]:
-        """The physical cards a card-number argument names in the present mode."""
+        """The physical cards a card-number argument names in the present mode (auto-config
+        card 0, and ``ALL``, name all four)."""
         text = arg.strip().upper()
         if not text:
             raise self.error(E_MISSING, "card number")
         if text == "ALL":
-            return [AUTO_CONFIG_CARD] if self.config_mode == "ACON" else list(STATION_CARDS)
+            return list(PHYSICAL_CARDS)
         try:
             card = int(text)
         except ValueError:
             raise self.error(E_TYPE, arg) from None
-        return [self._card(card)]
-
-    def _card(self, card: int) -> int:
         if self.config_mode == "ACON":
             if card != AUTO_CARD:
                 raise self.error(E_RANGE, f"card {card} in auto-config mode (0 or ALL)")
-            return AUTO_CONFIG_CARD
-        if card not in STATION_CARDS:
+            return list(PHYSICAL_CARDS)
+        if card not in PHYSICAL_CARDS:
             raise self.error(E_RANGE, f"card {card} in normal-config mode (1-4 or ALL)")
-        return card
+        return [card]
 
     def channels(self, text: str) -> list[int]:
-        """``(@10102,10203)`` → the relays [10102, 10203] (station codec; auto-config
-        ``00102`` → 10102); nothing is switched unless every channel is valid."""
+        """``(@10102,10203)`` → the relays it names, as physical numbers (card 1-4, output
+        1-12; auto-config ``00148`` → card 4, output 12); nothing is switched unless every
+        channel is valid in the present mode."""
         m = _LIST.match(text.strip())
         if not m:
             raise self.error(E_TYPE if text else E_MISSING, text or "channel list")
         out = []
         for item in (s.strip() for s in m.group(1).split(",") if s.strip()):
             try:
-                card, port, pin = decode_channel(int(item))
+                card, _, pin = decode_channel(int(item))
             except ConfigError:
                 raise self.error(E_RANGE, item) from None
-            out.append(self._card(card) * 10000 + port * 100 + pin)
+            auto = self.config_mode == "ACON"
+            if (card == AUTO_CARD) != auto or pin not in card_outputs(card):
+                raise self.error(
+                    E_RANGE, f"channel {item} in {'auto' if auto else 'normal'}-config mode"
+                )
+            out.append(int(physical_relays([int(item)])[0]))
         return out
 
     def _shown(self, relay: int) -> str:
-        """A relay as this mode numbers it: ``10102``, or ``00102`` in auto-config mode."""
-        card = AUTO_CARD if self.config_mode == "ACON" else relay // 10000
-        return f"{card}{relay % 10000:04d}"
+        """A physical relay as this mode numbers it: ``10102``, or ``00102`` in auto-config
+        mode (the outputs of cards 1-4 counted 1-48)."""
+        if self.config_mode != "ACON":
+            return f"{relay:05d}"
+        card, port, pin = relay // 10000, relay // 100 % 100, relay % 100
+        return f"0{port:02d}{(card - 1) * OUTPUTS_PER_CARD + pin:02d}"
 
     def _states(self, arg: str, closed: bool) -> str:
         return ",".join("1" if (c in self.closed) == closed else "0" for c in self.channels(arg))
@@ -233,7 +240,7 @@ class VirtualB2200A(VirtualMatrix):
 
     def _closed_on_card(self, arg: str) -> str:
         cards = self._cards(arg)
-        shown = [self._shown(c) for c in sorted(self.closed) if c // 10000 in cards]
+        shown = sorted(self._shown(c) for c in self.closed if c // 10000 in cards)
         return "(@" + ",".join(shown) + ")"
 
     def _set_card_option(self, arg: str, table: dict[int, str], allowed: dict) -> None:
@@ -251,7 +258,10 @@ class VirtualB2200A(VirtualMatrix):
         if close:
             for c in channels:
                 if self.rule[c // 10000] == "SROU":
-                    released |= {o for o in self.closed if _shares_a_port(o, c)} - channels
+                    shown = self._shown(c)
+                    released |= {
+                        o for o in self.closed if _shares_a_port(self._shown(o), shown)
+                    } - channels
         changed = released | {c for c in channels if (c in self.closed) != close}
         self.closed -= released
         if close:
@@ -261,6 +271,7 @@ class VirtualB2200A(VirtualMatrix):
         self.busy(self.relay_s * len(changed))
 
 
-def _shares_a_port(a: int, b: int) -> bool:
-    """Whether relays ``a`` and ``b`` of one card share their input port or output pin."""
-    return a // 10000 == b // 10000 and (a // 100 % 100 == b // 100 % 100 or a % 100 == b % 100)
+def _shares_a_port(a: str, b: str) -> bool:
+    """Whether two channels (as the present mode numbers them) share their card's input port
+    or output pin; in auto-config mode the four cards are one 14 × 48 matrix (card 0)."""
+    return a[0] == b[0] and (a[1:3] == b[1:3] or a[3:] == b[3:])

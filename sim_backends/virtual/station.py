@@ -129,7 +129,7 @@ options = {options}
 driver = "b2200a"
 resource = "TCPIP::192.0.2.2::5025::SOCKET"
 timeout_ms = 1000
-card = 1
+card = 0
 force_port = 1
 ground_port = 2
 

@@ -30,7 +30,7 @@ from hil.core.pulses import (
     ResetPulse,
     SafetyEnvelope,
 )
-from hil.station.model import encode_channels
+from hil.station.model import encode_channels, physical_relays
 from sim_backends.emulator import EmulatorBackend
 from sim_backends.virtual.twins import VirtualMatrix, VirtualProber
 
@@ -91,8 +91,9 @@ class VirtualWafer:
         self.prober = prober
         self.matrix = matrix
         self.emulator = EmulatorBackend(n, params=params, seed=seed, envelope=INSTRUMENT_LIMITS)
-        self.top_channel = encode_channels(card, force_port, self.top_pin)
-        self.bottom_channel = encode_channels(card, ground_port, self.bottom_pin)
+        # the relays the matrix closes for each pad, in either configuration mode
+        self.top_channel = physical_relays(encode_channels(card, force_port, self.top_pin))
+        self.bottom_channel = physical_relays(encode_channels(card, ground_port, self.bottom_pin))
         self.time_scale = time_scale
         self.lock = threading.Lock()
         self.history: list[Applied] = []

@@ -11,7 +11,12 @@ import pytest
 
 from hil.core.errors import ConfigError
 from hil.core.pulses import SafetyEnvelope
-from hil.station.model import decode_channel, encode_channel, encode_channels
+from hil.station.model import (
+    decode_channel,
+    encode_channel,
+    encode_channels,
+    physical_relays,
+)
 from hil.station.parser import load_station, parse_station
 
 EXAMPLE = (Path(__file__).parents[2] / "examples" / "station.toml").read_text()
@@ -89,7 +94,7 @@ def test_example_settings(example):
     assert (st.matrix.driver, st.matrix.resource) == ("b2200a", "TCPIP::192.168.1.11::5025::SOCKET")
     assert st.matrix.options == {}
     assert (st.prober.driver, st.prober.timeout_ms) == ("sentio", 30000)
-    assert (st.card, st.force_port, st.ground_port) == (1, 1, 2)
+    assert (st.card, st.force_port, st.ground_port) == (0, 1, 2)
     # read pulse: given values plus the default width
     assert st.read.amplitude_V == pytest.approx(0.2)
     assert st.read.compliance_A == pytest.approx(1e-4)
@@ -106,7 +111,7 @@ def test_example_settings(example):
 
 
 def test_where_names_the_line(example):
-    assert example.where("matrix", "card") == f"{PATH}:{line_of(EXAMPLE, 'card = 1 ')}"
+    assert example.where("matrix", "card") == f"{PATH}:{line_of(EXAMPLE, 'card = 0 ')}"
     assert example.where("devices") == f"{PATH}:{line_of(EXAMPLE, '[devices]')}"
 
 
@@ -160,8 +165,8 @@ MISTAKES = [
     ),
     (
         "timeout 0",
-        "timeout_ms = 5000\ncard = 1",
-        "timeout_ms = 0\ncard = 1",
+        "timeout_ms = 5000\ncard = 0",
+        "timeout_ms = 0\ncard = 0",
         "timeout_ms = 0",
         "[matrix] timeout_ms",
     ),
@@ -173,7 +178,7 @@ MISTAKES = [
         "[prober] timeout_ms",
     ),
     ("options not a table", "options = { smu", "options = 3 # { smu", "options = 3", "options"),
-    ("unknown matrix key", "card = 1 ", "cards = 2\ncard = 1 ", "cards = 2", "[matrix] cards"),
+    ("unknown matrix key", "card = 0 ", "cards = 2\ncard = 0 ", "cards = 2", "[matrix] cards"),
     ("unknown table", "[retry]", "[retries]", "[retries]", "[retries]"),
     ("unknown station key", 'name = "example', 'title = "x"\nname = "example', "title", "title"),
     (
@@ -185,7 +190,7 @@ MISTAKES = [
     ),
     ("port 15", "force_port = 1 ", "force_port = 15 ", "force_port = 15", "force_port"),
     ("port 0", "ground_port = 2", "ground_port = 0", "ground_port = 0", "ground_port"),
-    ("card 5", "card = 1 ", "card = 5 ", "card = 5", "[matrix] card"),
+    ("card 5", "card = 0 ", "card = 5 ", "card = 5", "[matrix] card"),
     ("bottom pin 49", "bottom_pins = [48]", "bottom_pins = [49]", "bottom_pins", "49"),
     # the offending pin is on a continuation line: the message names the key's line
     ("top pin 49", "39, 40]", "39, 49]", "top_pins =", "[devices] top_pins"),
@@ -422,7 +427,7 @@ def test_load_station_names_the_file(tmp_path):
     path.write_text(EXAMPLE)
     st = load_station(path)
     assert st.path == path and st.devices.n_devices == 240
-    text = edit("card = 1 ", "card = 9 ")
+    text = edit("card = 0 ", "card = 9 ")
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
         load_station(str(path))
@@ -462,11 +467,26 @@ def test_channel_rejects_out_of_range(card, inp, out):
 def test_the_device_map_channels_come_from_the_codec(example):
     top, bottom = example.top_channels, example.bottom_channels
     assert top.shape == bottom.shape == (240,)
-    # card 1, force port 1 → pin; ground port 2 → pin 48 (written out, not re-derived)
-    assert (top[0], top[39], top[40], top[239]) == (10101, 10140, 10101, 10140)
-    assert np.all(bottom == 10248)
+    # card 0 (auto-config), force port 1 → pin; ground port 2 → pin 48 (written out)
+    assert (top[0], top[39], top[40], top[239]) == (101, 140, 101, 140)
+    assert np.all(bottom == 248)
     for i in (0, 77, 239):
-        assert decode_channel(int(top[i])) == (1, 1, int(example.devices.top_pin[i]))
+        assert decode_channel(int(top[i])) == (0, 1, int(example.devices.top_pin[i]))
     np.testing.assert_array_equal(encode_channels(2, 14, np.array([1, 48])), [21401, 21448])
     with pytest.raises(ConfigError, match="output pin 49"):
         encode_channels(1, 1, np.array([3, 49]))
+    # the relay each closes: auto-config output 13 is card 2's output 1
+    np.testing.assert_array_equal(
+        physical_relays([101, 113, 1448, 21412]), [10101, 20101, 41412, 21412]
+    )
+
+
+def test_a_card_has_twelve_outputs_in_normal_config(example):
+    text = EXAMPLE.replace("card = 0 ", "card = 2 ", 1)
+    with pytest.raises(ConfigError, match=r"top_pins.*pin 40 does not exist on card 2.*card = 0"):
+        parse_station(text, PATH)
+    few = text.replace(
+        "top_pins = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,",
+        "top_pins = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,",
+    )
+    assert few == text  # (the example's pins run to 40 and its bottom pin is 48)

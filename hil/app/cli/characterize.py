@@ -132,16 +132,7 @@ def characterize(
         drift_stop_s=drift_stop_s,
         drift_reads=drift_reads,
     )
-    config_text = json.dumps(
-        {
-            "command": "characterize",
-            "protocol": protocol,
-            "backend": backend_spec,
-            "devices": devices,
-            "seed": seed,
-            **dataclasses.asdict(options),
-        }
-    )
+    config_text = _config_text(protocol, backend_spec, devices, seed, options)
     chosen = get_protocol(protocol)
     _confirm_station_time(chosen, options, backend_spec, devices, yes)
     started = time.perf_counter()
@@ -167,6 +158,14 @@ def characterize(
         "summary": _jsonable(summary),
     }
     _echo(line, as_json)
+
+
+def _config_text(protocol: str, backend_spec: str, devices: int, seed: int, options) -> str:
+    """What the run file stores as its configuration (and ``config_sha256`` digests)."""
+    fields: dict[str, object] = {"command": "characterize", "protocol": protocol}
+    fields["backend"] = backend_spec
+    fields |= {"devices": devices, "seed": seed, **dataclasses.asdict(options)}
+    return json.dumps(fields)
 
 
 def _confirm_station_time(chosen, options, backend_spec: str, devices: int, yes: bool) -> None:

@@ -33,16 +33,31 @@ def test_binds_to_loopback_on_a_free_port(matrix):
 def test_close_open_and_query_relays(matrix):
     inst, res, _ = matrix
     assert res.query("*IDN?").startswith("Agilent Technologies,B2201A")
-    res.write(":ROUT:CLOS (@10102,10203,20148)")
+    res.write(":ROUT:CLOS (@10102,10203,20112)")
     # Commands are served in order, so after a query's reply the write has taken effect.
     assert res.query(":ROUT:CLOS:CARD? 1") == "(@10102,10203)"
-    assert inst.closed == {10102, 10203, 20148}
+    assert inst.closed == {10102, 10203, 20112}
     res.write(":ROUT:OPEN (@10102)")
     assert res.query(":ROUT:CLOS:CARD? 1") == "(@10203)"
     res.write(":ROUT:OPEN:CARD 2")
     assert res.query(":ROUT:CLOS:CARD? 2") == "(@)"
     assert res.query(":SYST:ERR?") == '+0,"No error"'
-    assert inst.received[1] == ":ROUT:CLOS (@10102,10203,20148)"
+    assert inst.received[1] == ":ROUT:CLOS (@10102,10203,20112)"
+
+
+def test_a_card_has_twelve_outputs_and_auto_config_counts_four_cards_as_48(matrix):
+    inst, res, _ = matrix
+    res.write(":ROUT:CLOS (@10113)")  # normal config: output 13 does not exist on a card
+    assert res.query(":SYST:ERR?").startswith("-222")
+    assert inst.closed == set()
+    res.write(":ROUT:FUNC ACON")
+    res.write(":ROUT:CLOS (@00113,00148)")  # auto config: card 2's output 1, card 4's 12
+    assert res.query(":ROUT:CLOS:CARD? 0") == "(@00113,00148)"
+    assert inst.closed == {20101, 40112}  # the physical relays (card, input 01, output)
+    res.write(":ROUT:CLOS (@10101)")  # a card number is refused in auto-config mode
+    assert res.query(":SYST:ERR?").startswith("-222")
+    res.write(":ROUT:FUNC NCON")
+    assert res.query(":ROUT:CLOS:CARD? 2") == "(@20101)"  # the same relay, normal numbering
 
 
 @pytest.mark.parametrize(
