@@ -17,11 +17,11 @@ How a batch runs:
   or garbled has sent its pulses (they are reported and never sent again) and its read: that
   read is reported with unknown G (``g_S`` NaN, the log's value for "no measurement"), and so
   is every repeated read whose reply was lost, so the log holds every read the device
-  received; the read that answers is reported with its value. (The tester contract does not
-  say how far a failed visit got, so a visit that failed before its read, e.g. on a
-  B1500A ``SPST?`` poll, is logged with a read the device did not get.) A visit that fails
-  before the tester took it (routing, or a tester error other than a lost reply) reports
-  nothing.
+  received; the read that answers is reported with its value. A tester that keeps track
+  (``Tester.tracks_progress``: the B1500A) says how far a failed visit got, so a visit that
+  failed on a pulse's ``SPST?`` poll logs the pulses started and no read; for the others
+  every pulse and the read are taken to have gone out. A visit that fails before the tester
+  took it (routing, or a tester error other than a lost reply) reports nothing.
 - **Reads.** Every read is the station file's ``[read]`` pulse (voltage, width, compliance),
   whatever read pulse the caller passes, and is logged as sent: the station file is the
   lab's statement of how its devices are read.
@@ -282,8 +282,10 @@ class HardwareBackend(DeviceBackend):
         except Exception as exc:
             if not _transient(exc):
                 raise
-            # Only the reply was lost: the pulses went out, and so did the read.
-            self._sent(d, t, pulses)
+            # Only a reply was lost: what went out is logged (all of it, unless the tester
+            # says how far it got), the read with unknown G.
+            n_sent = tester.pulses_sent if tester.tracks_progress else len(pulses)
+            self._sent(d, t, pulses[:n_sent])
             self._lost_read(d, t, read)
             self._failing += 1
             if self._failing >= self.station.retry.attempts:
@@ -323,8 +325,11 @@ class HardwareBackend(DeviceBackend):
 
     def _lost_read(self, d: int, t: float, read: ReadPulse | None) -> None:
         """A read of device ``d`` went out but its reply was lost: logged with unknown G
-        (NaN), so that the log holds every read the device received."""
-        if read is not None and self._listened:
+        (NaN), so that the log holds every read the device received (and none that a tester
+        keeping track says it never sent)."""
+        tester = self.inst.tester
+        went_out = tester.read_sent or not tester.tracks_progress
+        if read is not None and self._listened and went_out:
             self._emit(PulseEvent(np.array([d]), read, t, np.array([np.nan])))
 
     def _sent(self, d: int, t: float, pulses: list[Pulse]) -> None:

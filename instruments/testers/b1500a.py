@@ -64,6 +64,7 @@ class B1500ATester(Tester):
     """
 
     name = "B1500A"
+    tracks_progress = True
     identity = ("B1500",)
     timing = PulseTiming(min_width_s=10e-9, resolution_s=2.5e-9)
     """B1525A SPGU: pulse width >= 10 ns, set in 2.5 ns steps [Keysight B1500A data sheet,
@@ -153,8 +154,9 @@ class B1500ATester(Tester):
         plan = [self._plan(pulse) for pulse in pulses]
         if read is not None:
             read_args = self._read_args(read)
+        self.pulses_sent, self.read_sent = 0, False
         for shape in plan:
-            self._pulse(shape)
+            self._pulse(shape)  # counted once the SPGU was started (SRP), before its poll
         if read is None:
             return None
         return self._read(*read_args)
@@ -198,6 +200,7 @@ class B1500ATester(Tester):
         self.inst.set_pulse_levels(ch, 0.0, shape.peak_V)
         self.inst.apply_pulse_setup(ch)
         self.inst.start_pulses(self.spgu_slot)
+        self.pulses_sent += 1
         self._wait_stopped()
 
     def _wait_stopped(self) -> None:
@@ -221,6 +224,7 @@ class B1500ATester(Tester):
         self._switch(SELECTOR_SMU)
         smu = self.smu_channel
         self.inst.force_voltage(smu, volts, comp)
+        self.read_sent = True
         try:
             current = self.inst.spot_current(smu, self.read_range)
         finally:

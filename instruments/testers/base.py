@@ -45,6 +45,14 @@ class Tester(abc.ABC):
     identity: ClassVar[tuple[str, ...]] = ()
     """Text of which the instrument's :meth:`identify` must contain one (``hil station
     check`` catches a resource that points at another instrument); ``()``: no check."""
+    tracks_progress: ClassVar[bool] = False
+    """Whether :meth:`visit` keeps :attr:`pulses_sent` and :attr:`read_sent`, so that after a
+    failed visit the log can hold exactly what went out. A tester that does not is taken to
+    have sent every pulse and the read (the log may then hold pulses a device never got)."""
+    pulses_sent: int = 0
+    """Program pulses of the current (or last) visit handed to the instrument."""
+    read_sent: bool = False
+    """Whether the current (or last) visit's read voltage went out to the device."""
 
     @classmethod
     def station_options(cls) -> frozenset[str]:

@@ -145,3 +145,24 @@ def test_a_late_prober_reply_is_drained_before_the_retry(tmp_path):
         recorder.close()
         device, op = log_columns(tmp_path / "log.h5", "device", "op")
         assert Counter(zip(device.tolist(), op.tolist(), strict=True)) == wafer_counts(vs)
+
+
+@pytest.mark.parametrize("after", [0, 1, 5])
+def test_a_visit_that_fails_on_a_pulse_poll_logs_only_what_went_out(tmp_path, after):
+    """The B1500A says how far a failed visit got: a lost ``SPST?`` reply after the first
+    pulse of a RESET + SET visit means the SET and the read never went out, and the log
+    must not claim them (the read is then repeated, and logged once)."""
+    text = station_text(dies=1, pins=4).replace("timeout_ms = 1000", "timeout_ms = 300", 1)
+    with VirtualStation(parse_station(text, "station.toml")) as vs:
+        st = parse_station(vs.station_text(), "virtual.toml")
+        hb = HardwareBackend(st)
+        recorder = Recorder(hb, PulseLogWriter(tmp_path / "log.h5"))
+        ids = np.arange(hb.n_devices)
+        hb.reset(ids)  # deferred: goes out with each device's SET
+        vs.tester.fault = Fault("drop", match="SPST?", after=after)
+        hb.set_and_read(ids, RampSetPulse(width_s=hb.quantize_widths(ids, 200e-9)))
+        assert hb.stats.retries == 1
+        hb.close()
+        recorder.close()
+        device, op = log_columns(tmp_path / "log.h5", "device", "op")
+        assert Counter(zip(device.tolist(), op.tolist(), strict=True)) == wafer_counts(vs)
