@@ -149,12 +149,12 @@ class B1500ATester(Tester):
         inst.check_errors()
 
     def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
+        self.pulses_sent, self.read_sent = 0, False
         # Validate the whole visit before the first write.
         check_visit("B1500A", pulses, read)
         plan = [self._plan(pulse) for pulse in pulses]
         if read is not None:
             read_args = self._read_args(read)
-        self.pulses_sent, self.read_sent = 0, False
         for shape in plan:
             self._pulse(shape)  # counted once the SPGU was started (SRP), before its poll
         if read is None:

@@ -54,6 +54,7 @@ class K4200ATester(Tester):
     """
 
     name = "4200A"
+    tracks_progress = True
     identity = ("4200",)
     timing = PulseTiming(min_width_s=MIN_SEGMENT_S, resolution_s=SEGMENT_RESOLUTION_S)
     """4225-PMU segments: >= 20 ns on a 10 ns grid (../shared/reference/instruments.md)."""
@@ -136,6 +137,7 @@ class K4200ATester(Tester):
         return tuple(waveform(visit, self.edge_s))
 
     def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
+        self.pulses_sent, self.read_sent = 0, False
         if not pulses and read is None:
             return None
         segs = self.segments(pulses, read)
@@ -150,6 +152,8 @@ class K4200ATester(Tester):
             ch.output_enabled = True
             self._output_on = True
         self.inst.execute()
+        # One waveform carries the pulses and the read: once it runs, all of them go out.
+        self.pulses_sent, self.read_sent = len(pulses), read is not None
         self._wait_idle()
         if read is None:
             return None
