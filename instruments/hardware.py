@@ -18,10 +18,11 @@ How a batch runs:
   read is reported with unknown G (``g_S`` NaN, the log's value for "no measurement"), and so
   is every repeated read whose reply was lost, so the log holds every read the device
   received; the read that answers is reported with its value. A tester that keeps track
-  (``Tester.tracks_progress``: the B1500A, the 4200A) says how far a failed visit got, so a
-  visit that failed on a pulse's ``SPST?`` poll logs the pulses started and no read; for
-  the others every pulse and the read are taken to have gone out. A visit that fails before
-  the tester took it (routing, or a tester error other than a lost reply) reports nothing.
+  (``Tester.tracks_progress``: the B1500A, 4200A and WGFMU testers) says how far a failed
+  visit got, so a visit that failed on a pulse's ``SPST?`` poll logs the pulses started and
+  no read; for a tester that does not, every pulse and the read are taken to have gone
+  out. A visit that fails before the tester took it (routing, or a tester error other than
+  a lost reply) reports nothing.
 - **Reads.** Every read is the station file's ``[read]`` pulse (voltage, width, compliance),
   whatever read pulse the caller passes, and is logged as sent: the station file is the
   lab's statement of how its devices are read.

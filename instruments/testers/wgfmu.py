@@ -81,6 +81,7 @@ class WGFMUTester(Tester):
     """
 
     name = "WGFMU"
+    tracks_progress = True
     timing = PulseTiming(min_width_s=MIN_VECTOR_S, resolution_s=MIN_VECTOR_S)
     """Every vector (a pulse's flat part, a ramp step, an edge) >= 10 ns on the 10 ns grid
     [WGFMU programming guide, WGFMU_addVector]."""
@@ -149,6 +150,7 @@ class WGFMUTester(Tester):
         self._connected = True
 
     def visit(self, pulses: Sequence[Pulse], read: ReadPulse | None) -> float | None:
+        self.pulses_sent, self.read_sent = 0, False
         # Validate and build the whole visit before the first library call.
         vectors, event = self.plan(pulses, read)
         if not vectors:
@@ -168,6 +170,8 @@ class WGFMUTester(Tester):
             )
         wg.add_sequence(ch, PATTERN, 1.0)
         wg.execute()
+        # One pattern carries the pulses and the read: once it runs, all of them go out.
+        self.pulses_sent, self.read_sent = len(pulses), read is not None
         wg.wait_until_completed()
         if event is None:
             return None

@@ -434,6 +434,19 @@ def test_error_code_raises_backend_error_with_library_text():
     assert lib.names()[-3:] == ["WGFMU_getErrorSize", "WGFMU_getError", "WGFMU_getErrorSize"]
 
 
+@pytest.mark.parametrize(
+    "failing, sent", [("WGFMU_execute", (0, False)), ("WGFMU_waitUntilCompleted", (2, True))]
+)
+def test_a_failed_visit_says_how_far_it_got(failing, sent):
+    # Nothing goes out before the pattern runs; once it runs, the pulses and the read do.
+    lib, tester = ready()
+    assert tester.tracks_progress
+    lib.fail[failing] = (-5, "timed out")
+    with pytest.raises(BackendError):
+        tester.visit([ResetPulse(), PartialSetPulse()], ReadPulse())
+    assert (tester.pulses_sent, tester.read_sent) == sent
+
+
 def test_library_state_error_is_reported():
     # Without WGFMU_clear the library refuses the pattern name: the fake's text comes back.
     lib, tester = ready()
