@@ -52,3 +52,38 @@ def test_characterization_summary_and_root_agree(tmp_path):
     assert line["seed"] == root["seed"] == 3 and line["backend"] == root["backend"] == "emulator"
     assert line["config_sha256"] == root["config_sha256"]
     assert line["schema_version"] == root["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_run_logged_with_blosc2_reads_and_replays(tmp_path, mnist_dir):
+    config = tmp_path / "blosc2.toml"
+    run = "layers = [784, 4, 10]\nepochs = 1\ntrain_images = 100\ntest_images = 20\n"
+    config.write_text(run + '\n[log]\ncodec = "blosc2"\n')
+    out = tmp_path / "b.h5"
+    line = _json(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(mnist_dir),
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+        ]
+    )
+    with h5py.File(out, "r") as f:
+        assert f["pulses"].attrs["codec"] == "blosc2"
+        assert f["pulses/g_S"].attrs["compression"].startswith("blosc2")
+    report = _json(
+        [
+            "replay",
+            str(out),
+            "--out",
+            str(tmp_path / "r.h5"),
+            "--data-dir",
+            str(mnist_dir),
+            "--quiet",
+        ]
+    )
+    assert report["identical"] is True and report["pulses"]["records"] == line["pulses_total"]
