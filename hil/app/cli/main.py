@@ -66,6 +66,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "export_command",
         "Export RUN_FILE's pulses, devices or history as CSV or Parquet (streamed).",
     ),
+    "sweep": CommandEntry(
+        "hil.app.cli.sweep",
+        "sweep",
+        "Train a grid of configurations × seeds on Dask into DIR; summarize its results table.",
+    ),
     "station": CommandEntry(
         "hil.app.cli.station",
         "station",

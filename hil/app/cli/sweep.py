@@ -1,0 +1,63 @@
+"""``hil sweep SWEEP.toml --out DIR [--resume]`` and ``hil sweep summarize DIR``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from hil.app.sweep.execute import run_sweep
+from hil.app.sweep.results import RESULTS_FILE, format_summary, read_results, summarize
+from hil.app.sweep.spec import load_sweep
+from hil.core.errors import HilError
+
+
+class _RunByDefault(click.Group):
+    """``hil sweep SWEEP.toml ...`` is ``hil sweep run SWEEP.toml ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("sweep", cls=_RunByDefault)
+def sweep():
+    """Train a grid of configurations × seeds on Dask into DIR; summarize its results table.
+
+    \b
+    hil sweep SWEEP.toml --out DIR [--workers N] [--resume]
+    hil sweep summarize DIR [--baseline LABEL]
+    """
+
+
+@sweep.command("run")
+@click.argument("sweep_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
+@click.option("--resume", is_flag=True, help="Skip finished runs, resume unfinished ones.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_command(sweep_file, out_dir, workers, resume, quiet):
+    """Train every run of SWEEP_FILE into DIR/<run>.h5 and write DIR/results.csv."""
+    if logging.getLogger().level > logging.DEBUG:  # Dask's own chatter only with -vv
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    runs = load_sweep(sweep_file)
+    rows = run_sweep(runs, out_dir, workers=workers, resume=resume, progress=not quiet)
+    failed = [row for row in rows if row["status"] != "ok"]
+    click.echo(f"{len(rows) - len(failed)} of {len(rows)} runs done: {out_dir / RESULTS_FILE}")
+    if failed:
+        raise HilError(
+            f"{len(failed)} run(s) failed, first {failed[0]['name']}: {failed[0]['error']}; "
+            "fix it and go on with --resume"
+        )
+
+
+@sweep.command("summarize")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--baseline", help="Configuration (results.csv's config column) to pair the others against."
+)
+def summarize_command(out_dir, baseline):
+    """Final accuracy per configuration: n, mean, std, 95 % CI; paired Δ vs --baseline."""
+    click.echo(format_summary(summarize(read_results(out_dir), baseline), baseline))

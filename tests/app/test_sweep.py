@@ -1,0 +1,245 @@
+"""``hil sweep``: the sweep file, a 2 × 2 sweep on a Dask LocalCluster, resume, summarize."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from hil.app.cli.main import main
+from hil.app.sweep import execute
+from hil.app.sweep.results import read_results, summarize
+from hil.app.sweep.spec import load_sweep
+from hil.app.training import Trainer
+from hil.core.errors import ConfigError
+from hil.nn.config import TrainConfig
+
+pytest.importorskip("dask.distributed")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BASE = f'base = "{EXAMPLES / "mnist_2pcm3t1c.toml"}"\n'
+SMALL = """
+seeds = [0, 1]
+[grid]
+cell = ["2pcm3t1c", "2pcm"]
+[train]
+layers = [784, 4, 10]
+train_images = 200
+test_images = 100
+epochs = 1
+"""
+
+
+def sweep_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(BASE + body)
+    return path
+
+
+# -- the sweep file ---------------------------------------------------------------------------
+def test_grid_times_zip_times_seeds(tmp_path):
+    path = sweep_file(
+        tmp_path,
+        """
+seeds = 3
+[grid]
+synapse.polarity_inversion = [true, false]
+cell = ["2pcm3t1c", "2pcm"]
+[zip]
+learning_rate = [0.01, 0.02]
+transfer_interval = [100, 200]
+[train]
+epochs = 2
+""",
+    )
+    runs = load_sweep(path)
+    assert len(runs) == 2 * 2 * 2 * 3
+    first = runs[0]
+    assert first.swept == {
+        "synapse.polarity_inversion": True,
+        "cell": "2pcm3t1c",
+        "learning_rate": 0.01,
+        "transfer_interval": 100,
+    }
+    assert first.label == (
+        "synapse.polarity_inversion=true cell=2pcm3t1c learning_rate=0.01 "
+        "transfer_interval=100 seed=0"
+    )
+    zipped = {(r.cfg.learning_rate, r.cfg.transfer_interval) for r in runs}
+    assert zipped == {(0.01, 100), (0.02, 200)}  # side by side, not crossed
+    assert {r.cfg.seed for r in runs} == {0, 1, 2}
+    assert {r.cfg.epochs for r in runs} == {2}
+    assert {r.cfg.synapse.polarity_inversion for r in runs} == {True, False}
+    # the base's other fields stay: its [synapse] and [capacitor] tables
+    base = TrainConfig.from_toml(EXAMPLES / "mnist_2pcm3t1c.toml")
+    assert {r.cfg.synapse.gain_F for r in runs} == {base.synapse.gain_F}
+    # a run's name is the hash of its whole configuration: stable, one per run
+    digest = hashlib.sha256(first.cfg.to_json().encode()).hexdigest()
+    assert first.name == f"run-{digest[:12]}"
+    assert [r.name for r in load_sweep(path)] == [r.name for r in runs]
+    assert len({r.name for r in runs}) == len(runs)
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        ("[grid]\nsynapse.bogus = [1, 2]\n", "synapse.bogus"),
+        ("[grid]\nepochs = [1, 0]\n", "epochs"),
+        ("[grid]\nbogus.x = [1]\n", "bogus"),
+        ("[zip]\nepochs = [1, 2]\nlearning_rate = [0.1]\n", "differ in length"),
+        ("[grid]\nseed = [1, 2]\n", "seeds = [...]"),
+        ("seeds = 0\n", "seeds"),
+        ("[grid]\ncell = []\n", "cell"),
+    ],
+)
+def test_a_bad_field_is_one_line_naming_the_file_and_field(tmp_path, body, names):
+    path = sweep_file(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(path)
+    message = str(caught.value)
+    assert str(path) in message and names in message and "\n" not in message
+
+
+def test_without_seeds_each_configuration_runs_once_with_its_own_seed(tmp_path):
+    runs = load_sweep(sweep_file(tmp_path, "[grid]\nepochs = [1, 2]\n[train]\nseed = 7\n"))
+    assert [(r.cfg.epochs, r.cfg.seed, r.config_label) for r in runs] == [
+        (1, 7, "epochs=1"),
+        (2, 7, "epochs=2"),
+    ]
+
+
+def test_the_example_sweep_is_four_runs():
+    runs = load_sweep(EXAMPLES / "sweep_small.toml")
+    assert [(r.cfg.cell, r.cfg.synapse.gain_F, r.cfg.seed) for r in runs] == [
+        ("2pcm3t1c", 3.0, 0),
+        ("2pcm3t1c", 3.0, 1),
+        ("2pcm", 1.0, 0),
+        ("2pcm", 1.0, 1),
+    ]
+
+
+# -- a 2 × 2 sweep on two Dask workers ------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("sweep")
+    path = folder / "sweep.toml"
+    path.write_text(BASE + SMALL)
+    out = folder / "out"
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return path, out
+
+
+def test_the_sweep_equals_the_same_runs_trained_one_by_one(finished_sweep, mnist, tmp_path):
+    path, out = finished_sweep
+    runs = load_sweep(path)
+    rows = {row["name"]: row for row in read_results(out)}
+    assert sorted(p.name for p in out.glob("*.h5")) == sorted(f"{r.name}.h5" for r in runs)
+    assert list(rows) == [r.name for r in runs]
+    for run in runs:
+        row = rows[run.name]
+        alone = Trainer(run.cfg, mnist, tmp_path / f"{run.name}.h5", progress=False).run()
+        assert row["status"] == "ok" and row["error"] == ""
+        assert (row["cell"], int(row["seed"])) == (run.cfg.cell, run.cfg.seed)
+        assert float(row["acc_epoch_1"]) == alone["test_accuracy"][0]
+        assert float(row["final_accuracy"]) == alone["test_accuracy"][-1]
+        for kind, count in alone["pulses_by_kind"].items():
+            assert int(row[f"pulses_{kind}"]) == count
+        assert row["run_file"] == f"{run.name}.h5"
+
+
+def test_resume_after_the_sweep_finished_runs_nothing(finished_sweep, monkeypatch):
+    path, out = finished_sweep
+    before = (out / "results.csv").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.h5")}
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a finished sweep started a cluster")
+
+    monkeypatch.setattr(execute, "_on_local_cluster", no_cluster)
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (out / "results.csv").read_text() == before
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.h5")} == stamps
+    # without --resume the folder's runs are refused, not overwritten
+    again = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out)])
+    assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_resume_finishes_an_unfinished_run_and_reports_a_damaged_one(finished_sweep, tmp_path):
+    path, finished = finished_sweep
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    before = {row["name"]: row for row in read_results(finished)}
+    unfinished, damaged, *kept = load_sweep(path)
+    with h5py.File(out / f"{unfinished.name}.h5", "r+") as f:
+        del f["summary/training"]  # as if killed after its last checkpoint
+    (out / f"{damaged.name}.h5").write_bytes(b"not a run file")
+    stamps = {r.name: (out / f"{r.name}.h5").stat().st_mtime_ns for r in kept}
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--out", str(out), "--resume", "--workers", "1", "--quiet"]
+    )
+    assert result.exit_code == 2 and damaged.name in result.output
+    rows = {row["name"]: row for row in read_results(out)}
+    assert rows[unfinished.name]["status"] == "ok"
+    assert rows[unfinished.name]["final_accuracy"] == before[unfinished.name]["final_accuracy"]
+    assert rows[damaged.name]["status"] == "failed" and damaged.name in rows[damaged.name]["error"]
+    assert {r.name: (out / f"{r.name}.h5").stat().st_mtime_ns for r in kept} == stamps
+    assert all(rows[r.name] == before[r.name] for r in kept)
+
+
+# -- summarize --------------------------------------------------------------------------------
+def test_summarize_equals_numpy_and_scipy_on_the_table(finished_sweep):
+    _, out = finished_sweep
+    with (out / "results.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    final = {
+        config: {int(r["seed"]): float(r["final_accuracy"]) for r in table if r["config"] == config}
+        for config in ("cell=2pcm3t1c", "cell=2pcm")
+    }
+    summaries = {s.config: s for s in summarize(table, baseline="cell=2pcm3t1c")}
+    for config, by_seed in final.items():
+        values = np.array(list(by_seed.values()))
+        low, high = stats.t.interval(0.95, len(values) - 1, values.mean(), stats.sem(values))
+        e = summaries[config].final_accuracy
+        assert e.n == 2 and math.isclose(e.mean, values.mean())
+        assert math.isclose(e.std, values.std(ddof=1))
+        assert math.isclose(e.ci_low, low) and math.isclose(e.ci_high, high)
+    assert summaries["cell=2pcm3t1c"].difference is None
+    paired = np.array([final["cell=2pcm"][s] - final["cell=2pcm3t1c"][s] for s in (0, 1)])
+    low, high = stats.t.interval(0.95, 1, paired.mean(), stats.sem(paired))
+    d = summaries["cell=2pcm"].difference
+    assert d is not None and math.isclose(d.mean, paired.mean())
+    assert math.isclose(d.ci_low, low) and math.isclose(d.ci_high, high)
+    printed = CliRunner().invoke(main, ["sweep", "summarize", str(out), "--baseline", "cell=2pcm"])
+    assert printed.exit_code == 0 and "cell=2pcm3t1c" in printed.output
+    unknown = CliRunner().invoke(main, ["sweep", "summarize", str(out), "--baseline", "fp"])
+    assert unknown.exit_code == 2 and "'fp'" in unknown.output
+
+
+def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - optional extra
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    with (
+        execute.pinned_threads(),
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        (omp,) = client.run(os.environ.get, "OMP_NUM_THREADS").values()
+        (pools,) = client.run(threadpoolctl.threadpool_info).values()
+    assert omp == "1" and pools and {pool["num_threads"] for pool in pools} == {1}
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # the sweep's own process is left as it was
