@@ -41,6 +41,9 @@ def sweep():
 def run_command(sweep_file, out_dir, workers, resume, quiet):
     """Train every run of SWEEP_FILE into DIR/<run>.h5 and write DIR/results.csv."""
     if logging.getLogger().level > logging.DEBUG:  # Dask's own chatter only with -vv
+        # distributed sets its loggers' levels when it is imported: import it first
+        import distributed  # noqa: F401, PLC0415 - the sweep extra, needed only here
+
         logging.getLogger("distributed").setLevel(logging.WARNING)
     runs = load_sweep(sweep_file)
     rows = run_sweep(runs, out_dir, workers=workers, resume=resume, progress=not quiet)
