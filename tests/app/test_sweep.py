@@ -7,6 +7,9 @@ import hashlib
 import math
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -167,7 +170,7 @@ def test_resume_after_the_sweep_finished_runs_nothing(finished_sweep, monkeypatc
     def no_cluster(*args, **kwargs):
         raise AssertionError("a finished sweep started a cluster")
 
-    monkeypatch.setattr(execute, "_on_local_cluster", no_cluster)
+    monkeypatch.setattr(execute, "_on_cluster", no_cluster)
     result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     assert (out / "results.csv").read_text() == before
@@ -243,3 +246,55 @@ def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
         (pools,) = client.run(threadpoolctl.threadpool_info).values()
     assert omp == "1" and pools and {pool["num_threads"] for pool in pools} == {1}
     assert os.environ["OMP_NUM_THREADS"] == "4"  # the sweep's own process is left as it was
+
+
+# -- the same sweep on a real Dask scheduler and two workers ---------------------------------
+def _poll(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_sweep_on_a_dask_scheduler_and_two_workers_gives_the_same_table(
+    finished_sweep, tmp_path, mnist_dir
+):
+    from dask.distributed import Client  # noqa: PLC0415 - the sweep extra, importorskip above
+
+    path, local_out = finished_sweep
+    address_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "HIL_DATA_DIR": str(mnist_dir.parent), "OMP_NUM_THREADS": "1"}
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
+    scheduler += ["--port", "0", "--no-dashboard", "--scheduler-file", str(address_file)]
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen(scheduler, **quiet)]
+    try:
+        _poll(address_file.exists, "the scheduler's address file")
+        for _ in range(2):
+            worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file"]
+            worker += [str(address_file), "--nthreads", "1", "--no-dashboard"]
+            procs.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **quiet))
+        with Client(scheduler_file=str(address_file), timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            address = client.scheduler.address
+        assert address.startswith("tcp://127.0.0.1:")
+        out = tmp_path / "out"
+        args = ["sweep", str(path), "--out", str(out), "--scheduler", address, "--quiet"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    drop = {"wall_s"}
+    mine = [{k: v for k, v in row.items() if k not in drop} for row in read_results(out)]
+    local = [{k: v for k, v in row.items() if k not in drop} for row in read_results(local_out)]
+    assert mine == local and len(mine) == 4
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    path = sweep_file(tmp_path, SMALL)
+    args = ["sweep", str(path), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output

@@ -37,8 +37,13 @@ def sweep():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
 @click.option("--resume", is_flag=True, help="Skip finished runs, resume unfinished ones.")
+@click.option(
+    "--scheduler",
+    help="Address of a running Dask scheduler (tcp://HOST:PORT) whose workers share --out's "
+    "folder; default: an embedded cluster on this machine.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_command(sweep_file, out_dir, workers, resume, quiet):
+def run_command(sweep_file, out_dir, workers, resume, scheduler, quiet):
     """Train every run of SWEEP_FILE into DIR/<run>.h5 and write DIR/results.csv."""
     if logging.getLogger().level > logging.DEBUG:  # Dask's own chatter only with -vv
         # distributed sets its loggers' levels when it is imported: import it first
@@ -46,7 +51,9 @@ def run_command(sweep_file, out_dir, workers, resume, quiet):
 
         logging.getLogger("distributed").setLevel(logging.WARNING)
     runs = load_sweep(sweep_file)
-    rows = run_sweep(runs, out_dir, workers=workers, resume=resume, progress=not quiet)
+    rows = run_sweep(
+        runs, out_dir, workers=workers, resume=resume, progress=not quiet, scheduler=scheduler
+    )
     failed = [row for row in rows if row["status"] != "ok"]
     click.echo(f"{len(rows) - len(failed)} of {len(rows)} runs done: {out_dir / RESULTS_FILE}")
     if failed:

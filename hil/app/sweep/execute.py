@@ -69,9 +69,12 @@ def run_sweep(
     workers: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> list[dict[str, object]]:
     """Train ``runs`` into ``out_dir`` on an embedded Dask ``LocalCluster`` of ``workers``
-    processes (default: one per core); returns the table's rows, in the sweep's order.
+    processes (default: one per core), or on the cluster whose scheduler is at
+    ``scheduler`` (its workers must see ``out_dir`` at the same path and have hil and the
+    data installed); returns the table's rows, in the sweep's order.
 
     A run that fails is a row with its error and the others go on. Without ``resume``,
     ``out_dir`` must not hold run files of these runs already.
@@ -98,23 +101,32 @@ def run_sweep(
         write_results(out_dir, [rows[r.name] for r in runs if r.name in rows])
 
     if todo:
-        n_workers = workers or len(os.sched_getaffinity(0))
-        _on_local_cluster(todo, out_dir, n_workers, finished, progress)
+        _on_cluster(todo, out_dir, scheduler, workers, finished, progress)
     else:
         write_results(out_dir, [rows[r.name] for r in runs])
     return [rows[r.name] for r in runs]
 
 
-def _on_local_cluster(
-    todo: list[tuple[SweepRun, bool]],
-    out_dir: Path,
-    n_workers: int,
-    finished: Callable[[SweepRun, dict[str, object]], None],
-    progress: bool,
-) -> None:
+@contextmanager
+def _client(scheduler: str | None, workers: int | None) -> Iterator:
+    """A Dask client: of the cluster at ``scheduler``, or of an embedded ``LocalCluster`` of
+    ``workers`` single-threaded processes (default: one per core)."""
     # Optional dependency (the `sweep` extra) and ~1 s to import: only when a sweep runs.
-    from dask.distributed import Client, LocalCluster, as_completed  # noqa: PLC0415 - as said
+    from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - as said
 
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start it with "
+                "`dask scheduler` (and workers with `dask worker ADDRESS`), or leave out "
+                "--scheduler to run on this machine"
+            ) from None
+        with client:
+            yield client
+        return
+    n_workers = workers or len(os.sched_getaffinity(0))
     with (
         pinned_threads(),
         LocalCluster(
@@ -122,12 +134,27 @@ def _on_local_cluster(
         ) as cluster,
         Client(cluster) as client,
     ):
-        logger.info("sweep: %d workers; dashboard %s", n_workers, client.dashboard_link)
+        yield client
+
+
+def _on_cluster(
+    todo: list[tuple[SweepRun, bool]],
+    out_dir: Path,
+    scheduler: str | None,
+    workers: int | None,
+    finished: Callable[[SweepRun, dict[str, object]], None],
+    progress: bool,
+) -> None:
+    from dask.distributed import as_completed  # noqa: PLC0415 - the sweep extra, as above
+
+    with _client(scheduler, workers) as client:
+        n = len(client.scheduler_info().get("workers", {}))
+        logger.info("sweep: %d workers; dashboard %s", n, client.dashboard_link)
         futures = {
             client.submit(
                 train_run,
                 run.cfg.to_json(),
-                str(run_file_of(run, out_dir)),
+                str(run_file_of(run, out_dir).resolve()),
                 resumed,
                 key=f"train-{run.name}",
                 pure=False,
