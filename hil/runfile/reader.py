@@ -241,7 +241,11 @@ class PulseLogReader(FilteredScans):
         only h5py can decode the column (or it is derived)."""
         if self._codec.get(name) is None:
             return None
-        mask, raw = self.stored_chunk(name, k)
+        return self._payload(name, *self.stored_chunk(name, k))
+
+    def _payload(self, name: str, mask: int, raw: bytes) -> memoryview | None:
+        """The encoded bytes of a verified stored chunk (its checksum removed), or None if a
+        filter was skipped for it (only HDF5 then knows how to decode it)."""
         if mask:
             return None
         return memoryview(raw)[:-4] if self._checksummed[name] else memoryview(raw)
@@ -254,11 +258,8 @@ class PulseLogReader(FilteredScans):
             raise self._damaged(name, k, exc) from exc
         if stored is None:
             raise self._damaged(name, k, KeyError("the chunk is not stored"))
-        mask, raw = stored
-        self._verify(name, k, mask, raw)
-        if mask:
-            return None
-        return memoryview(raw)[:-4] if self._checksummed[name] else memoryview(raw)
+        self._verify(name, k, *stored)
+        return self._payload(name, *stored)
 
     def _decode(self, name: str, k: int, raw: memoryview | None, out: np.ndarray) -> np.ndarray:
         """Decompress chunk ``k`` (stored bytes ``raw``) into ``out``; returns its valid part."""

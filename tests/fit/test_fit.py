@@ -34,20 +34,15 @@ US = 1e6
 HIL = [sys.executable, "-m", "hil"]
 
 # Nandakumar 2018 increments and read noise, Joshi 2020's G-dependent drift exponent
-# (t0 = 20 s); no device-to-device step spreads, so the increment σ is the formula's.
+# (t0 = 20 s; the joshi2020 preset's values); no device-to-device step spreads, so the
+# increment σ is the formula's.
+_JOSHI_DRIFT = ("t0_s", "nu_mu0", "nu_mu_log", "nu_mu_min", "nu_mu_max")
+_JOSHI_DRIFT += ("nu_sigma0", "nu_sigma_log", "nu_sigma_min", "nu_sigma_max")
 PARAMS = preset("nandakumar2018").replace(
     name="fit-test",
     set_step_d2d_rel_std=0.0,
     g_max_d2d_rel_std=0.0,
-    drift_t0_s=20.0,
-    drift_nu_mu0=0.0244,
-    drift_nu_mu_log=-0.0155,
-    drift_nu_mu_min=0.049,
-    drift_nu_mu_max=0.1,
-    drift_nu_sigma0=-0.0059,
-    drift_nu_sigma_log=-0.0125,
-    drift_nu_sigma_min=0.008,
-    drift_nu_sigma_max=0.045,
+    **{f"drift_{k}": getattr(preset("joshi2020"), f"drift_{k}") for k in _JOSHI_DRIFT},
 )
 SIZES = (12_000, 3000, 3000, 3000)
 """Devices per protocol: staircase (≈ 500 per (history, G) bin), read noise, RESET, drift."""

@@ -6,19 +6,11 @@ from pathlib import Path
 
 import click
 
+from hil.app.cli.values import comma_ints
 from hil.runfile.export import FORMATS, TABLES, export
 from hil.runfile.lock import output_file
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _ints(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
 @click.command("export")
@@ -38,10 +30,10 @@ def _ints(value: str | None) -> list[int] | None:
 def export_command(run_file, fmt, what, out, devices, ops, transfers, phases, t_min, t_max, force):
     """Export RUN_FILE's pulses, devices or history as CSV or Parquet (streamed)."""
     given = dict(
-        devices=_ints(devices),
-        ops=_ints(ops),
-        transfers=_ints(transfers),
-        phases=_ints(phases),
+        devices=comma_ints(devices),
+        ops=comma_ints(ops),
+        transfers=comma_ints(transfers),
+        phases=comma_ints(phases),
         t_min=t_min,
         t_max=t_max,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hil.app.cli.values import comma_ints
 from hil.app.training import Trainer
 from hil.data import get_dataset
 from hil.nn.config import TrainConfig, apply_overrides
@@ -105,7 +106,7 @@ def train(
         _check_new_run_file(out, force)
         check_not_input(out, [config_file] if config_file else [])
         cfg = TrainConfig.from_toml(config_file) if config_file else TrainConfig()
-        cfg = apply_overrides(cfg, data_dir=data_dir, **{**given, "layers": _layers(layers)})
+        cfg = apply_overrides(cfg, data_dir=data_dir, **{**given, "layers": comma_ints(layers)})
     data = get_dataset(cfg.dataset, cfg.data_dir or None)
     # The run file is written under its final name (it is the live, resumable run); its
     # writer's lock refuses a second writer, --force or --resume while it is written.
@@ -133,15 +134,6 @@ def _run(trainer: Trainer, resume: bool, out: Path) -> dict:
         if error is None:
             raise
         raise error from exc
-
-
-def _layers(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
 def _stored_config(run_file: Path, data_dir: str | None) -> TrainConfig:
