@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import math
 import os
@@ -128,6 +129,32 @@ def test_the_example_sweep_is_four_runs():
         ("2pcm", 1.0, 0),
         ("2pcm", 1.0, 1),
     ]
+
+
+def test_the_paper_sweep_runs_each_example_file_as_hil_train_would():
+    runs = load_sweep(EXAMPLES / "sweep_paper.toml")
+    files = ["mnist_fp", "mnist_2pcm3t1c", "mnist_2pcm3t1c_no_polarity", "mnist_2pcm"]
+    assert [r.config_label for r in runs[::5]] == [f"base={f}.toml" for f in files]
+    for run in runs:
+        file = EXAMPLES / run.config_label.removeprefix("base=")
+        assert run.cfg == dataclasses.replace(TrainConfig.from_toml(file), seed=run.cfg.seed)
+    assert [r.cfg.seed for r in runs[:5]] == [0, 1, 2, 3, 4]
+
+
+def test_a_swept_base_takes_train_overrides_and_needs_no_top_level_base(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        f'[zip]\nbase = ["{EXAMPLES / "mnist_fp.toml"}", "{EXAMPLES / "mnist_2pcm.toml"}"]\n'
+        "[train]\nepochs = 1\n"
+    )
+    runs = load_sweep(path)
+    assert [(r.cfg.cell, r.cfg.epochs, r.cfg.synapse.gain_F) for r in runs] == [
+        ("fp", 1, TrainConfig().synapse.gain_F),
+        ("2pcm", 1, 1.0),
+    ]
+    path.write_text('[zip]\nbase = ["nowhere.toml"]\n')
+    with pytest.raises(ConfigError, match="nowhere.toml"):
+        load_sweep(path)
 
 
 # -- a 2 × 2 sweep on two Dask workers ------------------------------------------------------

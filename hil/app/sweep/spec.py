@@ -14,8 +14,11 @@ A sweep file is TOML::
     epochs = 1
 
 A field is any :class:`~hil.nn.config.TrainConfig` field, nested ones dotted
-(``synapse.update_mode``). Every run's configuration is validated as a TOML configuration
-is, and an error names the sweep file and the field. A run's name is a hash of its whole
+(``synapse.update_mode``), or ``base`` itself: ``[zip] base = ["mnist_fp.toml",
+"mnist_2pcm.toml"]`` compares whole configuration files (then the top-level ``base`` may be
+left out), each run being exactly ``hil train --config`` of its file plus ``[train]``.
+Every run's configuration is validated as a TOML configuration is, and an error names the
+sweep file and the field. A run's name is a hash of its whole
 resolved configuration, so the same run gets the same run file in every sweep.
 """
 
@@ -75,14 +78,21 @@ def load_sweep(path: str | Path) -> list[SweepRun]:
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known: {', '.join(_KEYS)}")
-    if "base" not in data:
-        raise ConfigError(f'{path}: give the base configuration, e.g. base = "mnist_fp.toml"')
-    base = TrainConfig.from_toml(path.parent / str(data["base"])).to_dict()
     train = _flat(_table(data, "train", path))
     points = _points(_table(data, "grid", path), _table(data, "zip", path), path)
+    if "base" not in data and not all("base" in point for point in points):
+        raise ConfigError(f'{path}: give the base configuration, e.g. base = "mnist_fp.toml"')
+    bases: dict[str, dict] = {}
+
+    def base_of(point: dict[str, Any]) -> dict:
+        name = str(point.get("base", data.get("base")))
+        if name not in bases:
+            bases[name] = TrainConfig.from_toml(path.parent / name).to_dict()
+        return bases[name]
+
     seeds = [{"seed": seed} for seed in _seeds(data.get("seeds"), path)]
     runs = [
-        _run(base, swept, {**train, **swept, **seed}, path)
+        _run(base_of(swept), swept, {**train, **_fields(swept), **seed}, path)
         for swept in points
         for seed in seeds or [{}]
     ]
@@ -95,6 +105,11 @@ def load_sweep(path: str | Path) -> list[SweepRun]:
             )
         names[run.name] = run
     return runs
+
+
+def _fields(swept: dict[str, Any]) -> dict[str, Any]:
+    """The configuration fields of a sweep point (``base`` chooses the file, it is no field)."""
+    return {k: v for k, v in swept.items() if k != "base"}
 
 
 def _run(base: dict, swept: dict[str, Any], fields: dict[str, Any], path: Path) -> SweepRun:
