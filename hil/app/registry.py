@@ -31,15 +31,29 @@ BackendFactory = Callable[[str, int, int, Sequence[int] | None], DeviceBackend]
 BACKEND_KINDS: dict[str, BackendFactory] = {}
 """Spec kinds → factories, in registration order."""
 
+EXCLUSIVE_KINDS: set[str] = set()
+"""Spec kinds whose devices are physical: one run at a time may use them (``hil sweep``
+refuses to run them in parallel)."""
 
-def register_backend(kind: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Decorator: make ``factory`` serve the backend spec ``kind`` / ``kind:ARG``."""
+
+def register_backend(
+    kind: str, *, exclusive: bool = False
+) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator: make ``factory`` serve the backend spec ``kind`` / ``kind:ARG``;
+    ``exclusive``: its devices are physical, so runs on it cannot run side by side."""
 
     def register(factory: BackendFactory) -> BackendFactory:
         BACKEND_KINDS[kind] = factory
+        if exclusive:
+            EXCLUSIVE_KINDS.add(kind)
         return factory
 
     return register
+
+
+def is_exclusive(spec: str) -> bool:
+    """Runs on backend ``spec`` hold physical devices: one at a time."""
+    return spec.partition(":")[0] in EXCLUSIVE_KINDS
 
 
 def make_backend(
@@ -67,7 +81,7 @@ def _emulator(
     return EmulatorBackend(n_devices, params=preset or "nandakumar2018", seed=seed)
 
 
-@register_backend("station")
+@register_backend("station", exclusive=True)
 def _station(
     path: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
 ) -> DeviceBackend:

@@ -92,9 +92,9 @@ class Trainer:
                 f"config field 'train_images'/'test_images': asks for {n_tr}/{n_te} images, the "
                 f"data set has {data.train_images.shape[0]}/{data.test_images.shape[0]}"
             )
-        self.x_train = data.float_images("train")[:n_tr]
+        self.x_train = data.float_images("train", n_tr)
         self.y_train = data.train_labels[:n_tr]
-        self.x_test = data.float_images("test")[:n_te]
+        self.x_test = data.float_images("test", n_te)
         self.y_test = data.test_labels[:n_te]
         kill = os.environ.get("HIL_TEST_KILL_AFTER_IMAGES")
         self.kill_after_images: int | None = int(kill) if kill else None

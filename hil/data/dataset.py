@@ -83,12 +83,15 @@ class Dataset:
         """Pixels per image (the input width of a network)."""
         return int(self.train_images.shape[1])
 
-    def float_images(self, split: Literal["train", "test"] = "train") -> np.ndarray:
-        """Images of ``split`` as a new float32 array scaled to [0, 1] (``uint8 / 255``)."""
+    def float_images(
+        self, split: Literal["train", "test"] = "train", n: int | None = None
+    ) -> np.ndarray:
+        """Images of ``split`` (the first ``n``; default all) as a new float32 array scaled
+        to [0, 1] (``uint8 / 255``)."""
         if split not in ("train", "test"):
             raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
         images = self.train_images if split == "train" else self.test_images
-        return images.astype(np.float32) * np.float32(1.0 / 255.0)
+        return images[:n].astype(np.float32) * np.float32(1.0 / 255.0)
 
     def subset(
         self, n_train: int | None = None, n_test: int | None = None, *, seed: int | None = None

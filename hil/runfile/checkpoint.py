@@ -106,15 +106,21 @@ def _slot_seq(s: h5py.Group) -> int:
         return -1
 
 
+class NoCheckpointError(LogError):
+    """The run file holds no intact checkpoint to resume from."""
+
+
 def latest(f: h5py.File) -> tuple[CheckpointState, dict]:
-    """The newest intact checkpoint: its arrays and its meta; :class:`LogError` if there is
-    none."""
+    """The newest intact checkpoint: its arrays and its meta; :class:`NoCheckpointError` if
+    there is none."""
     if GROUP not in f:
-        raise LogError(f"{f.filename} holds no checkpoints (was it written by `hil train`?)")
+        raise NoCheckpointError(
+            f"{f.filename} holds no checkpoints (was it written by `hil train`?)"
+        )
     slots = [_read_slot(f[GROUP][slot]) for slot in ("slot0", "slot1")]
     intact = [slot for slot in slots if slot is not None]
     if not intact:
-        raise LogError(f"{f.filename}: no intact checkpoint; the run cannot be resumed")
+        raise NoCheckpointError(f"{f.filename}: no intact checkpoint; the run cannot be resumed")
     return max(intact, key=lambda slot: slot[1]["seq"])
 
 

@@ -74,8 +74,13 @@ def create_run_file(
     seed: int | None = None,
     overwrite: bool = False,
     attrs: Mapping[str, str] | None = None,
+    at: str | os.PathLike | None = None,
 ) -> h5py.File:
     """Create a new run file with the root attributes set; returns it open for writing.
+
+    ``at``: create it there instead, a temporary name beside ``path`` that the caller
+    renames to ``path`` once the file is ready to be read (a file killed while being set
+    up is then never found at ``path``).
 
     The file is in the HDF5 1.10 format (:data:`LIBVER`): what SWMR needs, and what HDF5
     1.10 and later (Debian's ``h5dump``, PyTables, MATLAB) read. The caller holds the file's
@@ -89,7 +94,7 @@ def create_run_file(
     if not path.parent.is_dir():
         raise ConfigError(f"cannot create run file {str(path)!r}: folder does not exist")
     try:
-        f = h5py.File(path, "w", libver=LIBVER)
+        f = h5py.File(path if at is None else at, "w", libver=LIBVER)
     except OSError as exc:
         raise file_error(exc, path) or LogError(
             f"cannot create run file {str(path)!r}: {exc}"

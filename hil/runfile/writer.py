@@ -87,9 +87,19 @@ class PulseLogWriter:
     ):
         self._setup(path, chunk_records, buffer_records, nthreads, codec)
         self._lock = WriterLock(path)
+        # Set up under a temporary name and renamed once in SWMR mode: a writer killed
+        # before then leaves no file that only `h5clear` could open (the lock we hold says
+        # a left-over one is a dead writer's).
+        staging = self.path.with_name(f".{self.path.name}.create-tmp")
+        staging.unlink(missing_ok=True)
         try:
             self._file = create_run_file(
-                path, config_text=config_text, seed=seed, overwrite=overwrite, attrs=attrs
+                path,
+                config_text=config_text,
+                seed=seed,
+                overwrite=overwrite,
+                attrs=attrs,
+                at=staging,
             )
             self._create_layout(devices=True)
             if device_table is not None:
@@ -98,8 +108,10 @@ class PulseLogWriter:
                 prepare(self._file)
             if swmr:
                 self._file.swmr_mode = True
+            os.replace(staging, self.path)
         except BaseException:
             self._abandon()
+            staging.unlink(missing_ok=True)
             raise
         self.swmr = bool(swmr)
 

@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,12 +21,15 @@ from click.testing import CliRunner
 from scipy import stats
 
 from hil.app.cli.main import main
-from hil.app.sweep import execute
+from hil.app.sweep import clusters, execute
 from hil.app.sweep.results import read_results, summarize
 from hil.app.sweep.spec import load_sweep
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError
 from hil.nn.config import TrainConfig
+from hil.nn.layout import Layout
+from hil.runfile.reader import PulseLogReader
+from hil.runfile.writer import PulseLogWriter
 
 pytest.importorskip("dask.distributed")
 
@@ -229,6 +233,115 @@ def test_resume_finishes_an_unfinished_run_and_reports_a_damaged_one(finished_sw
     assert all(rows[r.name] == before[r.name] for r in kept)
 
 
+def test_resume_after_a_sigkill_of_the_sweep_runs_only_the_missing_runs(finished_sweep, tmp_path):
+    path, uninterrupted = finished_sweep
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "hil.app.cli.main", "sweep", str(path), "--out", str(out)]
+    cmd += ["--workers", "1", "--quiet"]
+    # its own session: the kill takes the sweep, the Dask nanny and its worker at once
+    sweep = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        _poll(lambda: len(_rows_or_none(out)) >= 1 or sweep.poll() is not None, "a run", 240)
+        assert sweep.poll() is None, sweep.stderr.read() if sweep.stderr else ""
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    _poll(lambda: not _group_alive(sweep.pid), "the killed sweep's processes to go")
+    done = {row["name"] for row in _rows_or_none(out)}
+    runs = load_sweep(path)
+    assert 1 <= len(done) < len(runs)
+    stamps = {name: (out / f"{name}.h5").stat().st_mtime_ns for name in done}
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--out", str(out), "--resume", "--workers", "1", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {name: (out / f"{name}.h5").stat().st_mtime_ns for name in done} == stamps
+    assert _without_wall_time(read_results(out)) == _without_wall_time(read_results(uninterrupted))
+    assert not list(out.glob("*.tmp-*")) and not list(out.glob("*.partial"))
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(finished_sweep, tmp_path):
+    path, finished = finished_sweep
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    started, *kept = load_sweep(path)
+    (out / f"{started.name}.h5").unlink()
+    # as a run killed after its file appeared, before the first checkpoint was written
+    PulseLogWriter(out / f"{started.name}.h5", config_text=started.cfg.to_json()).close()
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--out", str(out), "--resume", "--workers", "1", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert _without_wall_time(read_results(out)) == _without_wall_time(read_results(finished))
+
+
+def _rows_or_none(out: Path) -> list[dict[str, str]]:
+    return read_results(out) if (out / "results.csv").exists() else []
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _without_wall_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+def test_the_table_is_also_parquet_with_the_csv_values(finished_sweep):
+    pq = pytest.importorskip("pyarrow.parquet")
+    _, out = finished_sweep
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    rows = read_results(out)
+    assert len(table) == len(rows) == 4
+    for typed, text in zip(table, rows, strict=True):
+        assert list(typed) == list(text)
+        assert isinstance(typed["seed"], int) and isinstance(typed["final_accuracy"], float)
+        assert {k: ("" if v is None else str(v)) for k, v in typed.items()} == text
+
+
+# -- station runs ---------------------------------------------------------------------------
+def test_a_station_sweep_is_refused_unless_serial_and_then_runs_one_by_one(tmp_path, mnist_dir):
+    from hil.station.parser import parse_station  # noqa: PLC0415 - station tests only
+    from sim_backends.virtual.station import VirtualStation, station_text  # noqa: PLC0415
+
+    text = station_text(dies=9, pins=40) + "\n[placement]\nhardware_layers = [-1]\n"
+    text = text.replace("timeout_ms = 1000", "timeout_ms = 10000")
+    vs = VirtualStation(parse_station(text, tmp_path / "station.toml")).start()
+    try:
+        station = tmp_path / "virtual.toml"
+        station.write_text(vs.station_text())
+        path = sweep_file(
+            tmp_path,
+            f'seeds = [0, 1]\n[train]\nbackend = "station:{station}"\nlayers = [784, 4, 10]\n'
+            "train_images = 100\ntest_images = 100\nepochs = 1\ntransfer_interval = 50\n",
+        )
+        out = tmp_path / "out"
+        refused = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out)])
+        assert refused.exit_code == 2 and "--serial" in refused.output
+        assert not out.exists()
+        result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out), "--serial"])
+        assert result.exit_code == 0, result.output
+    finally:
+        vs.stop()
+    rows = read_results(out)
+    assert [(r["status"], int(r["seed"])) for r in rows] == [("ok", 0), ("ok", 1)]
+    visits = [h for h in vs.wafer.history if h.device_ids]
+    assert visits and all(len(h.device_ids) == 1 for h in visits)
+    # every pulse either run logged for the station's layer reached one device of it
+    first_station_device = 2 * Layout((784, 4, 10)).offsets[-2]
+    on_station = 0
+    for row in rows:
+        with PulseLogReader(out / row["run_file"]) as log:
+            on_station += int((log.column("device") >= first_station_device).sum())
+    assert on_station == len(visits)
+
+
 # -- summarize --------------------------------------------------------------------------------
 def test_summarize_equals_numpy_and_scipy_on_the_table(finished_sweep):
     _, out = finished_sweep
@@ -258,6 +371,31 @@ def test_summarize_equals_numpy_and_scipy_on_the_table(finished_sweep):
     assert unknown.exit_code == 2 and "'fp'" in unknown.output
 
 
+def test_summarize_plots_each_configurations_mean_and_band_per_epoch(finished_sweep, tmp_path):
+    import matplotlib.image  # noqa: PLC0415 - only this test reads a PNG
+
+    from hil.app.sweep.plot import accuracy_by_epoch  # noqa: PLC0415 - imports matplotlib
+
+    _, out = finished_sweep
+    rows = read_results(out)
+    curves = accuracy_by_epoch(rows)
+    assert list(curves) == ["cell=2pcm3t1c", "cell=2pcm"]
+    for config, estimates in curves.items():
+        values = [float(r["acc_epoch_1"]) for r in rows if r["config"] == config]
+        assert len(estimates) == 1 and estimates[0].n == 2
+        assert math.isclose(estimates[0].mean, float(np.mean(values)))
+    png = tmp_path / "acc.png"
+    result = CliRunner().invoke(main, ["sweep", "summarize", str(out), "--plot", str(png)])
+    assert result.exit_code == 0 and str(png) in result.output
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 300 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+    failed = [{**row, "status": "failed"} for row in rows]
+    with pytest.raises(ConfigError, match="no finished runs"):
+        from hil.app.sweep.plot import plot_accuracy  # noqa: PLC0415 - as above
+
+        plot_accuracy(failed, tmp_path / "none.png")
+
+
 def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - optional extra
@@ -265,7 +403,7 @@ def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     with (
-        execute.pinned_threads(),
+        clusters.pinned_threads(),
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
@@ -318,6 +456,76 @@ def test_a_sweep_on_a_dask_scheduler_and_two_workers_gives_the_same_table(
     mine = [{k: v for k, v in row.items() if k not in drop} for row in read_results(out)]
     local = [{k: v for k, v in row.items() if k not in drop} for row in read_results(local_out)]
     assert mine == local and len(mine) == 4
+
+
+def test_a_sweep_on_dask_jobqueue_jobs_gives_the_same_table(finished_sweep, tmp_path):
+    # dask-jobqueue's own test cluster: the job scripts a Slurm queue would get, run by bash
+    pytest.importorskip("dask_jobqueue")
+    path, local_out = finished_sweep
+    out = tmp_path / "out"
+    args = ["sweep", str(path), "--out", str(out), "--cluster", "local", "--jobs", "2"]
+    result = CliRunner().invoke(main, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert _without_wall_time(read_results(out)) == _without_wall_time(read_results(local_out))
+
+
+def _fake_slurm(tmp_path: Path, monkeypatch, sbatch: str) -> Path:
+    """``sbatch`` and ``scancel`` stand-ins first on PATH: dask-jobqueue's own submission
+    code runs against them; ``sbatch`` is the body of a shell script."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", sbatch), ("scancel", 'echo "$@" >> "$(dirname "$0")/cancelled"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_a_slurm_job_is_one_single_threaded_worker_with_numpy_pinned(tmp_path, monkeypatch):
+    pytest.importorskip("dask_jobqueue")
+    job = tmp_path / "job.sh"
+    bin_dir = _fake_slurm(tmp_path, monkeypatch, f'cp "$1" {job}\necho "Submitted batch job 4242"')
+    with clusters.job_queue("slurm", jobs=1):
+        script = job.read_text()  # what sbatch got
+    assert (bin_dir / "cancelled").read_text().split() == ["4242"]  # and the job is cancelled
+    assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --mem=" in script
+    assert "--nthreads 1" in script and "--nworkers" not in script
+    for name, value in clusters.PINNED_THREADS.items():
+        assert f"export {name}={value}" in script
+    assert script.index("export OMP_NUM_THREADS") < script.index("distributed.cli.dask_worker")
+
+
+@pytest.mark.parametrize(
+    "sbatch, names",
+    [
+        ('echo "sbatch: error: invalid partition specified: nowhere" >&2\nexit 1', "partition"),
+        (None, "'sbatch' is not on PATH"),
+    ],
+)
+def test_a_refused_submission_is_one_line_not_a_wait(tmp_path, monkeypatch, sbatch, names):
+    pytest.importorskip("dask_jobqueue")
+    if sbatch is None:
+        monkeypatch.setenv("PATH", str(tmp_path))  # no batch system here
+    else:
+        _fake_slurm(tmp_path, monkeypatch, sbatch)
+    path = sweep_file(tmp_path, SMALL)
+    args = ["sweep", str(path), "--out", str(tmp_path / "o"), "--cluster", "slurm"]
+    result = CliRunner().invoke(main, [*args, "--jobs", "2", "--quiet"])
+    assert result.exit_code == 2 and names in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_where_a_sweep_runs_is_one_choice(tmp_path):
+    path = sweep_file(tmp_path, SMALL)
+    out = ["--out", str(tmp_path / "o")]
+    for extra, message in [
+        (["--serial", "--workers", "2"], "--workers, --serial"),
+        (["--scheduler", "tcp://127.0.0.1:9", "--cluster", "slurm"], "--scheduler, --cluster"),
+        (["--jobs", "3"], "--jobs goes with --cluster"),
+    ]:
+        result = CliRunner().invoke(main, ["sweep", str(path), *out, *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):

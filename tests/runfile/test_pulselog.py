@@ -286,6 +286,31 @@ def test_write_interrupted_mid_column_leaves_only_whole_correct_records(
         np.testing.assert_array_equal(r.column("device")[5000:], np.arange(n - 5000))
 
 
+def test_a_writer_killed_while_setting_up_leaves_no_file_and_the_next_one_starts(tmp_path):
+    # Before SWMR mode starts, a killed writer's file would be marked open for writing and
+    # unreadable without `h5clear`: the writer sets it up under a temporary name.
+    path = tmp_path / "run.h5"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from hil.runfile.writer import PulseLogWriter
+        def die(f):
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        PulseLogWriter({str(path)!r}, prepare=die)
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.h5.create-tmp", "run.h5.lock"]
+    with PulseLogWriter(path, **SMALL) as w:
+        w.append(np.arange(10), 0, 0.0)
+    with PulseLogReader(path) as r:
+        assert r.n_records == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
+
+
 # --- bad files --------------------------------------------------------------------------
 def _small_log(path):
     with PulseLogWriter(path, **SMALL) as w:

@@ -1,40 +1,39 @@
 """Running a sweep on :mod:`dask.distributed`: one task per run, each training into its own
 run file, the table rewritten after every finished run.
 
-By default the sweep starts an embedded ``LocalCluster``: one worker process per core, one
-thread each, with the BLAS/OpenMP thread pools of numpy pinned to one thread (a run is
-single-threaded numpy; more threads per process only contend for the cores). The variables
-must be set before a worker's interpreter starts, which is when numpy's BLAS reads them
-(Dask docs, "Worker" → Nanny: "Some environment variables, like OMP_NUM_THREADS, must be
-set before importing numpy to have effect").
+By default the sweep starts an embedded ``LocalCluster``, one single-threaded worker
+process per core; it can also run on an existing Dask cluster or a batch queue
+(:mod:`hil.app.sweep.clusters`).
 
 A run whose file holds ``/summary/training`` is finished; with ``resume`` it is skipped and
 an unfinished one continues from its newest checkpoint, as ``hil train --resume`` does.
+
+Runs on a station (an exclusive backend, :func:`hil.app.registry.is_exclusive`) hold real
+devices, so they run only with ``serial``: one after another in this process, no Dask.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from hil.app.progress import browsable_summary
+from hil.app.registry import is_exclusive
+from hil.app.sweep.clusters import sweep_client
 from hil.app.sweep.results import result_row, write_results
 from hil.app.sweep.spec import SweepRun
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError, HilError
 from hil.data import get_dataset
 from hil.nn.config import TrainConfig
+from hil.runfile import checkpoint
 from hil.runfile.container import open_run_file, read_summary
 
 logger = logging.getLogger(__name__)
-
-PINNED_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-"""Thread-pool sizes of numpy's BLAS and OpenMP in every worker: one thread per run."""
 
 
 def train_run(config_json: str, run_file: str, resume: bool) -> dict:
@@ -62,6 +61,25 @@ def is_finished(run_file: Path) -> bool:
         return False
 
 
+def must_resume(run: SweepRun, run_file: Path) -> bool:
+    """An unfinished ``run_file`` is resumed, except one killed before its first checkpoint
+    on an emulated backend: that run starts again (it would replay the same pulses). A
+    damaged file, or a station run's (its pulses reached real devices), is resumed, which
+    fails and is reported."""
+    if not run_file.exists():
+        return False
+    if is_exclusive(run.cfg.backend):
+        return True
+    try:
+        with open_run_file(run_file, "r") as f:
+            checkpoint.latest(f)
+    except checkpoint.NoCheckpointError:
+        return False
+    except (HilError, OSError):
+        pass
+    return True
+
+
 def run_sweep(
     runs: list[SweepRun],
     out_dir: Path,
@@ -70,15 +88,27 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
+    cluster: str | None = None,
+    jobs: int | None = None,
+    serial: bool = False,
 ) -> list[dict[str, object]]:
     """Train ``runs`` into ``out_dir`` on an embedded Dask ``LocalCluster`` of ``workers``
-    processes (default: one per core), or on the cluster whose scheduler is at
-    ``scheduler`` (its workers must see ``out_dir`` at the same path and have hil and the
-    data installed); returns the table's rows, in the sweep's order.
+    processes (default: one per core), on the cluster whose scheduler is at ``scheduler``,
+    or on ``jobs`` jobs of batch queue ``cluster`` (:func:`~hil.app.sweep.clusters.
+    sweep_client`; remote workers must see ``out_dir`` at the same path and have hil and
+    the data installed); returns the table's rows, in the sweep's order.
 
-    A run that fails is a row with its error and the others go on. Without ``resume``,
-    ``out_dir`` must not hold run files of these runs already.
+    With ``serial``, the runs train one after another in this process instead; runs on a
+    station must. A run that fails is a row with its error and the others go on. Without
+    ``resume``, ``out_dir`` must not hold run files of these runs already.
     """
+    station = next((run for run in runs if is_exclusive(run.cfg.backend)), None)
+    if station is not None and not serial:
+        raise ConfigError(
+            f"run '{station.label}' trains on {station.cfg.backend!r}: a station holds real "
+            "devices and runs one training at a time; pass --serial to run the sweep's runs "
+            "one after another"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = [run for run in runs if run_file_of(run, out_dir).exists()]
     if existing and not resume:
@@ -93,61 +123,34 @@ def run_sweep(
         if is_finished(run_file):
             rows[run.name] = result_row(run, read_summary(run_file, "training"))
         else:
-            todo.append((run, run_file.exists()))
+            todo.append((run, must_resume(run, run_file)))
     logger.info("sweep: %d runs, %d finished, %d to run", len(runs), len(rows), len(todo))
 
     def finished(run: SweepRun, row: dict[str, object]) -> None:
         rows[run.name] = row
         write_results(out_dir, [rows[r.name] for r in runs if r.name in rows])
 
-    if todo:
-        _on_cluster(todo, out_dir, scheduler, workers, finished, progress)
+    if todo and serial:
+        _in_process(todo, out_dir, finished, progress)
+    elif todo:
+        where = {"scheduler": scheduler, "workers": workers, "cluster": cluster, "jobs": jobs}
+        _on_cluster(todo, out_dir, where, finished, progress)
     else:
         write_results(out_dir, [rows[r.name] for r in runs])
     return [rows[r.name] for r in runs]
 
 
-@contextmanager
-def _client(scheduler: str | None, workers: int | None) -> Iterator:
-    """A Dask client: of the cluster at ``scheduler``, or of an embedded ``LocalCluster`` of
-    ``workers`` single-threaded processes (default: one per core)."""
-    # Optional dependency (the `sweep` extra) and ~1 s to import: only when a sweep runs.
-    from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - as said
-
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start it with "
-                "`dask scheduler` (and workers with `dask worker ADDRESS`), or leave out "
-                "--scheduler to run on this machine"
-            ) from None
-        with client:
-            yield client
-        return
-    n_workers = workers or len(os.sched_getaffinity(0))
-    with (
-        pinned_threads(),
-        LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
 def _on_cluster(
     todo: list[tuple[SweepRun, bool]],
     out_dir: Path,
-    scheduler: str | None,
-    workers: int | None,
+    where: dict,
     finished: Callable[[SweepRun, dict[str, object]], None],
     progress: bool,
 ) -> None:
-    from dask.distributed import as_completed  # noqa: PLC0415 - the sweep extra, as above
+    # the sweep extra; ~1 s to import, so only when a sweep runs on Dask
+    from dask.distributed import as_completed  # noqa: PLC0415 - as said
 
-    with _client(scheduler, workers) as client:
+    with sweep_client(**where) as client:
         n = len(client.scheduler_info().get("workers", {}))
         logger.info("sweep: %d workers; dashboard %s", n, client.dashboard_link)
         futures = {
@@ -162,35 +165,31 @@ def _on_cluster(
             for run, resumed in todo
         }
         with tqdm(total=len(futures), unit="run", disable=not progress) as bar:
+            if progress and client.dashboard_link:
+                bar.write(f"Dask dashboard: {client.dashboard_link}")
             for future in as_completed(futures):
                 run = futures[future]
-                finished(run, _row(run, future))
+                finished(run, _row(run, future.result))
                 bar.update(1)
 
 
-@contextmanager
-def pinned_threads() -> Iterator[None]:
-    """:data:`PINNED_THREADS` in this process's environment while the cluster starts (and
-    restarts a worker): a Nanny spawns its worker with its own environment plus Dask's
-    ``distributed.nanny.pre-spawn-environ``, in which a variable already set in the
-    environment wins (distributed ``nanny._get_env_variables``); the Nanny's ``env``
-    argument is applied only after the worker has imported numpy, too late for BLAS."""
-    saved = {name: os.environ.get(name) for name in PINNED_THREADS}
-    os.environ.update(PINNED_THREADS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _in_process(
+    todo: list[tuple[SweepRun, bool]],
+    out_dir: Path,
+    finished: Callable[[SweepRun, dict[str, object]], None],
+    progress: bool,
+) -> None:
+    """The runs one after another in this process (``--serial``)."""
+    for run, resumed in tqdm(todo, unit="run", disable=not progress):
+        run_file = str(run_file_of(run, out_dir).resolve())
+        finished(run, _row(run, partial(train_run, run.cfg.to_json(), run_file, resumed)))
 
 
-def _row(run: SweepRun, future) -> dict[str, object]:
-    """The finished task's row; a failure is logged and becomes a row with its error."""
+def _row(run: SweepRun, result: Callable[[], dict]) -> dict[str, object]:
+    """The row of the run whose summary ``result()`` gives; a failure is logged and becomes
+    a row with its error."""
     try:
-        summary = future.result()
+        summary = result()
     except Exception as exc:  # noqa: BLE001 - any run's failure is reported, the rest go on
         error = str(exc) if isinstance(exc, HilError) else f"{type(exc).__name__}: {exc}"
         logger.error("sweep: %s (%s) failed: %s", run.name, run.label, error)

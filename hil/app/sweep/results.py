@@ -4,7 +4,8 @@ A row holds the run's name, its configuration label (``config``: the swept field
 the seed) and the swept fields one per column, the seed, the test accuracy after each epoch
 (``acc_epoch_1``, ...), the final and best accuracy, the pulses by kind (``pulses_SET``,
 ...), the wall time, the run file (its name in the sweep's folder), and ``status`` (``ok``
-or ``failed``) with ``error``.
+or ``failed``) with ``error``. Where pyarrow is installed (the ``export`` extra), the
+same table is also written as ``results.parquet``, with typed columns.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hil.app.sweep.spec import SweepRun
 from hil.core.errors import ConfigError
 
 RESULTS_FILE = "results.csv"
+PARQUET_FILE = "results.parquet"
 CONFIDENCE = 0.95
 """Level of the confidence intervals :func:`summarize` gives."""
 
@@ -44,8 +46,9 @@ def result_row(run: SweepRun, summary: Mapping | None, error: str = "") -> dict[
 
 
 def write_results(out_dir: Path, rows: Iterable[Mapping[str, object]]) -> Path:
-    """Write ``out_dir/results.csv`` whole, atomically (a killed sweep leaves the previous
-    table, never half of one): the columns of every row, in order of first appearance."""
+    """Write ``out_dir/results.csv`` (and ``results.parquet`` where pyarrow is installed)
+    whole, atomically (a killed sweep leaves the previous table, never half of one): the
+    columns of every row, in order of first appearance."""
     rows = list(rows)
     columns: dict[str, None] = {}
     for row in rows:
@@ -57,7 +60,20 @@ def write_results(out_dir: Path, rows: Iterable[Mapping[str, object]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(partial, path)
+    _write_parquet(out_dir / PARQUET_FILE, {c: [row.get(c) for row in rows] for c in columns})
     return path
+
+
+def _write_parquet(path: Path, columns: dict[str, list]) -> None:
+    try:
+        # Optional (the `export` extra): the CSV is the table; Parquet is a typed copy.
+        import pyarrow as pa  # noqa: PLC0415 - as said
+        import pyarrow.parquet as pq  # noqa: PLC0415
+    except ImportError:
+        return
+    partial = path.with_suffix(".parquet.partial")
+    pq.write_table(pa.table(columns), partial)
+    os.replace(partial, path)
 
 
 def read_results(out_dir: Path) -> list[dict[str, str]]:

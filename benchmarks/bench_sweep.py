@@ -1,0 +1,120 @@
+"""`hil sweep` on Dask: four identical short runs on 2 workers against 1 worker.
+
+Usage: python benchmarks/bench_sweep.py --json [--rounds 2] [--runs 4] [--images 6000]
+
+Each case is a whole sweep (`hil.app.sweep.execute.run_sweep`) of the same four runs — one
+configuration, seeds 0..3, the same number of images each, so equal work — into a fresh
+folder: on an embedded Dask LocalCluster of 1 or of 2 single-threaded worker processes,
+and, as the reference, `--serial` (the runs one after another in this process, no Dask).
+The cases rotate over `--rounds` (each round starts with the next case), and the best and
+the spread of each are reported, so every figure compares sweeps made side by side.
+
+- speed-up: best wall time on 1 worker / best on 2 workers (target >= 1.8x on this
+  2-core machine, issue 13);
+- scheduling overhead per run: (best wall time on 1 worker − best serial) / runs — what
+  Dask adds to training the same runs in one process: the cluster's start and stop, the
+  worker's import of hil and load of the data, task dispatch (target < 1 s).
+
+MNIST is found through `HIL_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hil.app.sweep.execute import run_sweep  # noqa: E402
+from hil.app.sweep.spec import load_sweep  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_file(folder: Path, runs: int, images: int) -> Path:
+    path = folder / "bench_sweep.toml"
+    path.write_text(
+        f'base = "{ROOT / "examples" / "mnist_2pcm3t1c.toml"}"\n'
+        f"seeds = {runs}\n"
+        "[train]\n"
+        "layers = [784, 100, 10]\n"
+        "epochs = 1\n"
+        f"train_images = {images}\n"
+        "test_images = 2000\n"
+        "transfer_interval = 2000\n"
+    )
+    return path
+
+
+CASES = ("serial", "workers_1", "workers_2")
+
+
+def one_sweep(path: Path, case: str, folder: Path) -> dict:
+    out = Path(tempfile.mkdtemp(prefix=f"{case}-", dir=folder))
+    runs = load_sweep(path)
+    serial = case == "serial"
+    workers = None if serial else int(case.removeprefix("workers_"))
+    t0 = time.perf_counter()
+    rows = run_sweep(runs, out, workers=workers, progress=False, serial=serial)
+    wall = time.perf_counter() - t0
+    if any(row["status"] != "ok" for row in rows):
+        raise SystemExit(f"a run failed: {[row['error'] for row in rows if row['error']]}")
+    train = [float(row["wall_s"]) for row in rows]
+    for run_file in out.glob("*.h5"):
+        run_file.unlink()  # the next case needs the disk, not these
+    return {
+        "wall_s": wall,
+        "run_wall_s": train,
+        "accuracy": [float(row["final_accuracy"]) for row in rows],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--images", type=int, default=6000, help="training images per run")
+    args = ap.parse_args()
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    cases: dict[str, list[dict]] = {case: [] for case in CASES}
+    with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
+        folder = Path(tmp)
+        path = sweep_file(folder, args.runs, args.images)
+        one_sweep(path, "serial", folder)  # warm-up: this process's imports and data cache
+        for r in range(args.rounds):
+            for case in CASES[r % 3 :] + CASES[: r % 3]:
+                cases[case].append(one_sweep(path, case, folder))
+                wall = cases[case][-1]["wall_s"]
+                print(f"round {r}, {case}: {wall:.1f} s", file=sys.stderr)
+    result: dict = {"benchmark": "sweep", "runs": args.runs, "images_per_run": args.images}
+    for case, done in cases.items():
+        walls = [c["wall_s"] for c in done]
+        result[case] = {
+            "wall_s": [round(w, 2) for w in walls],
+            "best_wall_s": round(min(walls), 2),
+            "spread_wall_s": round(max(walls) - min(walls), 2),
+            "run_wall_s_median": round(
+                statistics.median(t for c in done for t in c["run_wall_s"]), 2
+            ),
+        }
+    accuracies = {tuple(c["accuracy"]) for done in cases.values() for c in done}
+    result["same_accuracies_in_every_case"] = len(accuracies) == 1
+    best = {case: result[case]["best_wall_s"] for case in CASES}
+    result["speedup_best"] = round(best["workers_1"] / best["workers_2"], 3)
+    result["overhead_per_run_s"] = round((best["workers_1"] - best["serial"]) / args.runs, 3)
+    result["targets"] = {"speedup_min": 1.8, "overhead_per_run_s_max": 1.0}
+    result["machine"] = {"cores": os.cpu_count(), "python": platform.python_version()}
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
