@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from hil.app.sweep.results import CONFIDENCE, Estimate  # noqa: E402
 from hil.core.errors import ConfigError  # noqa: E402
@@ -53,6 +54,7 @@ def plot_accuracy(rows: list[Mapping[str, str]], path: Path, title: str = "") ->
         ylabel="test accuracy (%)",
         title=title or f"mean over seeds, {CONFIDENCE:.0%} confidence band",
     )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
