@@ -80,7 +80,7 @@ class Trainer:
         progress: bool = True,
         overwrite: bool = False,
     ):
-        self.cfg = cfg.validate(n_inputs=data.train_images.shape[1], n_classes=10)
+        self.cfg = cfg.validate(n_inputs=data.train_images.shape[1], n_classes=data.n_classes)
         self.out = Path(out)
         self.show_progress = progress
         self.overwrite = overwrite

@@ -1,4 +1,4 @@
-"""The in-memory dataset type: read-only ``uint8`` images and labels of two splits."""
+"""The in-memory dataset type: read-only images (or features) and labels of two splits."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ MNIST_CLASSES = 10
 """Classes of MNIST (the digits)."""
 
 
+_PIXEL_TYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
 def _readonly(arr: np.ndarray) -> np.ndarray:
     # A view, so that freezing it never changes the flags of an array the caller still owns.
     view = arr.view()
@@ -27,10 +30,12 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """An image-classification dataset held in memory as read-only ``uint8`` arrays.
+    """A classification dataset held in memory as read-only arrays.
 
     ``*_images`` are ``(N, n_pixels)`` (each row an image flattened row-major from
-    ``image_shape``), ``*_labels`` are ``(N,)`` class indices ``0 .. n_classes-1``.
+    ``image_shape``): uint8 pixels, or float32 features already in the input DAC's range
+    [-1, 1] (:mod:`hil.data.files`). ``*_labels`` are ``(N,)`` class indices ``0 ..
+    n_classes-1``.
     """
 
     name: str
@@ -55,10 +60,10 @@ class Dataset:
         for split in ("train", "test"):
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != n_pixels:
+            if images.dtype not in _PIXEL_TYPES or images.ndim != 2 or images.shape[1] != n_pixels:
                 raise ConfigError(
-                    f"{self.name}: {split}_images must be uint8 of shape (N, {n_pixels}), got "
-                    f"{images.dtype} {images.shape}"
+                    f"{self.name}: {split}_images must be uint8 or float32 of shape "
+                    f"(N, {n_pixels}), got {images.dtype} {images.shape}"
                 )
             if labels.dtype != np.uint8 or labels.shape != images.shape[:1]:
                 raise ConfigError(
@@ -86,11 +91,13 @@ class Dataset:
     def float_images(
         self, split: Literal["train", "test"] = "train", n: int | None = None
     ) -> np.ndarray:
-        """Images of ``split`` (the first ``n``; default all) as a new float32 array scaled
-        to [0, 1] (``uint8 / 255``)."""
+        """Images of ``split`` (the first ``n``; default all) as a new float32 array: pixels
+        scaled to [0, 1] (``uint8 / 255``), float features as they are."""
         if split not in ("train", "test"):
             raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
         images = self.train_images if split == "train" else self.test_images
+        if images.dtype == np.float32:
+            return images[:n].copy()
         return images[:n].astype(np.float32) * np.float32(1.0 / 255.0)
 
     def subset(

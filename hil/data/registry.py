@@ -9,6 +9,7 @@ from types import MappingProxyType
 from hil.core.errors import ConfigError
 from hil.data.backrand import clear_backrand_cache, load_mnist_backrand
 from hil.data.dataset import Dataset
+from hil.data.files import FILE_KINDS, clear_files_cache, load_from_files
 from hil.data.mnist import load_mnist, load_mnist_folder
 
 __all__ = ["DATASETS", "clear_cache", "get_dataset"]
@@ -25,17 +26,21 @@ DATASETS: Mapping[str, Callable[..., Dataset]] = MappingProxyType(
 def get_dataset(
     name: str, data_dir: str | os.PathLike[str] | None = None, **options: object
 ) -> Dataset:
-    """Load the dataset registered as ``name`` (see :data:`DATASETS`).
+    """Load the dataset registered as ``name`` (see :data:`DATASETS`), or a user's files:
+    ``idx:FOLDER`` or ``npz:FILE`` (:mod:`hil.data.files`).
 
     ``options`` go to the loader (``download``, ``seed`` for ``mnist-backrand``, ...).
     Raises :class:`~hil.core.errors.ConfigError` for an unknown name, listing the known ones.
     """
+    if str(name).partition(":")[0] in FILE_KINDS:  # idx:FOLDER, npz:FILE
+        return load_from_files(str(name))
     key = str(name).strip().lower().replace("_", "-")
     try:
         loader = DATASETS[key]
     except KeyError:
         raise ConfigError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}, or a user's "
+            "files as idx:FOLDER or npz:FILE"
         ) from None
     return loader(data_dir, **options)
 
@@ -43,4 +48,5 @@ def get_dataset(
 def clear_cache() -> None:
     """Drop every dataset cached in this process (frees their memory once unreferenced)."""
     clear_backrand_cache()
+    clear_files_cache()
     load_mnist_folder.cache_clear()

@@ -187,7 +187,9 @@ def test_dataset_is_read_only_and_does_not_freeze_caller_arrays():
     with pytest.raises(ValueError):
         ds.train_images[0, 0] = 1
     with pytest.raises(ConfigError, match="train_images"):
-        Dataset("t", x.astype(np.float32), y, x, y)
+        Dataset("t", x.astype(np.float64), y, x, y)
+    features = Dataset("t", x.astype(np.float32) - 0.5, y, x[:1], y[:1])  # features: as they are
+    np.testing.assert_array_equal(features.float_images("train"), x - np.float32(0.5))
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,7 +34,10 @@ from hil.runfile.lock import check_not_input, file_error
     help="Transfer the weights to the PCM devices every N images (config transfer_interval).",
 )
 @click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, fitted:MODEL.h5, ...")
-@click.option("--dataset", type=click.Choice(["mnist", "mnist-backrand"]))
+@click.option(
+    "--dataset",
+    help="mnist, mnist-backrand, or a user's files: idx:FOLDER or npz:FILE (docs/datasets.md).",
+)
 @click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
 @click.option("--seed", type=int)
 @click.option(
