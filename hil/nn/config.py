@@ -90,8 +90,8 @@ class TrainConfig:
     """Unit cell: '2pcm3t1c' (Ambrogio 2018), '2pcm' (PCM-only baseline) or 'fp'."""
     dataset: str = "mnist"
     """'mnist', 'mnist-backrand', or a user's files: 'idx:FOLDER' (MNIST's four IDX files,
-    any image size and classes) or 'npz:FILE' (x_train, y_train, x_test, y_test; see
-    :mod:`hil.data.files`)."""
+    any image size and classes), 'npz:FILE' (x_train, y_train, x_test, y_test; see
+    :mod:`hil.data.files`), 'cifar10:PATH' or 'cifar100:PATH' (:mod:`hil.data.cifar`)."""
     layers: tuple[int, ...] = (784, 250, 125, 10)
     """Neurons per layer, input first; bias inputs are added [ours: pcm-training.md §3]."""
     epochs: int = setting(20, ge=1)

@@ -12,7 +12,7 @@ import pytest
 
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError, HilError
-from hil.data import get_dataset
+from hil.data import cifar, get_dataset
 from hil.data.files import IDX_FILES
 from hil.data.idx import encode_idx
 from hil.nn.config import TrainConfig
@@ -147,3 +147,74 @@ def test_the_cifar100_last_layer_shape_trains_on_generated_features(tmp_path, ce
     summary = Trainer(cfg, get_dataset(cfg.dataset), tmp_path / "r.h5", progress=False).run()
     # chance is 1 %; 1,000 test images give a binomial σ of < 1.6 pp at any accuracy
     assert summary["test_accuracy"][-1] > 0.5
+
+
+# -- CIFAR, binary version ------------------------------------------------------------------
+def _cifar_archive(tmp_path: Path, kind: str, n=(20, 10), bad_label=False) -> tuple[Path, dict]:
+    """An archive laid out as the dataset page's binary version, with few records."""
+    import io  # noqa: PLC0415 - only the CIFAR tests build archives
+    import tarfile  # noqa: PLC0415
+
+    version = cifar.CIFAR[kind]
+    rng = np.random.default_rng(3)
+    files, expected = {}, {"train": [], "test": []}
+    for split, names in (("train", version.train), ("test", version.test)):
+        for name in names:
+            pixels = rng.integers(0, 256, (n[split == "test"], cifar.PIXELS), dtype=np.uint8)
+            labels = rng.integers(0, version.n_classes, (len(pixels), version.label_bytes))
+            if bad_label:
+                labels[0, -1] = version.n_classes
+            files[name] = np.hstack([labels.astype(np.uint8), pixels]).tobytes()
+            expected[split].append((pixels, labels[:, -1]))
+    archive = tmp_path / version.archive
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, raw in [("../evil.bin", b"x"), *files.items()]:
+            info = tarfile.TarInfo(f"{version.folder}/{name}" if "/" not in name else name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return archive, expected
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
+def test_a_cifar_archive_is_checksummed_and_read_without_unpacking(tmp_path, monkeypatch, kind):
+    import dataclasses as dc  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+
+    archive, expected = _cifar_archive(tmp_path, kind)
+    with pytest.raises(HilError, match="MD5"):  # not the page's archive: refused
+        get_dataset(f"{kind}:{archive}")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    version = dc.replace(cifar.CIFAR[kind], md5=md5)
+    monkeypatch.setitem(cifar.CIFAR, kind, version)
+    data = get_dataset(f"{kind}:{archive}")
+    assert data.image_shape == (96, 32) and data.n_classes == version.n_classes
+    for split in ("train", "test"):
+        pixels = np.concatenate([p for p, _ in expected[split]])
+        labels = np.concatenate([y for _, y in expected[split]])
+        np.testing.assert_array_equal(getattr(data, f"{split}_images"), pixels)
+        np.testing.assert_array_equal(getattr(data, f"{split}_labels"), labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]  # nothing unpacked
+
+
+def test_an_unpacked_cifar_folder_is_checked_record_by_record(tmp_path):
+    import tarfile  # noqa: PLC0415
+
+    archive, expected = _cifar_archive(tmp_path, "cifar100")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data", members=tar.getmembers()[1:])
+    data = get_dataset(f"cifar100:{tmp_path / 'x'}")
+    np.testing.assert_array_equal(data.test_labels, expected["test"][0][1])
+    folder = tmp_path / "x" / "cifar-100-binary"
+    with (folder / "test.bin").open("ab") as f:
+        f.write(b"\0")  # a torn record
+    cifar.clear_cifar_cache()
+    with pytest.raises(HilError, match="not a whole number of 3074-byte records"):
+        get_dataset(f"cifar100:{tmp_path / 'x'}")
+    (tmp_path / "b").mkdir()
+    bad, _ = _cifar_archive(tmp_path / "b", "cifar100", bad_label=True)
+    with tarfile.open(bad) as tar:
+        tar.extractall(tmp_path / "y", filter="data", members=tar.getmembers()[1:])
+    with pytest.raises(HilError, match="label 100"):
+        get_dataset(f"cifar100:{tmp_path / 'y'}")
+    with pytest.raises(HilError, match="cifar.html"):
+        get_dataset(f"cifar10:{tmp_path / 'nowhere'}")

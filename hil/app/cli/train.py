@@ -36,7 +36,8 @@ from hil.runfile.lock import check_not_input, file_error
 @click.option("--backend", "backend_spec", help="emulator, emulator:PRESET, fitted:MODEL.h5, ...")
 @click.option(
     "--dataset",
-    help="mnist, mnist-backrand, or a user's files: idx:FOLDER or npz:FILE (docs/datasets.md).",
+    help="mnist, mnist-backrand, or files: idx:FOLDER, npz:FILE, cifar10:PATH, cifar100:PATH "
+    "(docs/datasets.md).",
 )
 @click.option("--data-dir", help="Folder with the MNIST IDX files (default: $HIL_DATA_DIR).")
 @click.option("--seed", type=int)
