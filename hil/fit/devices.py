@@ -22,17 +22,25 @@ from hil.fit.stats import valid_curve
 def stuck_high(
     log: Log, reset_g: np.ndarray, reset_idx: np.ndarray, span_uS: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Devices whose every read right after a RESET lies ``span_uS`` above the median
-    RESET level: (mask, devices with such reads, the level [µS])."""
+    """Devices whose every read right after a RESET lies ``span_uS`` above the RESET level:
+    (mask, devices with such reads, the level [µS]).
+
+    The level is the median over devices of each device's mean read after RESET — one vote
+    per device, not per event: closed-loop programming RESETs a stuck-high device again
+    and again, so in a training log its events can outnumber all healthy ones (14 stuck
+    devices gave 174 of 311 RESETs in a short run), which moved a median over events."""
     n = int(log.dev.max()) + 1 if log.dev.size else 0
     has_reset = np.zeros(n, dtype=bool)
     min_reset = np.full(n, np.inf)
     high = np.zeros(n, dtype=bool)
-    level = float(np.median(reset_g)) if reset_g.size else 0.0
-    if reset_g.size:
-        d = log.dev[reset_idx]
-        has_reset[d] = True
-        np.minimum.at(min_reset, d, reset_g)
+    level = 0.0
+    finite = np.isfinite(reset_g)
+    if finite.any():
+        d, g = log.dev[reset_idx[finite]], reset_g[finite]
+        count = np.bincount(d, minlength=n)
+        has_reset = count > 0
+        level = float(np.median(np.bincount(d, g, n)[has_reset] / count[has_reset]))
+        np.minimum.at(min_reset, d, g)
         high = has_reset & (min_reset > level + span_uS)
     return high, has_reset, level
 

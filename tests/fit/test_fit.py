@@ -20,6 +20,7 @@ from scipy import stats
 
 from hil.app.registry import make_backend
 from hil.core.errors import BackendError, LogError
+from hil.core.pulses import RampSetPulse
 from hil.devicemodel.model import FittedModel
 from hil.fit import fit_log
 from hil.fit.stats import ks_by_bin, ks_pooled
@@ -182,6 +183,34 @@ def test_ramp_reset_and_stuck(model):
     # 0.1 % of 21,000 devices: ~21 stuck; the fit must find the same order.
     assert 0.0002 < d.stuck_fraction < 0.003
     assert model.meta["n_records_used"] == model.meta["n_records_total"]
+
+
+def test_reset_statistics_survive_stuck_devices_that_outnumber_healthy_resets(tmp_path):
+    # Closed-loop programming RESETs a stuck-high device again and again: here 1 % stuck
+    # devices, retried until they read low, give most of the log's RESET events (in a short
+    # training run 14 stuck devices gave 174 of 311 and the fit's RESET level became 8.3 µS).
+    params = PARAMS.replace(stuck_fraction=0.01)
+    backend = EmulatorBackend(2000, params, seed=3)
+    writer = PulseLogWriter.create(tmp_path / "stuck.h5", config_text="{}", overwrite=True)
+    ids = np.arange(2000)
+    with Recorder(backend, writer) as recorder, backend as b:
+        recorder.set_context(phase=Phase.CHARACTERIZE)
+        b.set(ids, RampSetPulse(width_s=100e-9))
+        todo = ids
+        for _ in range(600):  # program-and-verify towards the RESET level
+            b.reset(todo)
+            todo = todo[b.read(todo) * US > params.reset_g_uS + 3.0]
+        high = backend.stuck_ids[b.read(backend.stuck_ids) * US > 3.0]
+    assert todo.tolist() == high.tolist() and 600 * high.size > 2000  # stuck: most events
+    model = fit_log(tmp_path / "stuck.h5")
+    n_healthy = 2000 - high.size
+    assert model.reset.n_events == pytest.approx(n_healthy, abs=20)  # one RESET each (+ a few)
+    # mean: 10 % + 3 SE; σ: 10 % + 3 SE (σ/√(2n)), of the configured model's
+    sigma = params.read_sigma_uS(params.reset_g_uS)
+    se = sigma / np.sqrt(n_healthy)
+    assert abs(model.reset.g_mean_uS - params.reset_g_uS) <= 0.1 * params.reset_g_uS + 3 * se
+    assert abs(model.reset.sigma_meas_uS - sigma) <= 0.1 * sigma + 3 * se / np.sqrt(2)
+    assert model.devices.n_stuck_high == high.size
 
 
 # -- the fitted backend ------------------------------------------------------------------
