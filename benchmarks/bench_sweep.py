@@ -1,9 +1,10 @@
 """`hil sweep` on Dask: four identical short runs on 2 workers against 1 worker.
 
-Usage: python benchmarks/bench_sweep.py --json [--rounds 2] [--runs 4] [--images 6000]
+Usage: python benchmarks/bench_sweep.py --json [--rounds 2] [--runs 4] [--images 60000]
 
 Each case is a whole sweep (`hil.app.sweep.execute.run_sweep`) of the same four runs — one
-configuration, seeds 0..3, the same number of images each, so equal work — into a fresh
+configuration (examples/mnist_2pcm3t1c.toml, one epoch of `--images` training images and
+the full test set, every pulse logged), seeds 0..3, so equal work — into a fresh
 folder: on an embedded Dask LocalCluster of 1 or of 2 single-threaded worker processes,
 and, as the reference, `--serial` (the runs one after another in this process, no Dask).
 The cases rotate over `--rounds` (each round starts with the next case), and the best and
@@ -39,17 +40,14 @@ from hil.app.sweep.spec import load_sweep  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep_file(folder: Path, runs: int, images: int) -> Path:
-    path = folder / "bench_sweep.toml"
+def sweep_file(folder: Path, runs: int, images: int, name: str = "bench_sweep") -> Path:
+    path = folder / f"{name}.toml"
     path.write_text(
         f'base = "{ROOT / "examples" / "mnist_2pcm3t1c.toml"}"\n'
         f"seeds = {runs}\n"
         "[train]\n"
-        "layers = [784, 100, 10]\n"
         "epochs = 1\n"
         f"train_images = {images}\n"
-        "test_images = 2000\n"
-        "transfer_interval = 2000\n"
     )
     return path
 
@@ -82,14 +80,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--runs", type=int, default=4)
-    ap.add_argument("--images", type=int, default=6000, help="training images per run")
+    ap.add_argument("--images", type=int, default=60000, help="training images per run")
     args = ap.parse_args()
     logging.getLogger("distributed").setLevel(logging.WARNING)
     cases: dict[str, list[dict]] = {case: [] for case in CASES}
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         folder = Path(tmp)
         path = sweep_file(folder, args.runs, args.images)
-        one_sweep(path, "serial", folder)  # warm-up: this process's imports and data cache
+        # warm-up: this process's imports and data cache, as a worker has them after its first run
+        one_sweep(sweep_file(folder, 1, 1000, "warm_up"), "serial", folder)
         for r in range(args.rounds):
             for case in CASES[r % 3 :] + CASES[: r % 3]:
                 cases[case].append(one_sweep(path, case, folder))
