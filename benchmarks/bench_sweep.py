@@ -13,8 +13,13 @@ the spread of each are reported, so every figure compares sweeps made side by si
 - speed-up: best wall time on 1 worker / best on 2 workers (target >= 1.8x on this
   2-core machine, issue 13);
 - scheduling overhead per run: (best wall time on 1 worker − best serial) / runs — what
-  Dask adds to training the same runs in one process: the cluster's start and stop, the
-  worker's import of hil and load of the data, task dispatch (target < 1 s).
+  Dask adds to training the same runs in one process (serial runs pinned to one BLAS
+  thread, as workers are): the cluster's start and stop, the worker's import of hil and
+  load of the data, task dispatch (target < 1 s). `beyond_runs_per_run_s` is the same
+  from each sweep alone: wall time × workers − the runs' own training times, per run.
+
+`--cell fp` times runs that use one core each; `2pcm3t1c` runs also compress their pulse
+log in background threads, so one run keeps more than one core busy.
 
 MNIST is found through `HIL_DATA_DIR`.
 """
@@ -22,6 +27,7 @@ MNIST is found through `HIL_DATA_DIR`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -34,18 +40,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from threadpoolctl import threadpool_limits  # noqa: E402
+
 from hil.app.sweep.execute import run_sweep  # noqa: E402
 from hil.app.sweep.spec import load_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep_file(folder: Path, runs: int, images: int, name: str = "bench_sweep") -> Path:
+def sweep_file(
+    folder: Path, runs: int, images: int, cell: str = "2pcm3t1c", name: str = "bench_sweep"
+) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(
         f'base = "{ROOT / "examples" / "mnist_2pcm3t1c.toml"}"\n'
         f"seeds = {runs}\n"
         "[train]\n"
+        f'cell = "{cell}"\n'
         "epochs = 1\n"
         f"train_images = {images}\n"
     )
@@ -60,9 +71,11 @@ def one_sweep(path: Path, case: str, folder: Path) -> dict:
     runs = load_sweep(path)
     serial = case == "serial"
     workers = None if serial else int(case.removeprefix("workers_"))
-    t0 = time.perf_counter()
-    rows = run_sweep(runs, out, workers=workers, progress=False, serial=serial)
-    wall = time.perf_counter() - t0
+    # the serial runs, like a worker's, on one BLAS/OpenMP thread: the same per-run speed
+    with threadpool_limits(1) if serial else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        rows = run_sweep(runs, out, workers=workers, progress=False, serial=serial)
+        wall = time.perf_counter() - t0
     if any(row["status"] != "ok" for row in rows):
         raise SystemExit(f"a run failed: {[row['error'] for row in rows if row['error']]}")
     train = [float(row["wall_s"]) for row in rows]
@@ -70,6 +83,7 @@ def one_sweep(path: Path, case: str, folder: Path) -> dict:
         run_file.unlink()  # the next case needs the disk, not these
     return {
         "wall_s": wall,
+        "beyond_runs_per_run_s": (wall * (workers or 1) - sum(train)) / len(rows),
         "run_wall_s": train,
         "accuracy": [float(row["final_accuracy"]) for row in rows],
     }
@@ -81,26 +95,29 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--images", type=int, default=60000, help="training images per run")
+    ap.add_argument("--cell", default="2pcm3t1c", help="2pcm3t1c (pulses logged) or fp")
     args = ap.parse_args()
     logging.getLogger("distributed").setLevel(logging.WARNING)
     cases: dict[str, list[dict]] = {case: [] for case in CASES}
     with tempfile.TemporaryDirectory(prefix="bench_sweep-") as tmp:
         folder = Path(tmp)
-        path = sweep_file(folder, args.runs, args.images)
+        path = sweep_file(folder, args.runs, args.images, args.cell)
         # warm-up: this process's imports and data cache, as a worker has them after its first run
-        one_sweep(sweep_file(folder, 1, 1000, "warm_up"), "serial", folder)
+        one_sweep(sweep_file(folder, 1, 1000, args.cell, "warm_up"), "serial", folder)
         for r in range(args.rounds):
             for case in CASES[r % 3 :] + CASES[: r % 3]:
                 cases[case].append(one_sweep(path, case, folder))
                 wall = cases[case][-1]["wall_s"]
                 print(f"round {r}, {case}: {wall:.1f} s", file=sys.stderr)
-    result: dict = {"benchmark": "sweep", "runs": args.runs, "images_per_run": args.images}
+    result: dict = {"benchmark": "sweep", "cell": args.cell, "runs": args.runs}
+    result["images_per_run"] = args.images
     for case, done in cases.items():
         walls = [c["wall_s"] for c in done]
         result[case] = {
             "wall_s": [round(w, 2) for w in walls],
             "best_wall_s": round(min(walls), 2),
             "spread_wall_s": round(max(walls) - min(walls), 2),
+            "beyond_runs_per_run_s": [round(c["beyond_runs_per_run_s"], 3) for c in done],
             "run_wall_s_median": round(
                 statistics.median(t for c in done for t in c["run_wall_s"]), 2
             ),

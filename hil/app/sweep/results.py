@@ -148,7 +148,8 @@ def format_summary(summaries: list[ConfigSummary], baseline: str | None) -> str:
         line = f"{s.config:<40} {e.n:>3} {e.mean:>7.2%} {e.std:>6.2%} {_interval(e):>17}"
         if s.difference is not None:
             d = s.difference
-            line += f"   {d.mean:+.2%} {_interval(d)} (n={d.n})"
+            band = f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}] pp" if d.n >= 2 else "—"
+            line += f"   {100 * d.mean:+.2f} pp {band} (n={d.n})"
         lines.append(line)
     return "\n".join(lines)
 
