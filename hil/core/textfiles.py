@@ -7,7 +7,9 @@ traceback.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from hil.core.errors import ConfigError
 
@@ -26,3 +28,13 @@ def read_user_text(path: Path, what: str) -> str:
             f"{path}:{line}: the {what} is not UTF-8 (byte 0x{data[exc.start]:02x}); "
             "TOML files must be UTF-8: re-save it as UTF-8"
         ) from None
+
+
+def read_user_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
+    """The text of ``path`` (read as :func:`read_user_text` does) and its TOML table; a
+    one-line :class:`ConfigError` naming the file if it is not valid TOML."""
+    text = read_user_text(path, what)
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None

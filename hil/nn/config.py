@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from hil.core.errors import ConfigError
-from hil.core.textfiles import read_user_text
+from hil.core.textfiles import read_user_toml
 from hil.core.validation import FieldError, check_fields, setting
 from hil.nn.cells import CELL_KINDS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
@@ -165,11 +164,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
-        text = read_user_text(path, "config file")
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        text, data = read_user_toml(path, "config file")
         try:
             return cls.from_dict(data)
         except FieldError as exc:

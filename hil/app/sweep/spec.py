@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hil.core.errors import ConfigError
-from hil.core.textfiles import read_user_text
+from hil.core.textfiles import read_user_toml
 from hil.core.validation import FieldError
 from hil.nn.config import TrainConfig
 
@@ -70,11 +69,7 @@ def load_sweep(path: str | Path) -> list[SweepRun]:
     """The runs of sweep file ``path``: grid × zip × seeds, in that order; a
     :class:`ConfigError` naming the file and the field for anything wrong."""
     path = Path(path)
-    text = read_user_text(path, "sweep file")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _, data = read_user_toml(path, "sweep file")
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; known: {', '.join(_KEYS)}")
