@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -403,14 +405,20 @@ def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     with (
-        clusters.pinned_threads(),
+        clusters.worker_environment(),
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         (omp,) = client.run(os.environ.get, "OMP_NUM_THREADS").values()
         (pools,) = client.run(threadpoolctl.threadpool_info).values()
+        (trim,) = client.run(clusters.started_with, "MALLOC_TRIM_THRESHOLD_").values()
     assert omp == "1" and pools and {pool["num_threads"] for pool in pools} == {1}
+    assert trim is None  # glibc's dynamic mmap threshold: no page fault per large array
     assert os.environ["OMP_NUM_THREADS"] == "4"  # the sweep's own process is left as it was
+    assert clusters.WORKER_ENVIRON_VARIABLE not in os.environ
+    import dask  # noqa: PLC0415 - the sweep extra, importorskip'ed by the module
+
+    assert dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_")
 
 
 # -- the same sweep on a real Dask scheduler and two workers ---------------------------------
@@ -422,7 +430,7 @@ def _poll(condition, what: str, timeout_s: float = 60.0) -> None:
 
 
 def test_a_sweep_on_a_dask_scheduler_and_two_workers_gives_the_same_table(
-    finished_sweep, tmp_path, mnist_dir
+    finished_sweep, tmp_path, mnist_dir, caplog
 ):
     from dask.distributed import Client  # noqa: PLC0415 - the sweep extra, importorskip above
 
@@ -435,18 +443,24 @@ def test_a_sweep_on_a_dask_scheduler_and_two_workers_gives_the_same_table(
     procs = [subprocess.Popen(scheduler, **quiet)]
     try:
         _poll(address_file.exists, "the scheduler's address file")
-        for _ in range(2):
+        # one worker as docs/sweeps.md says to start them, one with Dask's defaults
+        recipe = {clusters.WORKER_ENVIRON_VARIABLE: clusters.worker_environ_literal()}
+        for extra in (recipe, {}):
             worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file"]
             worker += [str(address_file), "--nthreads", "1", "--no-dashboard"]
-            procs.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **quiet))
+            started = {**quiet, "env": {**env, **extra}}
+            procs.append(subprocess.Popen([*worker, "--host", "127.0.0.1"], **started))
         with Client(scheduler_file=str(address_file), timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
             address = client.scheduler.address
         assert address.startswith("tcp://127.0.0.1:")
         out = tmp_path / "out"
         args = ["sweep", str(path), "--out", str(out), "--scheduler", address, "--quiet"]
-        result = CliRunner().invoke(main, args)
+        with caplog.at_level(logging.WARNING, logger="hil.app.sweep.clusters"):
+            result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
+        slow = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
+        assert len(slow) == 1 and slow[0].startswith("sweep: 1 of the cluster's workers")
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -493,6 +507,17 @@ def test_a_slurm_job_is_one_single_threaded_worker_with_numpy_pinned(tmp_path, m
     for name, value in clusters.PINNED_THREADS.items():
         assert f"export {name}={value}" in script
     assert script.index("export OMP_NUM_THREADS") < script.index("distributed.cli.dask_worker")
+    # the job's Nanny, in the job's shell, drops Dask's MALLOC_TRIM_THRESHOLD_
+    exports = "\n".join(line for line in script.splitlines() if line.startswith("export "))
+    nanny_env = "from distributed.nanny import _get_env_variables as g; "
+    nanny_env += "print(sorted(g('distributed.nanny.pre-spawn-environ')))"
+    job = subprocess.run(
+        ["bash", "-c", f"{exports}\n{shlex.quote(sys.executable)} -c {shlex.quote(nanny_env)}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "OMP_NUM_THREADS" in job.stdout and "MALLOC_TRIM_THRESHOLD_" not in job.stdout
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from hil.app.progress import browsable_summary
 from hil.app.registry import is_exclusive
-from hil.app.sweep.clusters import sweep_client
+from hil.app.sweep.clusters import sweep_client, warn_of_slow_workers
 from hil.app.sweep.results import result_row, write_results
 from hil.app.sweep.spec import SweepRun
 from hil.app.training import Trainer
@@ -153,6 +153,7 @@ def _on_cluster(
     with sweep_client(**where) as client:
         n = len(client.scheduler_info().get("workers", {}))
         logger.info("sweep: %d workers; dashboard %s", n, client.dashboard_link)
+        warn_of_slow_workers(client)
         futures = {
             client.submit(
                 train_run,
