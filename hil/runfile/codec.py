@@ -158,6 +158,24 @@ def stored_layout(ds: h5py.Dataset) -> tuple[str | None, bool]:
     return None, checksummed
 
 
+LOG_THREADS_VARIABLE = "HIL_LOG_THREADS"
+"""Environment variable that sets the default number of compression threads: a process
+that shares the machine with others of its kind (a sweep's Dask worker, one per core) sets
+it to 1, so that a run keeps to its one core."""
+
+
 def n_threads(nthreads: int | None) -> int:
-    """Compression threads: ``nthreads``, or by default the machine's cores, at most 8."""
-    return max(1, int(nthreads if nthreads is not None else min(os.cpu_count() or 1, 8)))
+    """Compression threads: ``nthreads``; by default ``$HIL_LOG_THREADS``, else the machine's
+    cores, at most 8 (1: compression runs in the writing thread)."""
+    if nthreads is None:
+        value = os.environ.get(LOG_THREADS_VARIABLE, "").strip()
+        if value:
+            try:
+                nthreads = int(value)
+            except ValueError:
+                raise ConfigError(
+                    f"${LOG_THREADS_VARIABLE}={value!r}: set it to a number of threads >= 1"
+                ) from None
+        else:
+            nthreads = min(os.cpu_count() or 1, 8)
+    return max(1, int(nthreads))
