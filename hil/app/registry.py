@@ -15,13 +15,15 @@ Known kinds:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from hil.app.placement import place_layers
 from hil.core.backend import DeviceBackend
 from hil.core.errors import ConfigError
 from hil.station.parser import load_station
-from sim_backends.emulator import EmulatorBackend
+from sim_backends.emulator import EmulatorBackend, PCMParams, preset
+from sim_backends.emulator.presets import DEFAULT_PRESET
 from sim_backends.fitted import FittedBackend
 
 BackendFactory = Callable[[str, int, int, Sequence[int] | None], DeviceBackend]
@@ -57,12 +59,18 @@ def is_exclusive(spec: str) -> bool:
 
 
 def make_backend(
-    spec: str, n_devices: int, seed: int = 0, layer_devices: Sequence[int] | None = None
+    spec: str,
+    n_devices: int,
+    seed: int = 0,
+    layer_devices: Sequence[int] | None = None,
+    emulator: Mapping[str, Any] | None = None,
 ) -> DeviceBackend:
     """The backend named by ``spec`` with ``n_devices`` devices.
 
     ``layer_devices`` — devices of each network layer, in id order — lets a station file
-    place chosen layers on the station.
+    place chosen layers on the station. ``emulator``: device-model fields
+    (:class:`~sim_backends.emulator.params.PCMParams`) that override an emulator spec's
+    preset, e.g. ``{"read_noise": "gaussian"}`` (a configuration's ``[emulator]`` table).
     """
     kind, _, arg = spec.partition(":")
     factory = BACKEND_KINDS.get(kind)
@@ -71,6 +79,14 @@ def make_backend(
             f"unknown backend {spec!r}; use one of: "
             + ", ".join(f"{k}[:ARG]" for k in BACKEND_KINDS)
         )
+    if emulator:
+        if kind != "emulator":
+            raise ConfigError(
+                f"config table [emulator] sets device-model fields of the emulator; backend "
+                f"{spec!r} is no emulator: remove the table or use --backend emulator[:PRESET]"
+            )
+        params = PCMParams.from_dict(emulator, base=preset(arg or DEFAULT_PRESET))
+        return EmulatorBackend(n_devices, params=params, seed=seed)
     return factory(arg, n_devices, seed, layer_devices)
 
 
@@ -78,7 +94,7 @@ def make_backend(
 def _emulator(
     preset: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
 ) -> DeviceBackend:
-    return EmulatorBackend(n_devices, params=preset or "nandakumar2018", seed=seed)
+    return EmulatorBackend(n_devices, params=preset or DEFAULT_PRESET, seed=seed)
 
 
 @register_backend("station", exclusive=True)

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.app.registry import is_exclusive
+from hil.app.registry import make_backend as make_recorded_backend
+from hil.app.replay_shadow import ShadowedReplay
 from hil.app.station_runs import StationReplay, lost_read_keys, recorded_station
 from hil.app.training import Trainer
 from hil.core.backend import DeviceBackend
-from hil.core.capabilities import Adopting
+from hil.core.capabilities import Adopting, PresentsConductance
 from hil.core.errors import ConfigError
 from hil.data import get_dataset
 from hil.devicemodel.model import FittedModel
@@ -34,6 +37,26 @@ from sim_backends.fitted import FittedBackend
 from sim_backends.replay import ReplayBackend
 
 _CHUNK = 1 << 20
+
+
+def _with_shadow(replay: ReplayBackend, cfg: TrainConfig, spec: str, n: int, seed: int):
+    """``replay``, shadowed by the run's own emulator when the run's MACs saw what the
+    devices presented (:mod:`hil.app.replay_shadow`)."""
+    if cfg.mac_model != "device" or is_exclusive(spec):
+        return replay
+    shadow = make_recorded_backend(spec, n, seed, emulator=cfg.emulator)
+    if not isinstance(shadow, PresentsConductance):
+        shadow.close()
+        return replay
+    return ShadowedReplay(replay, shadow)
+
+
+def _same_state(original: dict, replayed: dict) -> bool:
+    """Every state array the original stored is in the replay, equal; a run file from an
+    older release lacks what later releases added to the cells' state (the MACs' view)."""
+    return original.keys() <= replayed.keys() and all(
+        np.array_equal(original[k], replayed[k]) for k in original
+    )
 
 
 def _compare_logs(a_path, b_path, per_device: bool) -> dict:
@@ -101,7 +124,7 @@ def replay(
     def make_backend(spec, n, seed):
         backends.append(ReplayBackend(run_file, n_devices=n, fallback=_adopting(fallback, n, seed)))
         if station_block is None:
-            return backends[-1]
+            return _with_shadow(backends[-1], cfg, spec, n, seed)
         return StationReplay(backends[-1], station_block, lost_read_keys(run_file, n))
 
     with output_file(out, force=force, inputs=[run_file]) as tmp:
@@ -110,9 +133,7 @@ def replay(
         with open_run_file(tmp) as f:
             weights_b = checkpoint.latest(f)[0].cells
         pulses = _compare_logs(run_file, tmp, per_device=station_block is not None)
-    weights_equal = weights_a.keys() == weights_b.keys() and all(
-        np.array_equal(weights_a[k], weights_b[k]) for k in weights_a
-    )
+    weights_equal = _same_state(weights_a, weights_b)
     same_acc = original is not None and original["test_accuracy"] == summary["test_accuracy"]
     report = {
         "run_file": str(run_file),

@@ -116,6 +116,7 @@ class Trainer:
             n_devices,
             seed=backend_seed(self.cfg.seed),
             layer_devices=layer_devices(self.cfg.layers),
+            emulator=self.cfg.emulator,
         )
 
     def _build(self) -> tuple[Network, DeviceBackend | None]:
@@ -269,6 +270,7 @@ class Trainer:
             net.cells.elapse(dt_leak)
             if inner is not None:
                 inner.wait(dt_leak)
+                net.cells.sense(inner)  # the MACs see the devices as they now are
         if prog.images_seen % cfg.transfer_interval == 0:
             self._transfer(net, inner, prog)
             self._checkpoint(writer, net, inner, prog)

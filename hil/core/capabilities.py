@@ -9,7 +9,8 @@ a backend has a capability by having the methods, without inheriting anything. T
 gives none of them a default (timing aside, see below), so the check tells which backends
 really can.
 
-Who has which: :class:`Snapshotting` the emulator, the fitted backend, replay, and a
+Who has which: :class:`PresentsConductance` the emulator; :class:`Snapshotting` the
+emulator, the fitted backend, replay, and a
 composite with at least one such part (a station part's devices keep their own state);
 :class:`Deferring` a station (:class:`instruments.hardware.HardwareBackend`);
 :class:`Adopting` the fitted backend; :class:`StationBacked` a station;
@@ -69,6 +70,21 @@ class PulseTimed(Protocol):
 
     def quantize_widths(self, ids, width_s) -> np.ndarray:
         """``width_s`` (one per id) as the backend would have to send it to each device."""
+        ...
+
+
+@runtime_checkable
+class PresentsConductance(Protocol):
+    """Can say what conductance each device presents to a crossbar multiply-accumulate at
+    this moment, without a pulse: the emulator, which knows the physics between reads. The
+    network's forward and backward passes then compute with it
+    (:mod:`hil.nn.chipview`); real devices only say so when read, so a station run computes
+    with the conductances last read."""
+
+    def presented(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(g_S, white_sigma_S)`` per id: the conductance now [S] — drift and the slow
+        (1/f) read-noise deviation included, at least 0 — and the σ [S] of the fresh read
+        noise every MAC adds on top. Changes no state and logs nothing."""
         ...
 
 

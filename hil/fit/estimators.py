@@ -21,7 +21,16 @@ import numpy as np
 from hil.devicemodel.tables import HISTORY_BINS, IncrementTable, RampTable, ResetTable
 from hil.fit.load import READ, SET_PARTIAL, Log
 from hil.fit.readnoise import SigmaRead
-from hil.fit.stats import bin_mean, deconvolve, g_bin, g_edges, ks_by_bin, ks_pooled, moments
+from hil.fit.stats import (
+    bin_mean,
+    deconvolve,
+    floored_normal_fit,
+    g_bin,
+    g_edges,
+    ks_by_bin,
+    ks_pooled,
+    moments,
+)
 
 MAX_PULSE_GROUPS = 8
 """Pulse shapes (amplitude, width) of the increment table: the most frequent ones."""
@@ -87,7 +96,7 @@ def reset(
     g = g_out[ok]
     if g.size < 2:
         return None
-    mean, std = float(g.mean()), float(g.std(ddof=1))
+    mean, std = floored_normal_fit(g)
     ks_p, ks_n = ks_pooled((g - mean) / std if std > 0 else g * np.nan)
     lo, hi = np.percentile(g, [0.1, 99.9])
     hist, edges = np.histogram(g, bins=50, range=(lo, hi if hi > lo else lo + 1e-3))

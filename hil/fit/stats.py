@@ -111,3 +111,16 @@ def linear_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tup
         coef = np.polyfit(x, y, 1, w=w)
         return float(coef[0]), float(coef[1])
     return 0.0, float(y.mean()) if y.size else 0.0
+
+
+def floored_normal_fit(g: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of the normal distribution whose values, floored at 0, are ``g``: reads of
+    a device near 0 S come back as 0 where the noise would take them below (the emulator's
+    and a wafer's floor). Without zeros it is the sample mean and std (ddof 1); with them,
+    the maximum-likelihood fit to the left-censored sample (scipy ``CensoredData``)."""
+    floored = g <= 0
+    if not floored.any() or floored.all():
+        return float(g.mean()), float(g.std(ddof=1))
+    data = stats.CensoredData(uncensored=g[~floored], left=np.zeros(int(floored.sum())))
+    mean, std = stats.norm.fit(data)
+    return float(mean), float(std)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 import numpy as np
 
 from hil.core.backend import DeviceBackend, PartialSetPulse
+from hil.core.capabilities import PresentsConductance
 from hil.core.errors import ConfigError
 from hil.core.rng import RandomPool
 from hil.nn.crossbar import crossbar_pulses
@@ -113,8 +114,15 @@ class CellArray(abc.ABC):
         """Periodic move of the volatile weight into PCM (cells with :attr:`transfers`)."""
         return {}
 
+    mac_var: list[np.ndarray] | None = None
+    """Per layer, the read-noise variance of every synapse in one MAC (network units²),
+    when the MACs see the devices as they are (:mod:`hil.nn.chipview`); None: no noise."""
+
     def elapse(self, dt_s: float) -> None:  # noqa: B027 - nothing volatile by default
         """Let simulated time pass for volatile state (capacitor leakage)."""
+
+    def sense(self, backend: DeviceBackend | None) -> None:  # noqa: B027 - no devices
+        """Take what the devices present to the MACs now (:mod:`hil.nn.chipview`)."""
 
     def state(self) -> dict[str, np.ndarray]:
         return {"weights": self.flat_w}
@@ -138,6 +146,11 @@ class _PCMCells(CellArray):
         self.g_pos_uS = np.zeros(n, dtype=_F32)
         self.g_neg_uS = np.zeros(n, dtype=_F32)
         self.w_pcm_uS = np.zeros(n, dtype=_F32)
+        """F·(G+ − G−) from the last read of every device [µS]."""
+        self.w_mac_uS = np.zeros(n, dtype=_F32)
+        """F·(G+ − G−) the MACs compute with [µS]: the last read, or what the devices
+        present now (:meth:`sense`)."""
+        self._mac_var_flat = np.zeros(n, dtype=_F32)
         self.device_ids = np.arange(layout.n_devices)
         self.stuck = np.zeros(layout.n_devices, dtype=bool)
         """Devices program-and-verify found not responding; transfers work around them."""
@@ -147,6 +160,7 @@ class _PCMCells(CellArray):
         self.g_pos_uS[:] = g_S[self.layout.pos_dev] * US
         self.g_neg_uS[:] = g_S[self.layout.neg_dev] * US
         self.w_pcm_uS[:] = self.F * (self.g_pos_uS - self.g_neg_uS)
+        self.w_mac_uS[:] = self.w_pcm_uS
 
     def _split_targets(
         self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
@@ -188,6 +202,7 @@ class _PCMCells(CellArray):
         )
         self.stuck |= res.stuck
         self._store_reads(res.g_S)
+        self.sense(backend)
         return {
             "devices": int(res.ids.size),
             "converged": int(res.converged.sum()),
@@ -196,18 +211,45 @@ class _PCMCells(CellArray):
             "program_pulses": int(res.n_pulses.sum()),
         }
 
+    def sense(self, backend: DeviceBackend | None) -> None:
+        """With ``mac_model = "device"`` and a backend that can say it, the MACs compute
+        from now on with what the devices present (drift, slow read noise) and add the
+        fresh read noise of :attr:`mac_var`; otherwise they keep the last reads."""
+        if self.cfg.mac_model != "device" or not isinstance(backend, PresentsConductance):
+            return
+        g_S, white_S = backend.presented(self.device_ids)
+        lay, k = self.layout, self.F * _F32(US)
+        self.w_mac_uS[:] = (g_S[lay.pos_dev] - g_S[lay.neg_dev]) * k
+        var = np.square(white_S[lay.pos_dev]) + np.square(white_S[lay.neg_dev])
+        self._mac_var_flat[:] = var * float(k / self.scale) ** 2
+        self._set_mac_var()
+        self._weights_changed()
+
+    def _set_mac_var(self) -> None:
+        self.mac_var = self.layout.views(self._mac_var_flat) if self._mac_var_flat.any() else None
+
+    def _weights_changed(self) -> None:
+        """Recompute the weights after :attr:`w_mac_uS` changed."""
+        self.flat_w[:] = self.w_mac_uS / self.scale
+
     def state(self):
         return {
             "weights": self.flat_w,
             "g_pos_uS": self.g_pos_uS,
             "g_neg_uS": self.g_neg_uS,
             "w_pcm_uS": self.w_pcm_uS,
+            "w_mac_uS": self.w_mac_uS,
+            "mac_var": self._mac_var_flat,
             "stuck": self.stuck,
         }
 
     def load_state(self, state):
         for k in ("g_pos_uS", "g_neg_uS", "w_pcm_uS", "stuck"):
             getattr(self, k)[...] = state[k]
+        # A checkpoint from before the MAC model holds the last reads only.
+        self.w_mac_uS[...] = state.get("w_mac_uS", state["w_pcm_uS"])
+        self._mac_var_flat[...] = state.get("mac_var", 0.0)
+        self._set_mac_var()
         self.flat_w[...] = state["weights"]
 
 
@@ -234,9 +276,12 @@ class Ambrogio2PCM3T1C(_PCMCells):
         of the training step: ``_base`` = (F·(G+ − G−) − p·g_shared) / scale and ``_k`` =
         p·dg/dV / scale, so that weight = base + k·max(V − V_th, 0)."""
         cap, p, inv = self.cap, _F32(self.polarity), _F32(1.0) / self.scale
-        self._base = (self.w_pcm_uS - p * cap.g_ref_uS()[cap.column]) * inv
+        self._base = (self.w_mac_uS - p * cap.g_ref_uS()[cap.column]) * inv
         self._k = cap.slope * (p * inv)
-        self.flat_w[:] = (self.w_pcm_uS + cap.weight_uS(self.polarity)) * inv
+        self.flat_w[:] = (self.w_mac_uS + cap.weight_uS(self.polarity)) * inv
+
+    def _weights_changed(self) -> None:
+        self._refresh_weights()
 
     def initialize(self, w0, backend):
         # The first transfer: program the initial weights into the pairs, p = +1.
@@ -279,7 +324,7 @@ class Ambrogio2PCM3T1C(_PCMCells):
     def transfer(self, backend):
         # The weight to carry over is the one training has been computing with; the fresh
         # read tells program-and-verify where each device is now (drift, noise included).
-        w_uS = self.w_pcm_uS + self.cap.weight_uS(self.polarity)
+        w_uS = self.w_mac_uS + self.cap.weight_uS(self.polarity)
         g_S = backend.read(self.device_ids)
         p_next = -self.polarity if self.cfg.synapse.polarity_inversion else self.polarity
         return self._transfer_to(backend, w_uS, p_next, g_start_S=g_S)
@@ -354,7 +399,7 @@ class TwoPCM(_PCMCells):
         target = np.zeros(self.layout.n_devices)
         target[self.layout.pos_dev], target[self.layout.neg_dev] = gp, gm
         stats = self._program(backend, target / US)
-        self.flat_w[:] = self.w_pcm_uS / self.scale
+        self.flat_w[:] = self.w_mac_uS / self.scale
         return stats
 
     def update(self, acts, deltas, lr):
@@ -389,6 +434,7 @@ class TwoPCM(_PCMCells):
     def _update_cells(self, cells):
         w = self.F * (self.g_pos_uS[cells] - self.g_neg_uS[cells])
         self.w_pcm_uS[cells] = w
+        self.w_mac_uS[cells] = w
         self.flat_w[cells] = w / self.scale
 
     def _refresh(self, cells):

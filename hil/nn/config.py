@@ -19,6 +19,7 @@ from hil.core.errors import ConfigError
 from hil.core.textfiles import read_user_toml
 from hil.core.validation import FieldError, check_fields, setting
 from hil.nn.cells import CELL_KINDS
+from hil.nn.chipview import MAC_MODELS
 from hil.nn.periphery import CapacitorConfig, ConverterConfig
 from hil.runfile.codec import CODEC_NAMES, DEFAULT_CODEC
 from hil.station.model import SourceLines
@@ -116,6 +117,16 @@ class TrainConfig:
     """Device backend spec, e.g. 'emulator' or 'emulator:joshi2020'."""
     data_dir: str = ""
     """Folder holding MNIST ('' = $HIL_DATA_DIR, then the user cache)."""
+    mac_model: str = setting("device", choices=MAC_MODELS)
+    """What the forward and backward MACs compute with: 'device' — each device as it is
+    at that moment, drift and slow read noise included, plus a fresh read noise per MAC,
+    where the backend can say it (the emulator; :mod:`hil.nn.chipview`) [paper: the passes
+    run on the array]; 'last_read' — the conductances last read, as a station run always
+    does (real devices tell only when read)."""
+    emulator: dict[str, Any] = field(default_factory=dict, hash=False)
+    """Device-model fields that override the emulator preset of ``backend`` (TOML table
+    ``[emulator]``, e.g. ``read_noise = "gaussian"``; the names and their sources:
+    :class:`sim_backends.emulator.params.PCMParams`); only for emulator backends."""
     log_pulses: bool = True
     """Record every PCM pulse in the run file."""
     synapse: SynapseConfig = field(default_factory=SynapseConfig)
@@ -132,6 +143,8 @@ class TrainConfig:
         if self.cell not in CELL_KINDS:
             _bad("cell", f"unknown cell {self.cell!r}; choose one of {', '.join(CELL_KINDS)}")
         _check_layers(self.layers, n_inputs, n_classes)
+        if not isinstance(self.emulator, dict):
+            _bad("emulator", f"must be a table of device-model fields, got {self.emulator!r}")
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------
@@ -182,12 +195,32 @@ class TrainConfig:
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise ValueError(f"a JSON {type(data).__name__}, not an object")
-            return cls.from_dict(data)
+            return cls.from_dict(_as_written(data))
         except (ValueError, TypeError, FieldError) as exc:
             raise ConfigError(
                 f"{source}: the run's stored configuration (config_text) is damaged ({exc}); "
                 "the run cannot be replayed or resumed"
             ) from None
+
+
+LEGACY_EMULATOR = {"set_history_before_step": False, "read_nonnegative": False}
+"""What a run file written before issue 14's device model meant by its emulator: the
+partial-SET history decayed after the step, reads not floored at 0 (the preset as named)."""
+
+
+def _as_written(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration with what its fields meant when it was written: one from
+    before issue 14 (no ``mac_model``) trained with MACs on the last reads, and its
+    ``emulator`` backend was the ``nandakumar2018`` preset with :data:`LEGACY_EMULATOR`,
+    so it replays and resumes as it ran."""
+    if "mac_model" in data or "train" in data:
+        return data
+    data = {**data, "mac_model": "last_read"}
+    kind, _, preset = str(data.get("backend", "emulator")).partition(":")
+    if kind == "emulator":
+        data["backend"] = f"emulator:{preset or 'nandakumar2018'}"
+        data["emulator"] = dict(LEGACY_EMULATOR)
+    return data
 
 
 def _bad(name: str, why: str) -> NoReturn:

@@ -4,8 +4,9 @@ tanh hidden neurons, softmax output, cross-entropy loss, per-image backpropagati
 [paper: fully connected networks trained one image at a time]. Every layer has a bias
 input (a constant 1 appended to its inputs), so a layer of ``n_in → n_out`` neurons has
 ``(n_in + 1) × n_out`` synapses. For the analog cells the forward pass goes through the
-DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`; the backward pass is computed
-digitally from the same weights [ours].
+DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`, and both passes add the read
+noise of their MACs where the cells know it (:mod:`hil.nn.chipview`); the backward pass
+is not quantised [ours].
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from hil.core.backend import DeviceBackend
 from hil.nn.cells import CellArray, make_cells
+from hil.nn.chipview import mac_noise, transposed_mac_noise
 from hil.nn.config import TrainConfig
 from hil.nn.layout import Layout
 from hil.nn.periphery import quantize
@@ -74,13 +76,16 @@ class Network:
         adc_bits, adc_range = self._adc
         # tanh outputs (and the bias 1) never exceed a DAC range of >= 1: no clipping needed.
         clip_hidden = dac_range < 1.0
-        weights = self.cells.weights
+        weights, var = self.cells.weights, self.cells.mac_var
         n = len(weights)
         for i, w in enumerate(weights):
             a = acts[i]
             if i or not prepared:
                 a = quantize(a, dac_bits, dac_range, clip=i == 0 or clip_hidden)
-            z = quantize(a @ w, adc_bits, adc_range)
+            z = a @ w
+            if var is not None:
+                z += mac_noise(a, var[i], self.cells.pool)
+            z = quantize(z, adc_bits, adc_range)
             if i < n - 1:
                 np.tanh(z, out=acts[i + 1][:-1])
             else:
@@ -97,12 +102,14 @@ class Network:
         correct = int(y.argmax()) == label
         delta = y.astype(_F32, copy=True)
         delta[label] -= _F32(1.0)
-        weights = self.cells.weights
+        weights, var = self.cells.weights, self.cells.mac_var
         deltas = [delta]
         # Backpropagate through the weights before any of them changes.
         for i in range(len(weights) - 1, 0, -1):
             h = self._acts[i][:-1]
             prev = weights[i][:-1] @ deltas[0]
+            if var is not None:
+                prev += transposed_mac_noise(var[i][:-1], deltas[0], self.cells.pool)
             prev *= _F32(1.0) - h * h
             deltas.insert(0, prev)
         self.cells.update(self._acts, deltas, lr)
@@ -116,11 +123,14 @@ class Network:
         out = np.empty(X.shape[0], dtype=np.int64)
         for s in range(0, X.shape[0], batch):
             a = X[s : s + batch]
-            weights = self.cells.weights
+            weights, var = self.cells.weights, self.cells.mac_var
             for i, w in enumerate(weights):
                 a = np.concatenate([a, np.ones((a.shape[0], 1), dtype=_F32)], axis=1)
                 a = quantize(a, dac_bits, dac_range)
-                z = quantize(a @ w, adc_bits, adc_range)
+                z = a @ w
+                if var is not None:
+                    z += mac_noise(a, var[i], self.cells.pool)
+                z = quantize(z, adc_bits, adc_range)
                 a = np.tanh(z) if i < len(weights) - 1 else z
             out[s : s + batch] = a.argmax(axis=1)
         return out

@@ -7,8 +7,9 @@ The model and its sources are documented field by field in
 - state, one array per quantity over all devices (:class:`~.kernels.DeviceArrays`):
   programmed conductance ``G_p`` (float32, µS), programming time ``t_p`` (float64, s),
   partial-SET history ``P`` (float32), the standard-normal quantile ``z_ν`` of each
-  device's drift exponent, and the per-device constants drawn once at construction: G_max
-  factor ``m``, step-size factor ``a``, and the stuck devices with their fixed conductance.
+  device's drift exponent, each device's 1/f read-noise walk (1/f model only), and the
+  per-device constants drawn once at construction: G_max factor ``m``, step-size factor
+  ``a``, and the stuck devices with their fixed conductance.
 - the simulated clock advances only through ``wait(seconds)`` and, optionally, by
   ``call_time_s`` per call (the time a tester would take).
 
@@ -110,6 +111,9 @@ def _draw_devices(
         nu_g_dependent=p.drift_nu_mu_log != 0 or p.drift_nu_sigma_log != 0,
         nu_spread=nu_spread,
     )
+    if p.read_noise == "1/f":
+        dev.flicker_w = np.zeros(n, dtype=_F32)
+        dev.flicker_u = np.zeros(n, dtype=_F32)
     stuck_idx = np.empty(0, dtype=np.int64)
     stuck_g = np.empty(0, dtype=_F32)
     if p.stuck_fraction > 0:
@@ -187,6 +191,14 @@ class EmulatorBackend(DeviceBackend):
         g = kernels.drifted(self._dev, ids, self._dev.g[ids], tp, Workspace())
         return g.astype(np.float64) * 1e-6
 
+    def presented(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(g_S, white_sigma_S)``: what each device presents to a crossbar MAC now
+        (:class:`hil.core.capabilities.PresentsConductance`; :func:`.kernels.presented`)."""
+        ids = as_ids(ids, self.n_devices)
+        self._dev.drift_now = self._may_drift()
+        g, white = kernels.presented(self._dev, ids, Workspace())
+        return g.astype(np.float64) * 1e-6, white.astype(np.float64) * 1e-6
+
     def drift_exponent(self, ids) -> np.ndarray:
         """Each device's current drift exponent ν (0 where drift is off or the device is
         stuck)."""
@@ -233,6 +245,9 @@ class EmulatorBackend(DeviceBackend):
         }
         if dev.nu_z is not None:
             snap["nu_z"] = dev.nu_z.copy()
+        if dev.flicker_w is not None and dev.flicker_u is not None:
+            snap["flicker_w"] = dev.flicker_w.copy()
+            snap["flicker_u"] = dev.flicker_u.copy()
         return snap
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
@@ -244,6 +259,9 @@ class EmulatorBackend(DeviceBackend):
             dev.tp[...] = state["t_programmed_s"]
             if dev.nu_z is not None:
                 dev.nu_z[...] = state["nu_z"]
+            if dev.flicker_w is not None and dev.flicker_u is not None:
+                dev.flicker_w[...] = state["flicker_w"]
+                dev.flicker_u[...] = state["flicker_u"]
             dev.now = float(state["now_s"])
             rng = rng_state_from_array(state["rng_state_json"])
         except (KeyError, ValueError) as exc:

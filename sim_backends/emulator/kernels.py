@@ -33,6 +33,7 @@ __all__ = [
     "drift_exponent",
     "drifted",
     "partial_set",
+    "presented",
     "ramp_set",
     "read",
     "reset",
@@ -67,6 +68,13 @@ class DeviceArrays:
     """The drift exponent's mean or spread depends on G (Joshi 2020)."""
     nu_spread: bool
     """The drift exponent differs from device to device."""
+    flicker_w: np.ndarray | None = None
+    """1/f read noise (``read_noise = "1/f"``, else None): each device's deviation since
+    programming in units of ``|G|·Q_s``, float32 — a random walk in the log-time variable
+    of :attr:`flicker_u`, so reads close in time share it (see :func:`read`)."""
+    flicker_u: np.ndarray | None = None
+    """Log-time ``u = ln((t - t_p + t0 + t_read)/(2·t_read))`` at which each device's
+    :attr:`flicker_w` was last advanced (0: not since programming), float32."""
     now: float = 0.0
     """The simulated clock [s]."""
     drift_now: bool = False
@@ -188,6 +196,15 @@ def reset(dev: DeviceArrays, rng, ws: Workspace, sel: Selection, lo: int, hi: in
     dev.tp[sel] = dev.now
     if dev.nu_z is not None:
         dev.nu_z[sel] = _normals(rng, n, ws)
+    restart_flicker(dev, sel)
+
+
+def restart_flicker(dev: DeviceArrays, sel: Selection) -> None:
+    """Programming starts a device's 1/f deviation afresh (Joshi 2020: the noise is what
+    accumulated since programming)."""
+    if dev.flicker_w is not None and dev.flicker_u is not None:
+        dev.flicker_w[sel] = 0.0
+        dev.flicker_u[sel] = 0.0
 
 
 def _increment_sigma(p: PCMParams, g, hist, am, a, slope: np.ndarray, ws: Workspace, n: int):
@@ -210,7 +227,11 @@ def partial_set(
     p = dev.params
     n = hi - lo
     g = _gathered(dev.g, sel, ws, "g", n)
+    # P decays before the increment is computed: the first pulse after a RESET (P = 1)
+    # sees P = exp(-1/2.6) [Nandakumar 2018, as in srnn-pcm xbar.py; pcm-training.md §7].
     hist = _gathered(dev.p, sel, ws, "hist", n)
+    if p.set_history_before_step:
+        _decay_history(dev, sel, hist, p.set_history_decay)
     if dev.drift_now:
         g = drifted(dev, sel, g, _gathered(dev.tp, sel, ws, "tp", n, np.float64), ws)
     # Gather the factors m and a and derive a·m and the ceiling m·g_max from them: two
@@ -240,12 +261,17 @@ def partial_set(
     np.maximum(dg, _F32(0.0), out=dg)
     np.minimum(dg, top, out=dg)
     dev.g[sel] = dg
-    if isinstance(sel, slice):
-        dev.p[sel] *= _F32(p.set_history_decay)
-    else:
-        hist *= _F32(p.set_history_decay)  # hist is a gathered copy here
-        dev.p[sel] = hist
+    if not p.set_history_before_step:
+        _decay_history(dev, sel, hist, p.set_history_decay)
     dev.tp[sel] = dev.now
+    restart_flicker(dev, sel)
+
+
+def _decay_history(dev: DeviceArrays, sel: Selection, hist: np.ndarray, decay: float) -> None:
+    """P ← P·decay for the devices ``sel`` (``hist``: their P, a view for a slice)."""
+    hist *= _F32(decay)
+    if not isinstance(sel, slice):
+        dev.p[sel] = hist  # a gathered copy here
 
 
 def _ramp_target(p: PCMParams, top, ctx, ws: Workspace, lo: int, hi: int) -> np.ndarray:
@@ -294,46 +320,69 @@ def ramp_set(dev: DeviceArrays, rng, ws: Workspace, sel: Selection, lo: int, hi:
     dev.tp[sel] = dev.now
     if dev.nu_z is not None:
         dev.nu_z[sel] = _normals(rng, n, ws)
+    restart_flicker(dev, sel)
 
 
 # -- read ---------------------------------------------------------------------------------------
-def _one_over_f_sigma(dev: DeviceArrays, g_p, g, tp: np.ndarray, ws: Workspace) -> np.ndarray:
-    """σ of the 1/f read noise: Q_s from the programmed value, σ ∝ the drifted one, t =
-    since-programming + t0 (aihwkit PCMLikeNoiseModel.apply_drift_noise_to_conductance)."""
+def _flicker_qs(p: PCMParams, g_p: np.ndarray, ws: Workspace, n: int) -> np.ndarray:
+    """Q_s = min(coeff/g_T^exp, max) of the programmed value [Joshi 2020] (a ``ws`` buffer)."""
+    qs = ws.get("sig", n)
+    np.abs(g_p, out=qs)
+    qs *= _F32(1.0 / p.g_norm_uS)
+    np.maximum(qs, _F32(1e-7), out=qs)
+    np.power(qs, _F32(-p.read_qs_exp), out=qs)
+    qs *= _F32(p.read_qs_coeff)
+    np.minimum(qs, _F32(p.read_qs_max), out=qs)
+    return qs
+
+
+def _flicker_advance(dev: DeviceArrays, rng, ws, sel: Selection, tp, n: int) -> np.ndarray:
+    """Advance each device's 1/f walk w to now and return it (a ``ws`` buffer).
+
+    Joshi 2020's σ(t)² = (G·Q_s)²·u(t), u = ln((t + t_read)/(2·t_read)), t = time since
+    programming + t0 (aihwkit ``PCMLikeNoiseModel``), is the 1/f noise accumulated since
+    programming: equal power per decade of time. w is therefore a random walk in u:
+    w(u2) − w(u1) ~ N(0, u2 − u1), w = 0 at programming (u = 0), so every read has exactly
+    Joshi's variance while reads close in time share their noise and averaging them does
+    not remove it [ours: the time structure between reads; noise above the reads' own
+    bandwidth, which would decorrelate reads a few ms apart, is left out].
+    """
     p = dev.params
-    n = g.size
-    sig = ws.get("sig", n)
-    np.abs(g_p, out=sig)
-    sig *= _F32(1.0 / p.g_norm_uS)
-    np.maximum(sig, _F32(1e-7), out=sig)
-    np.power(sig, _F32(-p.read_qs_exp), out=sig)
-    sig *= _F32(p.read_qs_coeff)
-    np.minimum(sig, _F32(p.read_qs_max), out=sig)
+    assert dev.flicker_w is not None and dev.flicker_u is not None  # read_noise == "1/f"
     tr = p.read_t_read_s
     since = ws.get("since", n, np.float64)
     np.subtract(dev.now, tp, out=since)
     np.maximum(since, 0.0, out=since)  # stuck devices: t_p = inf
     since += p.drift_t0_s + tr
     since *= 0.5 / tr
-    time_term = ws.get("time_term", n)
-    np.copyto(time_term, since, casting="same_kind")
-    np.log(time_term, out=time_term)
-    np.sqrt(time_term, out=time_term)
-    sig *= time_term
-    sig *= np.abs(g, out=time_term)
-    return sig
+    u = ws.get("flicker_u_now", n)
+    np.copyto(u, since, casting="same_kind")
+    np.log(u, out=u)
+    w = _gathered(dev.flicker_w, sel, ws, "flicker_w", n)
+    step = _gathered(dev.flicker_u, sel, ws, "flicker_u", n)
+    np.subtract(u, step, out=step)  # a slice's view is overwritten with u below
+    np.maximum(step, _F32(0.0), out=step)
+    np.sqrt(step, out=step)
+    step *= _normals(rng, n, ws)
+    w += step
+    dev.flicker_u[sel] = u
+    if not isinstance(sel, slice):
+        dev.flicker_w[sel] = w
+    return w
 
 
 def read(dev: DeviceArrays, rng, ws: Workspace, sel: Selection, lo: int, hi: int, out) -> None:
     """One read of each device: its drifted conductance plus read noise, into
-    ``out[lo:hi]`` [S]. Reads are not clipped at 0 (a current measurement is not)."""
+    ``out[lo:hi]`` [S], floored at 0 when ``read_nonnegative``."""
     p = dev.params
     n = hi - lo
     g_p = _gathered(dev.g, sel, ws, "g", n)
     if p.read_noise == "1/f":
         tp = _gathered(dev.tp, sel, ws, "tp", n, np.float64)
         g = drifted(dev, sel, g_p, tp if dev.drift_now else None, ws)
-        sig = _one_over_f_sigma(dev, g_p, g, tp, ws)
+        sig = _flicker_qs(p, g_p, ws, n)
+        sig *= _flicker_advance(dev, rng, ws, sel, tp, n)
+        sig *= np.abs(g, out=ws.get("abs_g", n))
     else:
         tp_drift = _gathered(dev.tp, sel, ws, "tp", n, np.float64) if dev.drift_now else None
         g = drifted(dev, sel, g_p, tp_drift, ws)
@@ -344,6 +393,34 @@ def read(dev: DeviceArrays, rng, ws: Workspace, sel: Selection, lo: int, hi: int
         np.abs(g, out=sig)
         sig *= _F32(p.read_sigma_g)
         sig += _F32(p.read_sigma0_uS)
-    sig *= _normals(rng, n, ws)
+        sig *= _normals(rng, n, ws)
     sig += g
+    if p.read_nonnegative:
+        np.maximum(sig, _F32(0.0), out=sig)
     np.multiply(sig, 1e-6, out=out[lo:hi], dtype=np.float64)
+
+
+def presented(dev: DeviceArrays, sel: Selection, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """What the devices ``sel`` present to a crossbar MAC now, with no pulse and no state
+    change: ``(g_uS, white_sigma_uS)``, new float32 arrays. ``g`` is the drifted
+    conductance plus the 1/f deviation as of each device's last read (the walk moves by
+    ln((t + dt)/t) between reads, a small share of its variance), floored at 0 like a read;
+    ``white_sigma`` is the Gaussian model's σ of one fresh read (0 for the other models)."""
+    p = dev.params
+    g_p = take(dev.g, sel).astype(_F32, copy=True)
+    n = g_p.size
+    tp = take(dev.tp, sel) if dev.drift_now else None
+    g = drifted(dev, sel, g_p, tp, ws).copy()
+    white = np.zeros(n, dtype=_F32)
+    if p.read_noise == "1/f" and dev.flicker_w is not None:
+        deviation = _flicker_qs(p, g_p, ws, n)
+        deviation *= take(dev.flicker_w, sel)
+        deviation *= np.abs(g)
+        g += deviation
+    elif p.read_noise == "gaussian":
+        np.abs(g, out=white)
+        white *= _F32(p.read_sigma_g)
+        white += _F32(p.read_sigma0_uS)
+    if p.read_nonnegative:
+        np.maximum(g, _F32(0.0), out=g)
+    return g, white

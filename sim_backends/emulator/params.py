@@ -46,17 +46,20 @@ class PCMParams:
 
     Model, per device d (G in µS, P the partial-SET history):
 
-    - partial SET: ``ΔG = a_d·(m_d·µ(G/m_d, P) + m_d·σ(G/m_d, P)·ξ)``, ξ ~ N(0, 1) fresh per
-      pulse, with ``µ = set_mu0 + set_mu_g·G + set_mu_p·P`` and
-      ``σ = set_sigma0 + set_sigma_g·G + set_sigma_p·P``; then ``P ← P·set_history_decay``
-      and G is clipped to ``[0, m_d·g_max]``. a_d is the device's step-size factor, m_d
-      its G_max factor (it scales the conductance axis, so the saturation level scales too).
+    - partial SET: first ``P ← P·set_history_decay``, then
+      ``ΔG = a_d·(m_d·µ(G/m_d, P) + m_d·σ(G/m_d, P)·ξ)``, ξ ~ N(0, 1) fresh per pulse, with
+      ``µ = set_mu0 + set_mu_g·G + set_mu_p·P`` and
+      ``σ = set_sigma0 + set_sigma_g·G + set_sigma_p·P``, and G is clipped to
+      ``[0, m_d·g_max]``: the k-th pulse after a RESET sees ``P = decay^k``. a_d is the
+      device's step-size factor, m_d its G_max factor (it scales the conductance axis, so
+      the saturation level scales too).
     - RESET: ``G = reset_g·(1 + reset_rel_std·ξ)``, ``P = reset_history_p``.
     - ramp SET of step length w: ``G = target(w) + prog_noise_scale·σ_prog(target)·ξ`` with
       ``target`` log-linear in w from ``ramp_g_min`` (w ≤ ramp_step_min) to ``m_d·g_max``
       (w ≥ ramp_step_max).
     - drift, at read: ``G(t) = G_p·((t - t_p)/drift_t0)^(-ν_d)`` for ``t - t_p > drift_t0``.
-    - read noise: Gaussian ``σ = read_sigma0 + read_sigma_g·G`` or 1/f (Joshi 2020).
+    - read noise: Gaussian ``σ = read_sigma0 + read_sigma_g·G``, fresh per read, or 1/f
+      (Joshi 2020), accumulated since programming; reads floored at 0.
     - stuck devices keep a fixed G and ignore every pulse.
     """
 
@@ -89,7 +92,13 @@ class PCMParams:
     set_sigma_p_uS: float = 2.15
     """History (P) coefficient of the increment's σ [Nandakumar 2018]."""
     set_history_decay: float = math.exp(-1.0 / 2.6)
-    """Factor by which P decays at each partial-SET pulse [Nandakumar 2018: exp(-1/2.6)]."""
+    """Factor by which P decays at each partial-SET pulse, before its increment is computed
+    [Nandakumar 2018: exp(-1/2.6); the order as in the srnn-pcm re-implementation, so the
+    first pulse after a RESET has µ ≈ 1.83 µS, σ ≈ 1.73 µS]."""
+    set_history_before_step: bool = True
+    """Decay P before computing the increment, as the model's reference implementation
+    does [Nandakumar 2018 via srnn-pcm xbar.py]; False decays it after (this project's
+    order before issue 14: the first pulse after a RESET then has µ ≈ 2.27 µS)."""
     set_step_d2d_rel_std: float = 0.2
     """Device-to-device relative spread of the step size: factor a_d ~ N(1, this), clipped
     to >= 0, multiplies every increment of device d. [Gong 2018] attribute ~1/3 of the step
@@ -162,8 +171,15 @@ class PCMParams:
 
     # -- read noise -------------------------------------------------------------------------
     read_noise: str = setting("gaussian", choices=READ_NOISE_MODELS)
-    """Read-noise model: ``"gaussian"`` [Nandakumar 2018], ``"1/f"`` [Joshi 2020] or
-    ``"none"``. Reads are not clipped at 0: a real current measurement is not either."""
+    """Read-noise model: ``"gaussian"``, white, drawn afresh at every read [Nandakumar
+    2018]; ``"1/f"``, the noise accumulated since programming with Joshi 2020's variance,
+    shared by reads close in time (a random walk in log-time, see
+    :func:`sim_backends.emulator.kernels.read`); or ``"none"``."""
+    read_nonnegative: bool = True
+    """Floor every read at 0 S: a passive device conducts no negative current at a positive
+    read bias (the virtual wafer floors its currents the same way) [ours]. With the
+    Gaussian model's 0.13 µS floor a RESET device at 0.1 µS would otherwise read negative
+    about one time in five. False gives the unfloored model value."""
     read_sigma0_uS: float = 0.13
     """Gaussian read noise σ = sigma0 + sigma_g·G: constant term [Nandakumar 2018]."""
     read_sigma_g: float = 0.03

@@ -18,7 +18,12 @@ from collections.abc import Callable
 from hil.core.errors import ConfigError
 from sim_backends.emulator.params import PCMParams
 
-__all__ = ["preset", "preset_names", "resolve_params"]
+__all__ = ["DEFAULT_PRESET", "preset", "preset_names", "resolve_params"]
+
+DEFAULT_PRESET = "joshi2020"
+"""The preset a training run's ``backend = "emulator"`` means: the truthful one — drift
+exponent ν(G) with device-to-device spread and 1/f read noise accumulated since
+programming [Joshi 2020], on Nandakumar 2018's partial SET and RESET (issue 14)."""
 
 
 def _nandakumar2018() -> PCMParams:

@@ -42,6 +42,20 @@ def test_replay_of_a_training_run_is_identical(logged_run, mnist_dir, tmp_path):
     assert report["test_accuracy"]["replay"] == summary["test_accuracy"]
 
 
+def test_the_macs_view_of_the_devices_comes_from_the_shadow_emulator(
+    logged_run, mnist_dir, tmp_path, monkeypatch
+):
+    """The run's MACs saw what the emulated devices presented (mac_model = "device"), which
+    the log does not hold: without the shadow of the run's emulator the replay trains on
+    other weights and sends other pulses."""
+    out, _ = logged_run
+    from hil.app import replay as replay_module  # noqa: PLC0415 - the module, to patch it
+
+    monkeypatch.setattr(replay_module, "_with_shadow", lambda replay, *args: replay)
+    with pytest.raises(DivergenceError):
+        replay(out, tmp_path / "no-shadow.h5", data_dir=mnist_dir)
+
+
 def test_changed_learning_rate_stops_with_a_divergence_message(logged_run, mnist_dir, tmp_path):
     out, _ = logged_run
     with pytest.raises(DivergenceError, match=r"device \d+, pulse #\d+: the run asks"):

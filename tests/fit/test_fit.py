@@ -105,7 +105,7 @@ def test_increment_mean_and_sigma_recovered(model):
     assert t.group_width_s.size == 1  # one pulse shape in the staircase
     g, mean, sig, n = t.g_mean_uS[0], t.mean_uS[0], t.sigma_uS[0], t.count[0]
     k = np.arange(g.shape[0])[:, None] * np.ones_like(g)
-    p_hist = PARAMS.set_history_decay**k
+    p_hist = PARAMS.set_history_decay ** (k + 1)  # P decays before each increment
     ok = (n >= 300) & (k < 15)  # the last row also holds the settled state
     mu_true = PARAMS.increment_mean_uS(g, p_hist)[ok]
     sd_true = PARAMS.increment_sigma_uS(g, p_hist)[ok]

@@ -31,7 +31,7 @@ def test_staircase_reproduces_configured_increment_model():
     b = EmulatorBackend(n, params, seed=3)
     res = ch.staircase(b, np.arange(n), n_pulses=n_pulses)
     g_before, dg = res.g_S[:-1] * US, res.delta_g_S * US
-    p_hist = params.set_history_decay ** np.arange(n_pulses)[:, None]
+    p_hist = params.set_history_decay ** np.arange(1, n_pulses + 1)[:, None]
     mu = params.increment_mean_uS(g_before, p_hist)
     sigma = params.increment_sigma_uS(g_before, p_hist)
     # Leave out pulses where the 0 µS floor or the G_max ceiling may clip the Gaussian.
