@@ -147,6 +147,32 @@ def test_the_paper_sweep_runs_each_example_file_as_hil_train_would():
     assert [r.cfg.seed for r in runs[:5]] == [0, 1, 2, 3, 4]
 
 
+def test_the_ablation_sweep_switches_one_term_off_per_row():
+    """examples/sweep_ablation.toml: row 0 is the truthful default (its [emulator] values are
+    the joshi2020 preset's own), every later 2pcm3t1c row differs from it in one term."""
+    from sim_backends.emulator import preset  # noqa: PLC0415 - only this test needs it
+
+    runs = load_sweep(EXAMPLES / "sweep_ablation.toml")
+    rows = runs[::3]
+    default = preset("joshi2020")
+    assert all(getattr(default, k) == v for k, v in rows[0].cfg.emulator.items())
+    assert rows[0].cfg.mac_model == "device" and rows[0].cfg.epochs == 1
+    terms = {
+        "set_history_before_step": ("set_history_before_step",),
+        "read_nonnegative": ("read_nonnegative",),
+        "read_noise": ("read_noise",),
+        "drift": ("drift_nu_mu0", "drift_nu_mu_log", "drift_nu_mu_min", "drift_nu_sigma_min"),
+    }
+    changed = []
+    for row in rows[1:-1]:
+        diff = {k for k, v in row.cfg.emulator.items() if v != rows[0].cfg.emulator[k]}
+        diff |= {"mac_model"} if row.cfg.mac_model != "device" else set()
+        changed.append(diff)
+    assert changed[:3] == [set(terms[k]) for k in list(terms)[:3]]
+    assert changed[3] >= set(terms["drift"]) and changed[4] == {"mac_model"}
+    assert rows[-1].cfg.cell == "fp" and [r.cfg.seed for r in runs[:3]] == [0, 1, 2]
+
+
 def test_a_swept_base_takes_train_overrides_and_needs_no_top_level_base(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(
