@@ -113,6 +113,11 @@ class CellArray(abc.ABC):
         """Periodic move of the volatile weight into PCM (cells with :attr:`transfers`)."""
         return {}
 
+    def load_reads(self, g_S: np.ndarray) -> None:
+        """Take a read of every device (S, device-id order) as the devices' conductances and
+        recompute the weights from it, as the cell defines them (cells with devices)."""
+        raise ConfigError(f"{type(self).__name__} has no devices to read")
+
     def elapse(self, dt_s: float) -> None:  # noqa: B027 - nothing volatile by default
         """Let simulated time pass for volatile state (capacitor leakage)."""
 
@@ -147,6 +152,13 @@ class _PCMCells(CellArray):
         self.g_pos_uS[:] = g_S[self.layout.pos_dev] * US
         self.g_neg_uS[:] = g_S[self.layout.neg_dev] * US
         self.w_pcm_uS[:] = self.F * (self.g_pos_uS - self.g_neg_uS)
+
+    def load_reads(self, g_S: np.ndarray) -> None:
+        self._store_reads(g_S)
+        self._refresh_weights()
+
+    def _refresh_weights(self) -> None:
+        self.flat_w[:] = self.w_pcm_uS / self.scale
 
     def _split_targets(
         self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
