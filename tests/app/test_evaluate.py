@@ -19,6 +19,7 @@ from hil.app.evaluate import EvaluateOptions, evaluate
 from hil.app.training import Trainer
 from hil.core.errors import ConfigError, LogError
 from hil.core.rng import rekeyed_snapshot, rng_state_from_array
+from hil.fit import fit_log
 from hil.nn import compensation
 from hil.nn.config import SynapseConfig, TrainConfig
 from hil.nn.periphery import CapacitorConfig
@@ -326,3 +327,30 @@ def test_a_station_run_is_evaluated_only_with_yes_and_really_waits(mnist, tmp_pa
     # The station's 340 devices (the output layer) were read 1 + 2 × 2 times.
     assert len(vs.wafer.history) - reads_before >= 5 * 340
     assert np.isfinite(np.array(result["accuracy"], dtype=float)).all()
+
+
+def test_a_fitted_model_takes_the_devices_over_at_their_last_reads(runs, tmp_path):
+    run = _copy(runs, "noisy", tmp_path)
+    model = tmp_path / "model.h5"
+    fit_log(run).save(model)
+    options = EvaluateOptions(times_s=(1.0, 86400.0), repeats=2, backend=f"fitted:{model}")
+    result = evaluate(run, options)
+    assert result["backend"] == f"fitted:{model}"
+    acc = np.array(result["accuracy"])
+    # The devices start where the run's last transfer read them: the network still works.
+    assert acc[0].mean() > _final_accuracy(run) - 0.1
+    # A backend that can neither restore the run's snapshot nor adopt devices is refused.
+    with pytest.raises(ConfigError, match="cannot be evaluated on 'emulator:joshi2020'"):
+        evaluate(run, dataclasses.replace(options, backend="emulator:joshi2020"))
+
+
+def test_leaking_capacitors_lose_the_transfer_offset_they_carry(runs, tmp_path):
+    # The run's transfers put W − 2 µS·p into the PCM pair and +2 µS·p onto g. After an hour
+    # (18 leak time constants of 200 s) every V_C sits at v_leak_V with its column's
+    # reference: g − g_shared is mismatch only, the offset is gone from every weight.
+    run = _copy(runs, "noisy", tmp_path)
+    options = EvaluateOptions(times_s=(1.0, 3600.0), repeats=2)
+    leak = np.array(evaluate(run, options)["accuracy"])
+    hold = np.array(evaluate(run, dataclasses.replace(options, capacitors="hold"))["accuracy"])
+    assert abs(leak[0].mean() - hold[0].mean()) < 0.02  # 1 s: 0.5 % of one time constant
+    assert leak[1].mean() < hold[1].mean() - 0.2
