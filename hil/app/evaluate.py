@@ -84,8 +84,7 @@ class EvaluateOptions:
     """One ``hil evaluate``."""
 
     times_s: tuple[float, ...]
-    """Times after the end of training (s), ascending [ours: e.g. 1 s, 1 h, 1 d, 1 y, the
-    times aihwkit's PCM inference examples use]."""
+    """Times after the end of training (s), ascending, each once."""
     repeats: int = 5
     """Independent reads (walks) per time; mean ± std over them [ours]."""
     compensation: str = "none"

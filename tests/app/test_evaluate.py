@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -33,8 +35,8 @@ YEAR_S = 365.25 * 86400
 
 
 def _train(mnist, out: Path, **fields) -> Path:
-    defaults = dict(train_images=2000, test_images=1000, transfer_interval=1000)
-    cfg = TrainConfig(cell="2pcm3t1c", layers=LAYERS, epochs=1, **{**defaults, **fields})
+    defaults = dict(cell="2pcm3t1c", train_images=2000, test_images=1000, transfer_interval=1000)
+    cfg = TrainConfig(layers=LAYERS, epochs=1, **{**defaults, **fields})
     Trainer(cfg, mnist, out, progress=False).run()
     return out
 
@@ -209,6 +211,15 @@ def test_results_land_in_the_run_file_and_a_second_evaluation_keeps_the_first(ru
         assert group[second["name"]].attrs["capacitors"] == "hold"
     stored = read_evaluations(run)
     assert stored[second["name"]]["capacitors"] == "hold"
+    if shutil.which("h5dump"):  # Debian's HDF5 tools read it (.ci/run installs them)
+        dumped = subprocess.run(
+            ["h5dump", "-d", f"/evaluation/{first['name']}/accuracy_mean", str(run)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        values = re.search(r"\(0\): ([^\n]+)", dumped).group(1).split(",")
+        np.testing.assert_allclose([float(v) for v in values], first["accuracy_mean"])
 
 
 def test_a_named_evaluation_is_not_replaced_without_force(runs, tmp_path):
@@ -316,7 +327,8 @@ def test_a_station_run_is_evaluated_only_with_yes_and_really_waits(mnist, tmp_pa
         options = EvaluateOptions(times_s=(0.2, 0.6), repeats=2, compensation="global")
         with pytest.raises(ConfigError, match=r"projected \d.* s: .*device visits.*--yes"):
             evaluate(run, options)
-        assert "evaluation" not in h5py.File(run, "r")
+        with h5py.File(run, "r") as f:
+            assert "evaluation" not in f
         reads_before = len(vs.wafer.history)
         result = evaluate(run, dataclasses.replace(options, yes=True))
     finally:
@@ -354,3 +366,13 @@ def test_leaking_capacitors_lose_the_transfer_offset_they_carry(runs, tmp_path):
     hold = np.array(evaluate(run, dataclasses.replace(options, capacitors="hold"))["accuracy"])
     assert abs(leak[0].mean() - hold[0].mean()) < 0.02  # 1 s: 0.5 % of one time constant
     assert leak[1].mean() < hold[1].mean() - 0.2
+
+
+def test_a_2pcm_run_takes_the_same_path(mnist, tmp_path):
+    # No capacitors: W = F·(G+ − G−) from the read alone; noise-free devices repeat the
+    # run's accuracy exactly.
+    run = _train(
+        mnist, tmp_path / "pcm.h5", cell="2pcm", backend="emulator:ideal", train_images=300
+    )
+    result = evaluate(run, EvaluateOptions(times_s=(0.0, 1.0), repeats=1))
+    assert np.array(result["accuracy"])[:, 0].tolist() == [_final_accuracy(run)] * 2
