@@ -166,7 +166,7 @@ def _confirm_station(run: FinishedRun, spec: str, options: EvaluateOptions) -> N
             "own run's devices (evaluate on that station, or on fitted:MODEL.h5)"
         )
     station = load_station(spec.partition(":")[2])
-    passes = 1 + len(options.times_s) * options.repeats
+    passes = (options.compensation != "none") + len(options.times_s) * options.repeats
     work = evaluation_work(run.cfg, station, passes, max(options.times_s))
     projected = work.describe(measure_visit_times(station))
     if not options.yes:
@@ -268,10 +268,12 @@ class _Walker:
         cells, backend = self.net.cells, self.backend
         cells.load_state(dict(self.run.state.cells))
         t0 = backend.clock()
-        self._read()
-        base = compensation.readout(self.net.weights)
-        for r in repeats:
-            self.baseline[r] = base
+        base = np.ones(len(self.net.weights))
+        if self.compensate:
+            self._read()
+            base = compensation.readout(self.net.weights)
+            for r in repeats:
+                self.baseline[r] = base
         before = 0.0
         for i, t in enumerate(self.opt.times_s):
             _wait_until(backend, t0 + t, self.poll_s)
