@@ -10,6 +10,7 @@ differs stops it with a :class:`~sim_backends.replay.DivergenceError` — or, gi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _with_shadow(replay: ReplayBackend, cfg: TrainConfig, spec: str, n: int, see
     return ShadowedReplay(replay, shadow)
 
 
-def _same_state(original: dict, replayed: dict) -> bool:
+def _same_state(original: Mapping[str, np.ndarray], replayed: Mapping[str, np.ndarray]) -> bool:
     """Every state array the original stored is in the replay, equal; a run file from an
     older release lacks what later releases added to the cells' state (the MACs' view)."""
     return original.keys() <= replayed.keys() and all(

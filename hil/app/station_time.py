@@ -104,3 +104,16 @@ def training_work(cfg: TrainConfig, station: Station) -> StationWork:
         die_steps=transfers * TRANSFER_DIE_WALKS * _dies(station, block.n),
         wait_s=images * cfg.image_time_s,
     )
+
+
+def evaluation_work(
+    cfg: TrainConfig, station: Station, read_passes: int, wait_s: float
+) -> StationWork:
+    """``hil evaluate`` of a run of ``cfg`` on ``station``: ``read_passes`` reads of every
+    station device of the run, ``wait_s`` of waiting for the latest time."""
+    block = StationBlock.of(station, n_devices_for(cfg.layers), cfg.layers)
+    return StationWork(
+        visits=read_passes * block.n,
+        die_steps=read_passes * _dies(station, block.n),
+        wait_s=wait_s,
+    )

@@ -67,6 +67,14 @@ def backend_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, _BACKEND]).generate_state(1)[0])
 
 
+def build_network(
+    cfg: TrainConfig, backend: DeviceBackend | None, pool: RandomPool | None = None
+) -> Network:
+    """The network of ``cfg`` with the constants its seed draws (initial weights, each
+    capacitor's mismatch): what a checkpoint's cell state is loaded into."""
+    return Network(cfg, _rng_for(cfg.seed, _NET), backend, pool)
+
+
 class Trainer:
     """Trains ``cfg`` on ``data`` and writes the run file ``out``."""
 
@@ -121,15 +129,13 @@ class Trainer:
 
     def _build(self) -> tuple[Network, DeviceBackend | None]:
         cfg = self.cfg
-        rng = _rng_for(cfg.seed, _NET)
         inner = None
         if cell_kind(cfg.cell).uses_devices:
             inner = self._make_backend(n_devices_for(cfg.layers))
         # Pulse-train and noise numbers restart from a new key at every checkpoint, so a
         # checkpoint need only store how many there were.
         self.pool = RandomPool((cfg.seed, _PULSES, 0))
-        net = Network(cfg, rng, inner, self.pool)
-        return net, inner
+        return build_network(cfg, inner, self.pool), inner
 
     def _state(self, net: Network, inner: DeviceBackend | None) -> CheckpointState:
         """What a checkpoint stores as arrays: the cells' state, the backend's snapshot."""

@@ -11,6 +11,8 @@ import json
 import math
 import queue
 import threading
+import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -197,3 +199,29 @@ def rng_state_array(state) -> np.ndarray:
 def rng_state_from_array(arr) -> Any:
     """The state stored by :func:`rng_state_array`; ``ValueError`` if it is not one."""
     return json.loads(bytes(np.asarray(arr, dtype=np.uint8)))
+
+
+RNG_STATE_SUFFIX = "rng_state_json"
+"""Name (or name ending) of the snapshot entries that hold random-generator states, as the
+Snapshotting backends store them with :func:`rng_state_array` (a composite prefixes its
+parts' names: ``part0/rng_state_json``)."""
+
+
+def rekeyed_snapshot(snapshot: Mapping[str, np.ndarray], key: Sequence[int]) -> dict:
+    """``snapshot`` with every random-generator state in it (the entries named
+    :data:`RNG_STATE_SUFFIX`) replaced by a fresh stream of the same bit generator, keyed by
+    ``key`` and the entry's name; the device state is untouched. Restoring it continues from
+    the same devices into a future independent of the stored one (and of other keys)."""
+    out = dict(snapshot)
+    for name, arr in snapshot.items():
+        if not name.endswith(RNG_STATE_SUFFIX):
+            continue
+        stored = rng_state_from_array(arr)
+        states = stored if isinstance(stored, list) else [stored]
+        fresh = []
+        for k, state in enumerate(states):
+            seq = np.random.SeedSequence([*key, zlib.crc32(name.encode()), k])
+            bit_generator = getattr(np.random, state["bit_generator"])
+            fresh.append(bit_generator(seq).state)
+        out[name] = rng_state_array(fresh if isinstance(stored, list) else fresh[0])
+    return out

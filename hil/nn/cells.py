@@ -115,8 +115,13 @@ class CellArray(abc.ABC):
         return {}
 
     mac_var: list[np.ndarray] | None = None
-    """Per layer, the read-noise variance of every synapse in one MAC (network units²),
-    when the MACs see the devices as they are (:mod:`hil.nn.chipview`); None: no noise."""
+    """Per layer, each synapse's read-noise variance in one MAC (network units², None: no
+    noise), when the MACs see the devices as they are (:mod:`hil.nn.chipview`)."""
+
+    def load_reads(self, g_S: np.ndarray) -> None:
+        """Take a read of every device (S, device-id order) as the devices' conductances and
+        recompute the weights from it, as the cell defines them (cells with devices)."""
+        raise ConfigError(f"{type(self).__name__} has no devices to read")
 
     def elapse(self, dt_s: float) -> None:  # noqa: B027 - nothing volatile by default
         """Let simulated time pass for volatile state (capacitor leakage)."""
@@ -161,6 +166,13 @@ class _PCMCells(CellArray):
         self.g_neg_uS[:] = g_S[self.layout.neg_dev] * US
         self.w_pcm_uS[:] = self.F * (self.g_pos_uS - self.g_neg_uS)
         self.w_mac_uS[:] = self.w_pcm_uS
+
+    def load_reads(self, g_S: np.ndarray) -> None:
+        """The weights from this read alone; its noise is the MACs' (``hil evaluate``)."""
+        self._store_reads(g_S)
+        self._mac_var_flat[:] = 0.0
+        self._set_mac_var()
+        self._weights_changed()
 
     def _split_targets(
         self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
@@ -229,7 +241,6 @@ class _PCMCells(CellArray):
         self.mac_var = self.layout.views(self._mac_var_flat) if self._mac_var_flat.any() else None
 
     def _weights_changed(self) -> None:
-        """Recompute the weights after :attr:`w_mac_uS` changed."""
         self.flat_w[:] = self.w_mac_uS / self.scale
 
     def state(self):

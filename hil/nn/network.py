@@ -11,6 +11,8 @@ is not quantised [ours].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from hil.core.backend import DeviceBackend
@@ -116,14 +118,26 @@ class Network:
         return correct
 
     # -- batches --------------------------------------------------------------------------
-    def predict(self, X: np.ndarray, batch: int = 2000) -> np.ndarray:
-        """Class predicted for each row of ``X`` (float32 inputs), with the converters."""
+    def predict(
+        self,
+        X: np.ndarray,
+        batch: int = 2000,
+        output_scale: Sequence[float] | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Class predicted for each row of ``X`` (float32 inputs), with the converters.
+
+        ``output_scale``: one factor per layer applied digitally to the layer's ADC output
+        (a drift compensation's alpha, :mod:`hil.nn.compensation`); None: none.
+        """
         dac_bits, dac_range = self._dac
         adc_bits, adc_range = self._adc
         out = np.empty(X.shape[0], dtype=np.int64)
+        weights = self.cells.weights
+        if output_scale is not None and len(output_scale) != len(weights):
+            raise ValueError(f"output_scale needs {len(weights)} factors, got {len(output_scale)}")
         for s in range(0, X.shape[0], batch):
             a = X[s : s + batch]
-            weights, var = self.cells.weights, self.cells.mac_var
+            var = self.cells.mac_var
             for i, w in enumerate(weights):
                 a = np.concatenate([a, np.ones((a.shape[0], 1), dtype=_F32)], axis=1)
                 a = quantize(a, dac_bits, dac_range)
@@ -131,9 +145,16 @@ class Network:
                 if var is not None:
                     z += mac_noise(a, var[i], self.cells.pool)
                 z = quantize(z, adc_bits, adc_range)
+                if output_scale is not None:
+                    z *= _F32(output_scale[i])
                 a = np.tanh(z) if i < len(weights) - 1 else z
             out[s : s + batch] = a.argmax(axis=1)
         return out
 
-    def accuracy(self, X: np.ndarray, labels: np.ndarray) -> float:
-        return float((self.predict(X) == labels).mean())
+    def accuracy(
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        output_scale: Sequence[float] | np.ndarray | None = None,
+    ) -> float:
+        return float((self.predict(X, output_scale=output_scale) == labels).mean())

@@ -1,5 +1,5 @@
-"""The user's entry point: ``hil characterize | train | fit | replay | export | station |
-virtual-station``.
+"""The user's entry point: ``hil characterize | train | fit | replay | evaluate | export |
+station | virtual-station``.
 
 One module per command (group) in this package; this one holds the ``hil`` group, which
 catches every :class:`~hil.core.errors.HilError` a user can cause, the file conditions a
@@ -60,6 +60,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "hil.app.cli.replay",
         "replay",
         "Re-run RUN_FILE's experiment on its own logged device responses; report if identical.",
+    ),
+    "evaluate": CommandEntry(
+        "hil.app.cli.evaluate",
+        "evaluate_command",
+        "Accuracy of RUN_FILE's trained network at times after training (drift, read noise).",
     ),
     "export": CommandEntry(
         "hil.app.cli.export",
