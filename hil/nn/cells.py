@@ -149,17 +149,30 @@ class _PCMCells(CellArray):
         self.w_pcm_uS[:] = self.F * (self.g_pos_uS - self.g_neg_uS)
 
     def _split_targets(
-        self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
+        self,
+        w_uS: np.ndarray,
+        offset_uS: float,
+        p_next: int,
+        g_now_S: np.ndarray | None = None,
+        held_uS: np.ndarray | None = None,
     ) -> np.ndarray:
         """Per-device targets (S, device-id order) that put ``w − p_next·offset`` in the pair.
 
         Where 0 < p_next·W < offset both devices are RESET and the capacitor carries W
-        [paper: ED Fig. 9]. Targets are capped at ``g_max_target_uS``. Where one device of
-        a pair is known to be stuck (at its conductance in ``g_now_S``), the healthy
-        partner is set to hold the pair's value against it [ours].
+        [paper: ED Fig. 9]. With ``held_uS``, the part of W the re-initialised capacitors
+        hold, p·[g(0.5 V) − g_shared(0.5 V)], the pair gets W_transfer = W − held −
+        p_next·offset instead, and both devices are RESET where 0 < p_next·W_transfer <
+        offset [paper: ED Fig. 9 caption, for p = +1; mirrored for p = −1, ours].
+        Targets are capped at ``g_max_target_uS``. Where one device of a pair is known to
+        be stuck (at its conductance in ``g_now_S``), the healthy partner is set to hold
+        the pair's value against it [ours].
         """
         pair = w_uS - _F32(p_next * offset_uS)
-        pw = w_uS * _F32(p_next)
+        if held_uS is None:
+            pw = w_uS * _F32(p_next)
+        else:
+            pair -= held_uS
+            pw = pair * _F32(p_next)
         both_reset = (pw > 0) & (pw < offset_uS)
         g_cap = self.cfg.synapse.g_max_target_uS
         lay = self.layout
@@ -252,20 +265,8 @@ class Ambrogio2PCM3T1C(_PCMCells):
             return
         if self.polarity < 0:
             k = -k  # with p = −1 a weight increase needs a pull-down
-        cap, cc = self.cap, self.cap.cfg
-        # take() is ~25 % faster than fancy indexing for these gathers.
-        dv = cap.ud.take(cells * 2 + (k < 0))
-        dv *= k
-        if cc.c2c_rel_std > 0:
-            noise = np.sqrt(np.abs(k))
-            noise *= self.pool.normal(k.size)
-            noise *= _F32(cc.c2c_rel_std * cc.dv_step_V)
-            dv += noise
-        v = cap.v.take(cells)
-        v += dv
-        np.minimum(v, _F32(cc.v_max_V), out=v)
-        np.maximum(v, _F32(cc.v_min_V), out=v)
-        cap.v[cells] = v
+        cap = self.cap
+        v = cap.pulse(cells, k, self.pool)
         v -= cap.vth.take(cells)
         np.maximum(v, _F32(0.0), out=v)
         v *= self._k.take(cells)
@@ -286,12 +287,17 @@ class Ambrogio2PCM3T1C(_PCMCells):
 
     def _transfer_to(self, backend, w_uS, p_next, g_start_S):
         syn = self.cfg.synapse
-        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next, g_start_S)
+        held = None
+        if syn.residual == "paper":
+            # Both capacitors reset first: their mismatch at 0.5 V is part of the next weight.
+            self.cap.reinit()
+            held = self.cap.weight_uS(p_next)
+        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next, g_start_S, held)
         stats = self._program(backend, target, g_start_S)
         self.polarity = p_next
         if syn.residual == "charge":
             self.cap.charge_to(w_uS - self.w_pcm_uS, p_next)
-        else:
+        elif syn.residual == "reinit":
             self.cap.reinit()
         self._refresh_weights()
         stats["polarity"] = p_next
