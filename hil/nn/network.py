@@ -4,8 +4,9 @@ tanh hidden neurons, softmax output, cross-entropy loss, per-image backpropagati
 [paper: fully connected networks trained one image at a time]. Every layer has a bias
 input (a constant 1 appended to its inputs), so a layer of ``n_in → n_out`` neurons has
 ``(n_in + 1) × n_out`` synapses. For the analog cells the forward pass goes through the
-DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`; the backward pass is computed
-digitally from the same weights [ours].
+DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`, with the ADC's optional input
+noise (``converters.adc_noise_fs``); the backward pass is computed digitally from the same
+weights [ours], its column sums with the same noise when ``adc_noise_backward`` is set.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Network:
         conv = cfg.converters
         self._dac = (conv.dac_bits, conv.dac_range) if self.analog else (0, 1.0)
         self._adc = (conv.adc_bits, conv.adc_range) if self.analog else (0, 1.0)
+        self._out_noise = _F32(conv.adc_noise_fs * conv.adc_range) if self.analog else _F32(0)
+        self._bwd_noise = self._out_noise if conv.adc_noise_backward else _F32(0)
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -80,7 +83,7 @@ class Network:
             a = acts[i]
             if i or not prepared:
                 a = quantize(a, dac_bits, dac_range, clip=i == 0 or clip_hidden)
-            z = quantize(a @ w, adc_bits, adc_range)
+            z = quantize(self._noisy(a @ w), adc_bits, adc_range)
             if i < n - 1:
                 np.tanh(z, out=acts[i + 1][:-1])
             else:
@@ -103,10 +106,26 @@ class Network:
         for i in range(len(weights) - 1, 0, -1):
             h = self._acts[i][:-1]
             prev = weights[i][:-1] @ deltas[0]
+            self._noisy_backward(prev, deltas[0])
             prev *= _F32(1.0) - h * h
             deltas.insert(0, prev)
         self.cells.update(self._acts, deltas, lr)
         return correct
+
+    # -- converter noise --------------------------------------------------------------------
+    def _noisy(self, z: np.ndarray) -> np.ndarray:
+        """Column sums ``z`` (one image or a batch) with the ADC's input noise added in place:
+        σ = ``adc_noise_fs · adc_range``, one normal per output [aihwkit ``out_noise``]."""
+        if self._out_noise:
+            z += self.cells.pool.normal(z.size).reshape(z.shape) * self._out_noise
+        return z
+
+    def _noisy_backward(self, prev: np.ndarray, delta: np.ndarray) -> None:
+        """The backward column sums ``prev`` = Wᵀδ with the same noise, relative to max|δ|
+        (aihwkit normalises δ to its largest magnitude before the analog pass)."""
+        if self._bwd_noise:
+            scale = self._bwd_noise * np.abs(delta).max()
+            prev += self.cells.pool.normal(prev.size) * scale
 
     # -- batches --------------------------------------------------------------------------
     def predict(self, X: np.ndarray, batch: int = 2000) -> np.ndarray:
@@ -120,7 +139,7 @@ class Network:
             for i, w in enumerate(weights):
                 a = np.concatenate([a, np.ones((a.shape[0], 1), dtype=_F32)], axis=1)
                 a = quantize(a, dac_bits, dac_range)
-                z = quantize(a @ w, adc_bits, adc_range)
+                z = quantize(self._noisy(a @ w), adc_bits, adc_range)
                 a = np.tanh(z) if i < len(weights) - 1 else z
             out[s : s + batch] = a.argmax(axis=1)
         return out

@@ -287,6 +287,15 @@ class ConverterConfig:
     """Resolution of the ADC over [-adc_range, adc_range]; 0 = ideal [ours]."""
     adc_range: float = setting(16.0, gt=0)
     """Full scale of the ADC in pre-activation units; larger sums are clipped [ours]."""
+    adc_noise_fs: float = setting(0.0, ge=0, le=1)
+    """σ of the Gaussian noise on each column output before the ADC, drawn anew per output
+    per image, in units of ``adc_range``; 0 = none [ours: off, so that earlier results
+    reproduce. aihwkit's PCM preset: out_noise = 0.1 at out_bound = 20, i.e. 0.005, "on the
+    order of 1 LSB" of its 9-bit ADC; P-code, presets/utils.py PresetIOParameters]."""
+    adc_noise_backward: bool = True
+    """Add the same noise to the backward pass's column sums, scaled by max|δ| of the layer
+    as aihwkit's noise management (ABS_MAX) scales its backward input [P-code: aihwkit
+    presets use PresetIOParameters for ``backward`` as for ``forward``]."""
 
     def __post_init__(self):
         check_fields(self, "converters")

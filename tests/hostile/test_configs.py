@@ -68,6 +68,8 @@ TOML_CASES = [
     ("converters", "dac_bits", "8.0"),
     ("converters", "adc_bits", "25"),
     ("converters", "adc_range", "inf"),
+    ("converters", "adc_noise_fs", "-0.01"),
+    ("converters", "adc_noise_backward", '"yes"'),
 ]
 
 CLI_CASES = [
