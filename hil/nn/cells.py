@@ -29,9 +29,11 @@ from hil.core.backend import DeviceBackend, PartialSetPulse
 from hil.core.capabilities import PresentsConductance
 from hil.core.errors import ConfigError
 from hil.core.rng import RandomPool
+from hil.nn.chipview import pair_view
 from hil.nn.crossbar import crossbar_pulses
 from hil.nn.layout import Layout
 from hil.nn.periphery import CapacitorArray
+from hil.nn.targets import hold_against_stuck
 from protocols.program_verify import ProgramVerifyConfig, program_and_verify
 
 if TYPE_CHECKING:  # annotations only: the configuration module imports this registry
@@ -175,17 +177,25 @@ class _PCMCells(CellArray):
         self._weights_changed()
 
     def _split_targets(
-        self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S: np.ndarray | None = None
+        self, w_uS: np.ndarray, offset_uS: float, p_next: int, g_now_S=None, held_uS=None
     ) -> np.ndarray:
         """Per-device targets (S, device-id order) that put ``w − p_next·offset`` in the pair.
 
         Where 0 < p_next·W < offset both devices are RESET and the capacitor carries W
-        [paper: ED Fig. 9]. Targets are capped at ``g_max_target_uS``. Where one device of
-        a pair is known to be stuck (at its conductance in ``g_now_S``), the healthy
-        partner is set to hold the pair's value against it [ours].
+        [paper: ED Fig. 9]. With ``held_uS``, the part of W the re-initialised capacitors
+        hold, p·[g(0.5 V) − g_shared(0.5 V)], the pair gets W_transfer = W − held −
+        p_next·offset instead, and both devices are RESET where 0 < p_next·W_transfer <
+        offset [paper: ED Fig. 9 caption, for p = +1; mirrored for p = −1, ours].
+        Targets are capped at ``g_max_target_uS``. Where one device of a pair is known to
+        be stuck (at its conductance in ``g_now_S``), the healthy partner is set to hold
+        the pair's value against it [ours].
         """
         pair = w_uS - _F32(p_next * offset_uS)
-        pw = w_uS * _F32(p_next)
+        if held_uS is None:
+            pw = w_uS * _F32(p_next)
+        else:
+            pair -= held_uS
+            pw = pair * _F32(p_next)
         both_reset = (pw > 0) & (pw < offset_uS)
         g_cap = self.cfg.synapse.g_max_target_uS
         lay = self.layout
@@ -197,12 +207,7 @@ class _PCMCells(CellArray):
             (pair < 0) & ~both_reset, np.minimum(-pair / self.F, g_cap), 0.0
         )
         if g_now_S is not None and self.stuck.any():
-            sp, sn = self.stuck[lay.pos_dev], self.stuck[lay.neg_dev]
-            g_uS = g_now_S * US
-            c = np.flatnonzero(sp & ~sn)  # G+ stuck: G− = G+ − pair/F
-            target[lay.neg_dev[c]] = np.clip(g_uS[lay.pos_dev[c]] - pair[c] / self.F, 0, g_cap)
-            c = np.flatnonzero(sn & ~sp)  # G− stuck: G+ = G− + pair/F
-            target[lay.pos_dev[c]] = np.clip(g_uS[lay.neg_dev[c]] + pair[c] / self.F, 0, g_cap)
+            hold_against_stuck(target, pair / self.F, g_now_S * US, self.stuck, lay, g_cap)
         return target / US
 
     def _program(self, backend, target_S, g_start_S=None) -> dict:
@@ -230,10 +235,9 @@ class _PCMCells(CellArray):
         if self.cfg.mac_model != "device" or not isinstance(backend, PresentsConductance):
             return
         g_S, white_S = backend.presented(self.device_ids)
-        lay, k = self.layout, self.F * _F32(US)
-        self.w_mac_uS[:] = (g_S[lay.pos_dev] - g_S[lay.neg_dev]) * k
-        var = np.square(white_S[lay.pos_dev]) + np.square(white_S[lay.neg_dev])
-        self._mac_var_flat[:] = var * float(k / self.scale) ** 2
+        pair_view(
+            g_S, white_S, self.layout, (self.F, self.scale), self.w_mac_uS, self._mac_var_flat
+        )
         self._set_mac_var()
         self._weights_changed()
 
@@ -308,20 +312,8 @@ class Ambrogio2PCM3T1C(_PCMCells):
             return
         if self.polarity < 0:
             k = -k  # with p = −1 a weight increase needs a pull-down
-        cap, cc = self.cap, self.cap.cfg
-        # take() is ~25 % faster than fancy indexing for these gathers.
-        dv = cap.ud.take(cells * 2 + (k < 0))
-        dv *= k
-        if cc.c2c_rel_std > 0:
-            noise = np.sqrt(np.abs(k))
-            noise *= self.pool.normal(k.size)
-            noise *= _F32(cc.c2c_rel_std * cc.dv_step_V)
-            dv += noise
-        v = cap.v.take(cells)
-        v += dv
-        np.minimum(v, _F32(cc.v_max_V), out=v)
-        np.maximum(v, _F32(cc.v_min_V), out=v)
-        cap.v[cells] = v
+        cap = self.cap
+        v = cap.pulse(cells, k, self.pool)
         v -= cap.vth.take(cells)
         np.maximum(v, _F32(0.0), out=v)
         v *= self._k.take(cells)
@@ -342,12 +334,17 @@ class Ambrogio2PCM3T1C(_PCMCells):
 
     def _transfer_to(self, backend, w_uS, p_next, g_start_S):
         syn = self.cfg.synapse
-        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next, g_start_S)
+        held = None
+        if syn.residual == "paper":
+            # Both capacitors reset first: their mismatch at 0.5 V is part of the next weight.
+            self.cap.reinit()
+            held = self.cap.weight_uS(p_next)
+        target = self._split_targets(w_uS, syn.transfer_offset_uS, p_next, g_start_S, held)
         stats = self._program(backend, target, g_start_S)
         self.polarity = p_next
         if syn.residual == "charge":
             self.cap.charge_to(w_uS - self.w_pcm_uS, p_next)
-        else:
+        elif syn.residual == "reinit":
             self.cap.reinit()
         self._refresh_weights()
         stats["polarity"] = p_next

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.core.rng import RandomPool
+from hil.nn.layout import Layout
 
 MAC_MODELS = ("device", "last_read")
 """Accepted values of :attr:`hil.nn.config.TrainConfig.mac_model`."""
@@ -49,3 +50,16 @@ def transposed_mac_noise(var: np.ndarray, delta: np.ndarray, pool: RandomPool) -
     np.sqrt(s, out=s)
     s *= pool.normal(s.size)
     return s
+
+
+def pair_view(g_S, white_S, layout: Layout, gain_scale, w_uS: np.ndarray, var: np.ndarray) -> None:
+    """From what every device presents (``g_S``, ``white_S`` in device-id order), each
+    synapse's F·(G+ − G−) into ``w_uS`` [µS] and its MAC noise variance
+    F²·(σ+² + σ−²)/scale² into ``var`` [network units²]; ``gain_scale`` = (F, scale)."""
+    gain, scale = gain_scale
+    k = float(gain) * 1e6
+    np.multiply(
+        np.subtract(g_S[layout.pos_dev], g_S[layout.neg_dev]), k, out=w_uS, casting="unsafe"
+    )
+    s_pos, s_neg = white_S[layout.pos_dev], white_S[layout.neg_dev]
+    np.multiply(s_pos * s_pos + s_neg * s_neg, (k / float(scale)) ** 2, out=var, casting="unsafe")

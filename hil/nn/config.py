@@ -18,14 +18,15 @@ from typing import Any, NoReturn
 from hil.core.errors import ConfigError
 from hil.core.textfiles import read_user_toml
 from hil.core.validation import FieldError, check_fields, setting
+from hil.nn.capacitor_presets import capacitor_preset
 from hil.nn.cells import CELL_KINDS
 from hil.nn.chipview import MAC_MODELS
-from hil.nn.periphery import CapacitorConfig, ConverterConfig
+from hil.nn.periphery import CAPACITOR_PRESETS, CapacitorConfig, ConverterConfig
 from hil.runfile.codec import CODEC_NAMES, DEFAULT_CODEC
 from hil.station.model import SourceLines
 
 UPDATE_MODES = ("stochastic", "expected")
-RESIDUAL_MODES = ("charge", "reinit")
+RESIDUAL_MODES = ("charge", "reinit", "paper")
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,11 @@ class SynapseConfig:
     correct easily [paper: 2 µS, ED Fig. 9]."""
     residual: str = setting("charge", choices=RESIDUAL_MODES)
     """After programming the pair: 'charge' g with the measured residual W − F·(G+ − G−)
-    (reading (b) of pcm-training.md §6, which the prototype measured best), or 'reinit'
-    V_C to 0.5 V and let training absorb the offset (reading (a))."""
+    (reading (b) of pcm-training.md §6, which the prototype measured best), 'reinit'
+    V_C to 0.5 V and let training absorb the offset (reading (a)), or 'paper': both
+    capacitors to 0.5 V and the pair programmed with W_transfer = W − p·offset −
+    p·[g(0.5 V) − g_shared(0.5 V)], both devices RESET where 0 < p·W_transfer < offset
+    [paper: ED Fig. 9 caption; the polarity p of the next interval ours]."""
     polarity_inversion: bool = True
     """Flip p at every transfer so each cell's up/down asymmetry cancels over two
     intervals [paper; IBM patent US 11,074,499]."""
@@ -168,7 +172,8 @@ class TrainConfig:
         kwargs = {}
         for name, sub in nested.items():
             if name in d:
-                kwargs[name] = _build(sub, d.pop(name), name)
+                values = d.pop(name)
+                kwargs[name] = _build(sub, values, name, base=_preset_of(name, values))
         if "train" in d:  # TOML layout: [train] holds the top-level fields
             d.update(d.pop("train"))
         top = _build(cls, d, "", partial=True)
@@ -255,7 +260,16 @@ def _json_default(v):
     raise TypeError(type(v))
 
 
-def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
+def _preset_of(section: str, values: Any) -> Any:
+    """The preset a ``[capacitor]`` table names, to build its other fields on (else None;
+    an unknown name is left to the field check, which names the choices and the line)."""
+    if section != "capacitor" or not isinstance(values, dict):
+        return None
+    name = values.get("preset", CAPACITOR_PRESETS[0])
+    return capacitor_preset(name) if name in CAPACITOR_PRESETS else None
+
+
+def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False, base: Any = None):
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{prefix}' must be a table")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -272,7 +286,7 @@ def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
             value = math.inf
         kwargs[key] = value
     try:
-        return cls(**kwargs)
+        return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except FieldError:
         raise
     except ConfigError as exc:
@@ -282,7 +296,10 @@ def _build(cls, values: dict[str, Any], prefix: str, partial: bool = False):
 
 
 def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
-    """``cfg`` with the non-None top-level ``overrides`` (``synapse__x`` for nested)."""
+    """``cfg`` with the non-None top-level ``overrides`` (``synapse__x`` for nested).
+
+    ``capacitor__preset`` starts the capacitor from that preset (its other fields from
+    ``cfg`` are dropped), then applies the other ``capacitor__`` overrides."""
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
@@ -294,5 +311,8 @@ def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
         else:
             top[key] = value
     for section, values in nested.items():
-        top[section] = dataclasses.replace(getattr(cfg, section), **values)
+        if section == "capacitor" and "preset" in values:
+            top[section] = capacitor_preset(values.pop("preset"), **values)
+        else:
+            top[section] = dataclasses.replace(getattr(cfg, section), **values)
     return dataclasses.replace(cfg, **top)

@@ -4,9 +4,10 @@ tanh hidden neurons, softmax output, cross-entropy loss, per-image backpropagati
 [paper: fully connected networks trained one image at a time]. Every layer has a bias
 input (a constant 1 appended to its inputs), so a layer of ``n_in → n_out`` neurons has
 ``(n_in + 1) × n_out`` synapses. For the analog cells the forward pass goes through the
-DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`, and both passes add the read
-noise of their MACs where the cells know it (:mod:`hil.nn.chipview`); the backward pass
-is not quantised [ours].
+DAC (inputs) and ADC (outputs) of :mod:`hil.nn.periphery`, with the ADC's optional input
+noise (``converters.adc_noise_fs``); both passes add the read noise of their MACs where the
+cells know it (:mod:`hil.nn.chipview`); the backward pass is not quantised [ours], its
+column sums get the ADC noise too when ``adc_noise_backward`` is set.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Network:
         conv = cfg.converters
         self._dac = (conv.dac_bits, conv.dac_range) if self.analog else (0, 1.0)
         self._adc = (conv.adc_bits, conv.adc_range) if self.analog else (0, 1.0)
+        self._out_noise = _F32(conv.adc_noise_fs * conv.adc_range) if self.analog else _F32(0)
+        self._bwd_noise = self._out_noise if conv.adc_noise_backward else _F32(0)
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -87,7 +90,7 @@ class Network:
             z = a @ w
             if var is not None:
                 z += mac_noise(a, var[i], self.cells.pool)
-            z = quantize(z, adc_bits, adc_range)
+            z = quantize(self._noisy(z), adc_bits, adc_range)
             if i < n - 1:
                 np.tanh(z, out=acts[i + 1][:-1])
             else:
@@ -112,10 +115,26 @@ class Network:
             prev = weights[i][:-1] @ deltas[0]
             if var is not None:
                 prev += transposed_mac_noise(var[i][:-1], deltas[0], self.cells.pool)
+            self._noisy_backward(prev, deltas[0])
             prev *= _F32(1.0) - h * h
             deltas.insert(0, prev)
         self.cells.update(self._acts, deltas, lr)
         return correct
+
+    # -- converter noise --------------------------------------------------------------------
+    def _noisy(self, z: np.ndarray) -> np.ndarray:
+        """Column sums ``z`` (one image or a batch) with the ADC's input noise added in place:
+        σ = ``adc_noise_fs · adc_range``, one normal per output [aihwkit ``out_noise``]."""
+        if self._out_noise:
+            z += self.cells.pool.normal(z.size).reshape(z.shape) * self._out_noise
+        return z
+
+    def _noisy_backward(self, prev: np.ndarray, delta: np.ndarray) -> None:
+        """The backward column sums ``prev`` = Wᵀδ with the same noise, relative to max|δ|
+        (aihwkit normalises δ to its largest magnitude before the analog pass)."""
+        if self._bwd_noise:
+            scale = self._bwd_noise * np.abs(delta).max()
+            prev += self.cells.pool.normal(prev.size) * scale
 
     # -- batches --------------------------------------------------------------------------
     def predict(
@@ -144,7 +163,7 @@ class Network:
                 z = a @ w
                 if var is not None:
                     z += mac_noise(a, var[i], self.cells.pool)
-                z = quantize(z, adc_bits, adc_range)
+                z = quantize(self._noisy(z), adc_bits, adc_range)
                 if output_scale is not None:
                     z *= _F32(output_scale[i])
                 a = np.tanh(z) if i < len(weights) - 1 else z

@@ -59,10 +59,17 @@ TOML_CASES = [
     ("capacitor", "leak_tau_s", "nan"),
     ("capacitor", "v_init_V", "nan"),
     ("capacitor", "c2c_rel_std", "-0.1"),
+    ("capacitor", "preset", '"li2019"'),
+    ("capacitor", "preset", "2018"),
+    ("capacitor", "dv_slope_up", "1.5"),
+    ("capacitor", "dv_slope_down", "-0.1"),
+    ("capacitor", "leak_tau_rel_std", "nan"),
     ("converters", "dac_bits", "true"),
     ("converters", "dac_bits", "8.0"),
     ("converters", "adc_bits", "25"),
     ("converters", "adc_range", "inf"),
+    ("converters", "adc_noise_fs", "-0.01"),
+    ("converters", "adc_noise_backward", '"yes"'),
 ]
 
 CLI_CASES = [
