@@ -276,7 +276,8 @@ class Trainer:
             net.cells.elapse(dt_leak)
             if inner is not None:
                 inner.wait(dt_leak)
-                net.cells.sense(inner)  # the MACs see the devices as they now are
+        if inner is not None and prog.images_seen % cfg.mac_refresh_images == 0:
+            net.cells.sense(inner)  # the MACs see the devices as they now are
         if prog.images_seen % cfg.transfer_interval == 0:
             self._transfer(net, inner, prog)
             self._checkpoint(writer, net, inner, prog)

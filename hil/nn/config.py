@@ -127,6 +127,11 @@ class TrainConfig:
     where the backend can say it (the emulator; :mod:`hil.nn.chipview`) [paper: the passes
     run on the array]; 'last_read' — the conductances last read, as a station run always
     does (real devices tell only when read)."""
+    mac_refresh_images: int = setting(1024, ge=1)
+    """With ``mac_model = "device"``: take what the devices present every this many
+    images (and after every programming). Drift is slow: with ν ≤ 0.1 and t − t_p ≥ t0 =
+    20 s [Joshi 2020] a conductance changes by ν·Δt/(t − t_p) ≤ 0.5 % over 1,024 images at
+    1 ms each; every 64 images cost 14 % of the training time (py-spy) [ours]."""
     emulator: dict[str, Any] = field(default_factory=dict, hash=False)
     """Device-model fields that override the emulator preset of ``backend`` (TOML table
     ``[emulator]``, e.g. ``read_noise = "gaussian"``; the names and their sources:

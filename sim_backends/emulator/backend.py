@@ -196,7 +196,8 @@ class EmulatorBackend(DeviceBackend):
         (:class:`hil.core.capabilities.PresentsConductance`; :func:`.kernels.presented`)."""
         ids = as_ids(ids, self.n_devices)
         self._dev.drift_now = self._may_drift()
-        g, white = kernels.presented(self._dev, ids, Workspace())
+        whole = self._contiguous(ids)  # a view instead of a gather for arange(a, b)
+        g, white = kernels.presented(self._dev, ids if whole is None else whole, Workspace())
         return g.astype(np.float64) * 1e-6, white.astype(np.float64) * 1e-6
 
     def drift_exponent(self, ids) -> np.ndarray:
