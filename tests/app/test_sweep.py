@@ -426,6 +426,12 @@ def test_summarize_plots_each_configurations_mean_and_band_per_epoch(finished_sw
         plot_accuracy(failed, tmp_path / "none.png")
 
 
+def dask_config_get(key: str):
+    import dask  # noqa: PLC0415 - in the worker
+
+    return dask.config.get(key)
+
+
 def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from dask.distributed import Client, LocalCluster  # noqa: PLC0415 - optional extra
@@ -440,6 +446,8 @@ def test_workers_run_numpy_on_one_thread_whatever_the_shell_says(monkeypatch):
         (omp,) = client.run(os.environ.get, "OMP_NUM_THREADS").values()
         (pools,) = client.run(threadpoolctl.threadpool_info).values()
         (trim,) = client.run(clusters.started_with, "MALLOC_TRIM_THRESHOLD_").values()
+        (profiled,) = client.run(dask_config_get, "distributed.worker.profile.enabled").values()
+    assert profiled is False  # no stack sampling every 10 ms in the runs' workers
     assert omp == "1" and pools and {pool["num_threads"] for pool in pools} == {1}
     assert trim is None  # glibc's dynamic mmap threshold: no page fault per large array
     assert os.environ["OMP_NUM_THREADS"] == "4"  # the sweep's own process is left as it was
@@ -546,6 +554,7 @@ def test_a_slurm_job_is_one_single_threaded_worker_with_numpy_pinned(tmp_path, m
         check=True,
     )
     assert "OMP_NUM_THREADS" in job.stdout and "MALLOC_TRIM_THRESHOLD_" not in job.stdout
+    assert f"export {clusters.PROFILER_VARIABLE}=False" in script
 
 
 @pytest.mark.parametrize(
