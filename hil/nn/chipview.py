@@ -6,7 +6,7 @@ MAC sees every device's conductance at that moment — drifted since its program
 its slow (1/f) read-noise deviation — plus a fresh read noise of its own. With
 ``mac_model = "device"`` a cell takes the first from the backend
 (:class:`~hil.core.capabilities.PresentsConductance`, i.e. the emulator) every
-``leak_update_images`` images and after every programming, and the network adds the second
+``mac_refresh_images`` images and after every programming, and the network adds the second
 to every MAC output:
 
     z_j = Σ_i x_i·W_ij + sqrt(Σ_i x_i²·Var_ij)·ξ_j,   ξ_j ~ N(0, 1),

@@ -223,7 +223,7 @@ def _as_written(data: dict[str, Any]) -> dict[str, Any]:
     before issue 14 (no ``mac_model``) trained with MACs on the last reads, and its
     ``emulator`` backend was the ``nandakumar2018`` preset with :data:`LEGACY_EMULATOR`,
     so it replays and resumes as it ran."""
-    if "mac_model" in data or "train" in data:
+    if "mac_model" in data:
         return data
     data = {**data, "mac_model": "last_read"}
     kind, _, preset = str(data.get("backend", "emulator")).partition(":")
