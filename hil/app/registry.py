@@ -85,16 +85,24 @@ def make_backend(
                 f"config table [emulator] sets device-model fields of the emulator; backend "
                 f"{spec!r} is no emulator: remove the table or use --backend emulator[:PRESET]"
             )
-        params = PCMParams.from_dict(emulator, base=preset(arg or DEFAULT_PRESET))
-        return EmulatorBackend(n_devices, params=params, seed=seed)
+        return emulator_backend(arg, n_devices, seed, emulator)
     return factory(arg, n_devices, seed, layer_devices)
 
 
 @register_backend("emulator")
 def _emulator(
-    preset: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
+    name: str, n_devices: int, seed: int, layer_devices: Sequence[int] | None
 ) -> DeviceBackend:
-    return EmulatorBackend(n_devices, params=preset or DEFAULT_PRESET, seed=seed)
+    return emulator_backend(name, n_devices, seed)
+
+
+def emulator_backend(
+    name: str, n_devices: int, seed: int, emulator: Mapping[str, Any] | None = None
+) -> DeviceBackend:
+    """The emulator of preset ``name`` (default :data:`DEFAULT_PRESET`), its fields
+    overridden by ``emulator``."""
+    params = PCMParams.from_dict(emulator or {}, base=preset(name or DEFAULT_PRESET))
+    return EmulatorBackend(n_devices, params=params, seed=seed)
 
 
 @register_backend("station", exclusive=True)
