@@ -89,3 +89,15 @@ def test_placement_errors_name_the_placement_line(tmp_path, layers, sizes, match
     if "add up" not in match:
         line = text.splitlines().index(f"hardware_layers = {layers}") + 1
         assert f"placed.toml:{line}" in str(err.value)
+
+
+def test_an_emulator_table_overrides_the_preset_and_only_for_an_emulator():
+    b = make_backend("emulator", 10, seed=1, emulator={"read_noise": "gaussian"})
+    assert b.params.read_noise == "gaussian" and b.params.g_max_uS == 25.0  # joshi2020's
+    n = make_backend("emulator:nandakumar2018", 10, emulator={"drift_t0_s": 5.0})
+    assert n.params.drift_t0_s == 5.0 and n.params.read_noise == "gaussian"
+    assert make_backend("emulator", 10).params.read_noise == "1/f"  # the default preset
+    with pytest.raises(ConfigError, match="unknown PCM parameter"):
+        make_backend("emulator", 10, emulator={"pink_noise": 1})
+    with pytest.raises(ConfigError, match=r"\[emulator\].*no emulator"):
+        make_backend("fitted:m.h5", 10, emulator={"read_noise": "none"})
